@@ -1,0 +1,32 @@
+"""bayesgmm: uncertainty-aware clustering with Gaussian mixture models.
+
+Fit a mixture by EM (:class:`EMGMM`) or as a Bayesian model in PyMC
+(:class:`BayesGMM`); both return a :class:`GMMResult`.
+"""
+
+from bayesgmm import datasets
+from bayesgmm.estimators import EMGMM
+from bayesgmm.exceptions import ConvergenceWarning, DiagnosticsWarning, DifferentModelError
+from bayesgmm.results import GMMResult, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EMGMM",
+    "ConvergenceWarning",
+    "DiagnosticsWarning",
+    "DifferentModelError",
+    "GMMResult",
+    "__version__",
+    "datasets",
+    "load",
+]
+
+
+def __getattr__(name: str):
+    # The Bayesian estimator imports PyMC, which is slow: load it on first use.
+    if name == "BayesGMM":
+        from bayesgmm.bayes import BayesGMM
+
+        return BayesGMM
+    raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")

@@ -1,0 +1,198 @@
+"""Input checks shared by every estimator (NumPy and pandas only).
+
+Each ``check_*``/``validate_*`` function returns the normalised value or raises
+a ``ValueError`` that names the parameter, what was expected, what was given
+and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import check_array
+
+from bayesgmm._constants import COVARIANCE_TYPES
+
+__all__ = [
+    "check_X",
+    "feature_names_of",
+    "validate_choice",
+    "validate_covariance_type",
+    "validate_int",
+    "validate_positive",
+    "validate_prob",
+]
+
+
+def feature_names_of(X: Any, n_features: int) -> list[str]:
+    """Return column names for ``X``: the DataFrame's, or ``x0, x1, ...``."""
+    if isinstance(X, pd.DataFrame):
+        return [str(c) for c in X.columns]
+    return [f"x{j}" for j in range(n_features)]
+
+
+def _check_dataframe_columns(X: pd.DataFrame) -> None:
+    bad = [str(c) for c, dt in X.dtypes.items() if not pd.api.types.is_numeric_dtype(dt)
+           or pd.api.types.is_bool_dtype(dt)]
+    if bad:
+        kinds = ", ".join(f"{c!r} ({X[c].dtype})" for c in bad)
+        raise ValueError(
+            f"X: every column must be numeric, but {len(bad)} column(s) are not: {kinds}. "
+            "Drop them or encode them as numbers before fitting, "
+            f"e.g. X.drop(columns={bad!r})."
+        )
+
+
+def _describe_non_finite(arr: np.ndarray, names: list[str] | None) -> str:
+    bad = ~np.isfinite(arr)
+    rows = np.flatnonzero(bad.any(axis=1))
+    cols = np.flatnonzero(bad.any(axis=0))
+    n_nan = int(np.isnan(arr).sum())
+    n_inf = int(bad.sum()) - n_nan
+    col_names = [names[j] if names else str(j) for j in cols[:5]]
+    more = "" if len(cols) <= 5 else f" and {len(cols) - 5} more"
+    return (
+        f"X contains {n_nan} NaN and {n_inf} inf value(s), in {len(rows)} row(s) "
+        f"(first: {rows[:5].tolist()}) and column(s) {col_names}{more}. "
+        "Missing values are not supported: drop or impute those rows before fitting."
+    )
+
+
+def check_X(
+    X: Any,
+    *,
+    n_components: int | None = None,
+    check_variance: bool = True,
+    name: str = "X",
+) -> np.ndarray:
+    """Validate data for fitting or prediction and return it as a float64 array.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        NumPy array, pandas DataFrame, or anything ``np.asarray`` accepts.
+    n_components : int, optional
+        When given, ``X`` must hold at least this many samples.
+    check_variance : bool, default=True
+        Reject columns whose values are all equal (a Gaussian fitted to them
+        is degenerate). Prediction skips this check.
+    name : str, default="X"
+        Name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_features)
+        C-contiguous float64 copy or view of ``X``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D, is empty, holds non-numeric, NaN or infinite
+        values, has fewer samples than ``n_components``, or has a column of
+        constant values.
+
+    Examples
+    --------
+    >>> check_X([[0.0, 1.0], [1.0, 0.0]]).shape
+    (2, 2)
+    """
+    names = None
+    if isinstance(X, pd.DataFrame):
+        _check_dataframe_columns(X)
+        names = feature_names_of(X, X.shape[1])
+    elif isinstance(X, pd.Series):
+        raise ValueError(
+            f"{name} must be 2-D of shape (n_samples, n_features), got a pandas Series of "
+            f"length {len(X)}. Use a DataFrame, e.g. series.to_frame(), for one feature."
+        )
+    if not hasattr(X, "ndim") and not hasattr(X, "__array__") and not hasattr(X, "tocsr"):
+        X_probe = np.asarray(X, dtype=object)
+    else:
+        X_probe = X
+    ndim = getattr(X_probe, "ndim", None)
+    if ndim is not None and ndim != 2 and not hasattr(X_probe, "tocsr"):
+        shape = getattr(X_probe, "shape", None)
+        hint = " Reshape with X.reshape(-1, 1) for one feature." if ndim == 1 else ""
+        raise ValueError(
+            f"{name} must be 2-D of shape (n_samples, n_features), got a {ndim}-D array "
+            f"of shape {shape}.{hint}"
+        )
+    try:
+        arr = check_array(X, dtype=np.float64, ensure_all_finite=False, order="C",
+                          ensure_min_samples=1, ensure_min_features=1, input_name=name)
+    except TypeError as err:  # sparse input
+        raise TypeError(
+            f"{name}: sparse matrices are not supported by Gaussian mixtures; "
+            "convert with X.toarray() first."
+        ) from err
+    except ValueError as err:
+        msg = str(err)
+        if "could not convert" in msg or "dtype" in msg.lower() and "object" in msg.lower():
+            raise ValueError(
+                f"{name} must hold numbers only; converting it to float64 failed: {msg}"
+            ) from err
+        raise
+    if not np.isfinite(arr).all():
+        raise ValueError(_describe_non_finite(arr, names))
+    n_samples = arr.shape[0]
+    if n_components is not None and n_samples < n_components:
+        sample_word = "1 sample" if n_samples == 1 else f"{n_samples} samples"
+        raise ValueError(
+            f"n_components={n_components} must be <= n_samples, but {name} has only "
+            f"{sample_word} (n_samples={n_samples}). Use fewer components or more data."
+        )
+    if check_variance:
+        if n_samples == 1:
+            raise ValueError(
+                f"{name} has 1 sample (n_samples=1): a Gaussian mixture needs at least 2 "
+                "samples to estimate a spread."
+            )
+        constant = np.flatnonzero(np.ptp(arr, axis=0) == 0)
+        if constant.size:
+            col_names = [names[j] if names else f"column {j}" for j in constant]
+            raise ValueError(
+                f"{name}: every column needs some spread, but {col_names} "
+                f"{'has' if len(col_names) == 1 else 'have'} a single repeated value "
+                "(zero variance). Drop constant columns before fitting."
+            )
+    return arr
+
+
+def validate_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int, requiring ``value >= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def validate_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, requiring it to be finite and positive."""
+    ok = isinstance(value, Real | np.floating | np.integer) and not isinstance(value, bool)
+    if ok:
+        ok = np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+    return float(value)
+
+
+def validate_prob(prob: Any, name: str = "prob") -> float:
+    """Return ``prob`` as a float in the interval (0, 1)."""
+    if not isinstance(prob, Real | np.floating) or not 0 < prob < 1:
+        raise ValueError(f"{name} must be a number in the open interval (0, 1), got {prob!r}.")
+    return float(prob)
+
+
+def validate_choice(value: Any, name: str, choices: tuple[str, ...] | list[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a clear ``ValueError``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def validate_covariance_type(covariance_type: Any) -> str:
+    """Return ``covariance_type`` if it is one of full, tied, diag, spherical."""
+    return validate_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)

@@ -1,0 +1,467 @@
+"""PyMC model of a Gaussian mixture with the labels marginalized.
+
+The model is written once for all components (no Python loop over components)
+and works on standardized data: ``Z = (X - center) / scale``.  Every
+hyperparameter, and the data, is a :func:`pymc.Data` container, so the same
+compiled log-density can be reused for any data set and any prior setting of
+the same ``(n_components, n_features, covariance_type)``; only those three
+numbers change the graph.
+
+Parameterization (standardized units)
+-------------------------------------
+- ``w ~ Dirichlet(weights_concentration)``, shape ``(K,)``.
+- ``mu_std ~ Normal(means_loc, means_scale)``, shape ``(K, D)``.
+- ``sd_std ~ HalfNormal(sd_scale)``: shape ``(K, D)`` (full, diag), ``(K,)``
+  (spherical) or ``(D,)`` (tied).
+- ``cpc_u ~ Beta(a_j, a_j)`` with ``a_j = lkj_eta + (D - 2 - j) / 2`` for the
+  pair ``(i, j)``, ``j < i``: the canonical partial correlations
+  ``z = 2 u - 1`` of the C-vine.  Drawn this way, the correlation matrix built
+  from ``z`` follows exactly ``LKJ(lkj_eta)`` (Lewandowski, Kurowicka and Joe,
+  2009, "vine method"), so ``diag(sd_std) @ cholesky(corr)`` has the
+  distribution of ``LKJCholeskyCov(eta, sd_dist=HalfNormal(sd_scale))``.
+  PyMC's ``LKJCholeskyCov`` has no batched log-density, which is why the
+  partial correlations are written out here.
+- Likelihood: ``pm.Potential("loglik", sum_n logsumexp_k [log w_k +
+  log N(z_n | mu_k, Sigma_k)])``.  The pointwise marginal log-likelihood in
+  data units is recomputed from the draws with NumPy
+  (:func:`bayesgmm.posterior.pointwise_log_likelihood`), which avoids a second
+  compiled graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "PRIOR_KEYS",
+    "ModelData",
+    "build_gmm_model",
+    "model_data",
+    "resolve_priors",
+]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+#: Prior keys accepted by ``priors=``, with a one-line meaning each.
+PRIOR_KEYS: dict[str, str] = {
+    "weights_concentration": (
+        "Dirichlet concentration of the weights: float > 0 or array (n_components,); default 1.0"
+    ),
+    "means_loc": "centre of the Normal prior of the means, data units; default: the data mean",
+    "means_scale": (
+        "scale of the Normal prior of the means, data units, > 0; default: 2 x the data sd"
+    ),
+    "sd_scale": (
+        "scale of the HalfNormal prior of the component standard deviations, data units, > 0;"
+        " default: the data sd"
+    ),
+    "lkj_eta": "LKJ shape of the correlations (full, tied), float > 0; default 2.0",
+}
+
+_DEFAULT_MEANS_SCALE = 2.0
+_DEFAULT_LKJ_ETA = 2.0
+_DEFAULT_CONCENTRATION = 1.0
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Values of the :func:`pymc.Data` containers of a model.
+
+    Attributes
+    ----------
+    X_std : ndarray of shape (n_samples, n_features)
+        Standardized data ``(X - center) / scale``.
+    center : ndarray of shape (n_features,)
+        Data mean used for standardizing.
+    scale : ndarray of shape (n_features,)
+        Data standard deviation used for standardizing (1 where it is 0).
+    weights_concentration : ndarray of shape (n_components,)
+        Dirichlet concentration.
+    means_loc : ndarray of shape (n_features,)
+        Prior centre of the means, standardized units.
+    means_scale : ndarray of shape (n_features,)
+        Prior scale of the means, standardized units.
+    sd_scale : ndarray of shape (n_features,)
+        HalfNormal scale of the standard deviations, standardized units.
+    lkj_eta : float
+        LKJ shape.
+    reg_diag : ndarray of shape (n_features,)
+        ``reg_covar`` in standardized units, added to every variance.
+    """
+
+    X_std: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    weights_concentration: np.ndarray
+    means_loc: np.ndarray
+    means_scale: np.ndarray
+    sd_scale: np.ndarray
+    lkj_eta: float
+    reg_diag: np.ndarray
+
+    def data_dict(self) -> dict[str, np.ndarray]:
+        """Return the values keyed by the names of the model's data containers.
+
+        Returns
+        -------
+        dict
+            ``{name: value}`` for ``X_std``, ``weights_concentration``,
+            ``means_loc``, ``means_scale``, ``sd_scale``, ``lkj_eta`` and ``reg_diag``.
+        """
+        return {
+            "X_std": self.X_std,
+            "weights_concentration": self.weights_concentration,
+            "means_loc": self.means_loc,
+            "means_scale": self.means_scale,
+            "sd_scale": self.sd_scale,
+            "lkj_eta": np.asarray(self.lkj_eta, dtype=float),
+            "reg_diag": self.reg_diag,
+        }
+
+
+def _positive_array(name: str, value: Any, size: int, what: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        arr = np.full(size, float(arr))
+    if arr.shape != (size,):
+        raise ValueError(
+            f"priors[{name!r}] must be a float or an array of shape ({size},) ({what}); "
+            f"got shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"priors[{name!r}] must be finite and > 0; got {value!r}. "
+            "Concentrations and scales are positive numbers."
+        )
+    return arr
+
+
+def resolve_priors(
+    priors: Mapping[str, Any] | None, n_components: int, n_features: int
+) -> dict[str, Any]:
+    """Check a ``priors=`` mapping and fill in the defaults.
+
+    Parameters
+    ----------
+    priors : mapping or None
+        User settings; keys must be among :data:`PRIOR_KEYS`.
+    n_components : int
+        Number of mixture components.
+    n_features : int
+        Number of features.
+
+    Returns
+    -------
+    dict
+        The given settings as float arrays (``weights_concentration`` of shape
+        ``(n_components,)``, ``means_loc``, ``means_scale`` and ``sd_scale`` of
+        shape ``(n_features,)`` or None for the data-based default,
+        ``lkj_eta`` a float).
+
+    Raises
+    ------
+    ValueError
+        On an unknown key or a non-positive concentration or scale.
+
+    Examples
+    --------
+    >>> resolve_priors({"lkj_eta": 1.0}, 2, 2)["lkj_eta"]
+    1.0
+    """
+    priors = {} if priors is None else dict(priors)
+    if not isinstance(priors, dict):
+        raise ValueError(f"priors must be a mapping or None; got {type(priors).__name__}.")
+    unknown = sorted(set(priors) - set(PRIOR_KEYS))
+    if unknown:
+        raise ValueError(
+            f"Unknown prior name(s) {unknown} in priors; expected keys among "
+            f"{sorted(PRIOR_KEYS)}."
+        )
+    out: dict[str, Any] = {
+        "weights_concentration": _positive_array(
+            "weights_concentration",
+            priors.get("weights_concentration", _DEFAULT_CONCENTRATION),
+            n_components,
+            "one per component",
+        ),
+        "means_loc": None,
+        "means_scale": None,
+        "sd_scale": None,
+        "lkj_eta": _DEFAULT_LKJ_ETA,
+    }
+    if priors.get("means_loc") is not None:
+        loc = np.asarray(priors["means_loc"], dtype=float)
+        loc = np.full(n_features, float(loc)) if loc.ndim == 0 else loc
+        if loc.shape != (n_features,) or not np.all(np.isfinite(loc)):
+            raise ValueError(
+                f"priors['means_loc'] must be a finite float or array of shape ({n_features},); "
+                f"got {priors['means_loc']!r}."
+            )
+        out["means_loc"] = loc
+    for key in ("means_scale", "sd_scale"):
+        if priors.get(key) is not None:
+            out[key] = _positive_array(key, priors[key], n_features, "one per feature")
+    if "lkj_eta" in priors:
+        eta = priors["lkj_eta"]
+        if not np.isscalar(eta) or not np.isfinite(float(eta)) or float(eta) <= 0:
+            raise ValueError(f"priors['lkj_eta'] must be a float > 0; got {eta!r}.")
+        out["lkj_eta"] = float(eta)
+    return out
+
+
+def model_data(
+    X: np.ndarray,
+    n_components: int,
+    priors: Mapping[str, Any] | None = None,
+    reg_covar: float = 1e-6,
+) -> ModelData:
+    """Standardize the data and express the priors in standardized units.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data (already validated).
+    n_components : int
+        Number of mixture components.
+    priors : mapping or None, default=None
+        See :data:`PRIOR_KEYS`.
+    reg_covar : float, default=1e-6
+        Non-negative floor added to the diagonal of every covariance, data units.
+
+    Returns
+    -------
+    ModelData
+        Values for the model's data containers.
+
+    Examples
+    --------
+    >>> md = model_data(np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 8.0]]), 2)
+    >>> md.X_std.mean(axis=0).round(12).tolist()
+    [0.0, 0.0]
+    """
+    X = np.asarray(X, dtype=float)
+    n_features = X.shape[1]
+    if not np.isfinite(reg_covar) or reg_covar < 0:
+        raise ValueError(f"reg_covar must be a float >= 0; got {reg_covar!r}.")
+    p = resolve_priors(priors, n_components, n_features)
+    center = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    loc = np.zeros(n_features) if p["means_loc"] is None else (p["means_loc"] - center) / scale
+    mscale = (
+        np.full(n_features, _DEFAULT_MEANS_SCALE)
+        if p["means_scale"] is None
+        else p["means_scale"] / scale
+    )
+    sscale = np.ones(n_features) if p["sd_scale"] is None else p["sd_scale"] / scale
+    return ModelData(
+        X_std=(X - center) / scale,
+        center=center,
+        scale=scale,
+        weights_concentration=p["weights_concentration"],
+        means_loc=loc,
+        means_scale=mscale,
+        sd_scale=sscale,
+        lkj_eta=p["lkj_eta"],
+        reg_diag=float(reg_covar) / scale**2,
+    )
+
+
+def _pair_index(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each strictly-lower pair ``(i, j)``, row by row."""
+    rows, cols = np.tril_indices(n_features, k=-1)
+    return rows, cols
+
+
+def _corr_cholesky(z: pt.TensorVariable, n_features: int) -> list[list[Any]]:
+    """Cholesky factor of a correlation matrix from its C-vine partial correlations.
+
+    ``z`` has the pairs on its last axis; the result is a ``D x D`` nested list
+    of tensors (batched like ``z[..., 0]``), ``None`` above the diagonal.
+    """
+    rows, cols = _pair_index(n_features)
+    pos = {(int(i), int(j)): p for p, (i, j) in enumerate(zip(rows, cols, strict=True))}
+    one = pt.ones_like(z[..., 0]) if n_features > 1 else None
+    C: list[list[Any]] = [[None] * n_features for _ in range(n_features)]
+    for i in range(n_features):
+        rem = None  # prod_{k<j} (1 - z_ik^2)
+        for j in range(i):
+            zij = z[..., pos[(i, j)]]
+            C[i][j] = zij if rem is None else zij * pt.sqrt(rem)
+            factor = 1.0 - zij**2
+            rem = factor if rem is None else rem * factor
+        C[i][i] = one if rem is None else pt.sqrt(rem)
+    return C
+
+
+def _regularized_cholesky(
+    C: list[list[Any]], sd: pt.TensorVariable, reg: pt.TensorVariable, n_features: int
+) -> list[list[Any]]:
+    """Cholesky factor of ``diag(sd) C C^T diag(sd) + diag(reg)``, unrolled.
+
+    ``sd`` has the features on its last axis; every entry of the result is
+    batched like ``sd[..., 0]``.  The floor ``reg`` bounds every eigenvalue
+    away from zero, which keeps the posterior proper (a component cannot
+    collapse onto a single point or a line of points).
+    """
+    D = n_features
+
+    def cov(i: int, j: int) -> Any:
+        s = 0.0
+        for k in range(min(i, j) + 1):
+            s = s + C[i][k] * C[j][k]
+        s = sd[..., i] * sd[..., j] * s
+        return s + reg[i] if i == j else s
+
+    L: list[list[Any]] = [[None] * D for _ in range(D)]
+    for i in range(D):
+        for j in range(i + 1):
+            acc = cov(i, j)
+            for k in range(j):
+                acc = acc - L[i][k] * L[j][k]
+            L[i][j] = pt.sqrt(acc) if i == j else acc / L[j][j]
+    return L
+
+
+def build_gmm_model(
+    X: np.ndarray,
+    n_components: int,
+    covariance_type: str = "full",
+    priors: Mapping[str, Any] | None = None,
+    reg_covar: float = 1e-6,
+) -> pm.Model:
+    """Build the PyMC model of a Gaussian mixture with marginalized labels.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Data (already validated: float, finite, 2-D).
+    n_components : int
+        Number of mixture components ``K``.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure of the components.
+    priors : mapping or None, default=None
+        Prior settings, keys among :data:`PRIOR_KEYS`:
+
+        ============================  ===============================================
+        key                           meaning (default)
+        ============================  ===============================================
+        ``weights_concentration``     Dirichlet alpha, float or (K,) (1.0)
+        ``means_loc``                 Normal centre of the means (data mean)
+        ``means_scale``               Normal scale of the means (2 x data sd)
+        ``sd_scale``                  HalfNormal scale of the component sds (data sd)
+        ``lkj_eta``                   LKJ shape of the correlations (2.0)
+        ============================  ===============================================
+
+    reg_covar : float, default=1e-6
+        Non-negative floor added to the diagonal of every covariance (data
+        units), as in scikit-learn; it keeps the posterior proper.
+
+    Returns
+    -------
+    pymc.Model
+        Free variables ``w`` (K,), ``mu_std`` (K, D), ``sd_std`` and, for
+        ``full``/``tied`` with ``D > 1``, ``cpc_u``; data containers ``X_std``,
+        ``weights_concentration``, ``means_loc``, ``means_scale``, ``sd_scale``,
+        ``lkj_eta``; a potential ``loglik``.  The standardization is stored in
+        ``model.bayesgmm_center`` and ``model.bayesgmm_scale``.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``covariance_type`` or prior name, or a non-positive
+        concentration or scale.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> model = build_gmm_model(rng.normal(size=(20, 2)), 2, "diag")
+    >>> sorted(v.name for v in model.free_RVs)
+    ['mu_std', 'sd_std', 'w']
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}.")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+    K = int(n_components)
+    if K < 1:
+        raise ValueError(f"n_components must be an integer >= 1; got {n_components!r}.")
+    D = X.shape[1]
+    md = model_data(X, K, priors, reg_covar)
+    n_pairs = D * (D - 1) // 2
+
+    with pm.Model(check_bounds=False) as model:
+        Z = pm.Data("X_std", md.X_std)
+        alpha = pm.Data("weights_concentration", md.weights_concentration)
+        m_loc = pm.Data("means_loc", md.means_loc)
+        m_scale = pm.Data("means_scale", md.means_scale)
+        s_scale = pm.Data("sd_scale", md.sd_scale)
+        eta = pm.Data("lkj_eta", np.asarray(md.lkj_eta, dtype=float))
+
+        w = pm.Dirichlet("w", a=alpha, shape=(K,))
+        mu = pm.Normal("mu_std", mu=m_loc, sigma=m_scale, shape=(K, D))
+
+        if covariance_type == "spherical":
+            sd = pm.HalfNormal("sd_std", sigma=pt.mean(s_scale), shape=(K,))
+        elif covariance_type == "tied":
+            sd = pm.HalfNormal("sd_std", sigma=s_scale, shape=(D,))
+        else:
+            sd = pm.HalfNormal("sd_std", sigma=s_scale, shape=(K, D))
+
+        reg = pm.Data("reg_diag", md.reg_diag)  # (D,) floor added to every variance
+        resid = Z[:, None, :] - mu[None, :, :]  # (N, K, D)
+
+        if covariance_type in ("full", "tied") and D > 1:
+            _, cols = _pair_index(D)
+            a = eta + (D - 2 - cols.astype(float)) / 2.0
+            batch = (K, n_pairs) if covariance_type == "full" else (n_pairs,)
+            cpc_u = pm.Beta("cpc_u", alpha=a, beta=a, shape=batch)
+            C = _corr_cholesky(2.0 * cpc_u - 1.0, D)
+            sd_b = sd if covariance_type == "full" else pt.shape_padleft(sd)  # (K|1, D)
+            L = _regularized_cholesky(C, sd_b, reg, D)
+            # forward substitution L y = resid, one feature row at a time (D rows,
+            # every component and point at once)
+            ys: list[Any] = []
+            sq = 0.0
+            log_det = 0.0
+            for i in range(D):
+                acc = resid[:, :, i]
+                for j in range(i):
+                    acc = acc - L[i][j] * ys[j]
+                ys.append(acc / L[i][i])
+                sq = sq + ys[i] ** 2
+                log_det = log_det + pt.log(L[i][i])
+            log_det = log_det * pt.ones((K,))
+        else:
+            if covariance_type == "spherical":
+                var = pt.shape_padright(sd**2) + reg[None, :]  # (K, D)
+            elif covariance_type == "tied":
+                var = pt.shape_padleft(sd**2 + reg) * pt.ones((K, 1))
+            else:
+                var = sd**2 + reg[None, :]
+            sq = pt.sum(resid**2 / var[None, :, :], axis=-1)
+            log_det = 0.5 * pt.sum(pt.log(var), axis=-1)
+
+        log_comp = (
+            pt.log(w)[None, :] - 0.5 * sq - log_det[None, :] - 0.5 * D * np.log(2.0 * np.pi)
+        )
+        pm.Potential("loglik", pt.sum(pt.logsumexp(log_comp, axis=1)))
+
+    model.bayesgmm_center = md.center  # type: ignore[attr-defined]
+    model.bayesgmm_scale = md.scale  # type: ignore[attr-defined]
+    model.bayesgmm_spec = {  # type: ignore[attr-defined]
+        "n_components": K,
+        "n_features": D,
+        "covariance_type": covariance_type,
+    }
+    return model

@@ -1,0 +1,764 @@
+"""Expectation-maximisation for Gaussian mixtures, in NumPy and SciPy only.
+
+The engine is functional: :class:`EMState` holds the parameters,
+:func:`run_em` iterates from a given state and returns the new state with an
+:class:`EMInfo`. The estimator in :mod:`bayesgmm.estimators` wraps it.
+
+Each iteration is one pass over the data, in row chunks that fit in cache:
+for each chunk the E-step computes all components' log-densities together
+(one matrix product through the Cholesky factors of the precisions), turns
+them into responsibilities with an in-place log-sum-exp, and accumulates the
+sufficient statistics (sums of responsibilities, of ``r x`` and of ``r x x^T``)
+from which the M-step builds the next parameters. The data are centred on
+their mean inside the pass, so the second-moment formula for the covariances
+does not lose precision when the data sit far from the origin.
+
+Shapes follow scikit-learn's conventions, by ``covariance_type``:
+
+============  ==========================  ==========================
+type          covariances                 precisions_cholesky
+============  ==========================  ==========================
+"full"        (n_components, D, D)        (n_components, D, D)
+"tied"        (D, D)                      (D, D)
+"diag"        (n_components, D)           (n_components, D)
+"spherical"   (n_components,)             (n_components,)
+============  ==========================  ==========================
+
+``precisions_cholesky`` is the upper-triangular ``U`` with ``precision = U U^T``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import numpy as np
+from scipy import linalg
+from threadpoolctl import threadpool_limits
+
+__all__ = [
+    "EMInfo",
+    "EMState",
+    "collapsed_components",
+    "covariances_from_precisions",
+    "e_step",
+    "estimate_log_gaussian_prob",
+    "full_covariances",
+    "init_state",
+    "kmeans",
+    "log_likelihood",
+    "m_step",
+    "precision_cholesky",
+    "run_em",
+]
+
+LOG_2PI = np.log(2.0 * np.pi)
+#: Rows per chunk in a pass: keeps the (rows, K * D) work arrays in cache.
+_CHUNK_ELEMENTS = 1 << 16
+_FAILED_CHOLESKY = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+    "number of components, increase reg_covar (now {reg_covar:g}), or scale the input data."
+)
+
+
+class EMState(NamedTuple):
+    """Parameters of a Gaussian mixture, in scikit-learn's shapes."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariance_type: str
+
+
+class EMInfo(NamedTuple):
+    """What one EM run did.
+
+    ``lower_bound`` is the mean log-likelihood per sample at the parameters
+    that entered the last iteration (scikit-learn's ``lower_bound_``);
+    ``trace`` holds that value for every iteration.
+    """
+
+    converged: bool
+    n_iter: int
+    lower_bound: float
+    trace: np.ndarray
+
+
+# --------------------------------------------------------------------------
+# Cholesky factors and parameter counts
+# --------------------------------------------------------------------------
+
+
+def precision_cholesky(
+    covariances: np.ndarray, covariance_type: str, reg_covar: float = 0.0
+) -> np.ndarray:
+    """Return the upper-triangular Cholesky factors of the precisions.
+
+    Parameters
+    ----------
+    covariances : ndarray
+        Covariances in the shape of ``covariance_type`` (see module table).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance parametrisation.
+    reg_covar : float, default=0.0
+        Only used in the error message.
+
+    Returns
+    -------
+    ndarray
+        ``U`` such that ``inv(cov) = U @ U.T``, same shape as ``covariances``.
+
+    Raises
+    ------
+    ValueError
+        If a covariance is not positive definite.
+    """
+    if covariance_type in ("diag", "spherical"):
+        if np.any(~np.isfinite(covariances)) or np.any(covariances <= 0.0):
+            raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar))
+        return 1.0 / np.sqrt(covariances)
+    covs = covariances[None] if covariance_type == "tied" else covariances
+    if not np.isfinite(covs).all():
+        raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar))
+    try:
+        chol = np.linalg.cholesky(covs)
+    except np.linalg.LinAlgError:
+        raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
+    # inv(cov) = inv(L)^T inv(L), so U = inv(L)^T is upper triangular with U U^T = inv(cov)
+    out = np.triu(np.linalg.inv(chol).transpose(0, 2, 1))
+    return out[0] if covariance_type == "tied" else out
+
+
+def covariances_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Invert user-given precisions (scikit-learn's ``precisions_init``) to covariances."""
+    if covariance_type in ("diag", "spherical"):
+        return 1.0 / precisions
+    if covariance_type == "tied":
+        return linalg.inv(precisions)
+    return np.stack([linalg.inv(p) for p in precisions])
+
+
+def full_covariances(covariances: np.ndarray, covariance_type: str, n_components: int,
+                     n_features: int) -> np.ndarray:
+    """Expand any covariance parametrisation to ``(n_components, D, D)`` matrices."""
+    if covariance_type == "full":
+        return np.array(covariances, dtype=float)
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances, (n_components, n_features, n_features)).copy()
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in covariances])
+    return covariances[:, None, None] * np.eye(n_features)[None]
+
+
+def collapsed_components(state: EMState, n_samples: int, reg_covar: float) -> np.ndarray:
+    """Indices of components that have collapsed onto a few points.
+
+    A component is collapsed when it holds fewer points than its covariance
+    needs (``D + 1`` for a full matrix, 2 for diagonal or spherical), or when
+    its smallest covariance eigenvalue is within a factor 2 of ``reg_covar``,
+    i.e. the regularisation, not the data, sets its spread. Such solutions
+    (spurious near-singular maxima, common with rounded data) have a high
+    likelihood that says nothing about clusters.
+
+    Returns
+    -------
+    ndarray of int
+    """
+    k, d = state.means.shape
+    counts = state.weights * n_samples
+    kind = state.covariance_type
+    need = d + 1 if kind == "full" else (1 if kind == "tied" else 2)
+    covs = full_covariances(state.covariances, kind, k, d)
+    smallest = np.linalg.eigvalsh(covs)[:, 0]
+    floor = 2.0 * reg_covar if reg_covar > 0 else 0.0
+    return np.flatnonzero((counts < need) | (smallest <= floor))
+
+
+def _log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
+    """Log-determinant of the precision Cholesky factor (``0.5 log det precision``)."""
+    if covariance_type == "full":
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    if covariance_type == "tied":
+        return np.log(np.diag(prec_chol)).sum()
+    if covariance_type == "diag":
+        return np.log(prec_chol).sum(axis=1)
+    return n_features * np.log(prec_chol)
+
+
+# --------------------------------------------------------------------------
+# Working coordinates: EM runs on centred and scaled data
+# --------------------------------------------------------------------------
+
+
+class _Frame(NamedTuple):
+    """Affine map to the working coordinates ``z = (x - center) / scale``.
+
+    EM is equivariant under this map, so it runs on ``z``, where sums of
+    squares neither overflow nor cancel, and parameters are mapped back.
+    ``scale`` is per column, except for spherical covariances, which a
+    per-column scaling would make non-spherical: they use one common scale.
+    """
+
+    center: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def of(cls, X: np.ndarray, covariance_type: str) -> _Frame:
+        center = X.mean(axis=0)
+        sd = X.std(axis=0)
+        if covariance_type == "spherical":
+            sd = np.full_like(sd, np.sqrt(np.mean(sd**2)))
+        sd[~(sd > 0)] = 1.0
+        return cls(center, sd)
+
+    def rows(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:
+        z = X[start:stop] - self.center
+        z /= self.scale
+        return z
+
+    @property
+    def log_jacobian(self) -> float:
+        return float(np.log(self.scale).sum())
+
+    def reg(self, reg_covar: float) -> np.ndarray:
+        """``reg_covar`` (added in data units) expressed in working units."""
+        return reg_covar / self.scale**2
+
+    def to_work(self, state: EMState) -> EMState:
+        return self._map(state, 1.0 / self.scale, (state.means - self.center) / self.scale)
+
+    def to_data(self, state: EMState) -> EMState:
+        return self._map(state, self.scale, state.means * self.scale + self.center)
+
+    @staticmethod
+    def _map(state: EMState, s: np.ndarray, means: np.ndarray) -> EMState:
+        cov, pc, kind = state.covariances, state.precisions_cholesky, state.covariance_type
+        if kind == "full":
+            cov = cov * s[None, :, None] * s[None, None, :]
+            pc = pc / s[None, :, None]
+        elif kind == "tied":
+            cov = cov * s[:, None] * s[None, :]
+            pc = pc / s[:, None]
+        elif kind == "diag":
+            cov, pc = cov * s**2, pc / s
+        else:
+            cov, pc = cov * s[0] ** 2, pc / s[0]
+        return EMState(state.weights, means, cov, pc, kind)
+
+
+# --------------------------------------------------------------------------
+# E-step
+# --------------------------------------------------------------------------
+
+#: Above this bound on ``max |z|^2 * lambda_max(precision)`` the expanded
+#: quadratic form ``z'Pz - 2 mu'Pz + mu'P mu`` could lose more than ~1e-8 to
+#: cancellation, and the full-covariance kernel projects through the Cholesky
+#: factors instead (twice the arithmetic, exact).
+_EXPANSION_BOUND = 1e8
+
+
+class _Kernel:
+    """Per-iteration constants for the log-densities of one state (working units)."""
+
+    def __init__(self, state: EMState, max_sq_norm: float):
+        self.type = kind = state.covariance_type
+        k, d = state.means.shape
+        self.n_components, self.n_features = k, d
+        pc, means = state.precisions_cholesky, state.means
+        const = np.log(state.weights) + _log_det_cholesky(pc, kind, d) - 0.5 * d * LOG_2PI
+        self.expanded = True
+        if kind == "full":
+            bound = max_sq_norm * np.einsum("kij,kij->k", pc, pc).max()
+            self.expanded = bool(bound < _EXPANSION_BOUND)
+        if kind == "full" and self.expanded:
+            prec = pc @ pc.transpose(0, 2, 1)
+            iu, ju = np.triu_indices(d)
+            self.quad = np.ascontiguousarray((prec[:, iu, ju] * np.where(iu == ju, -0.5, -1.0)).T)
+            self.lin = np.ascontiguousarray(np.einsum("kij,kj->ik", prec, means))
+            const -= 0.5 * np.einsum("ki,ki->k", means, self.lin.T)
+        elif kind == "full":
+            self.proj = np.ascontiguousarray(pc.transpose(1, 0, 2).reshape(d, k * d))
+            self.offset = np.einsum("kd,kde->ke", means, pc).reshape(k * d)
+        elif kind == "tied":
+            self.proj = pc
+            offset = means @ pc
+            self.lin = np.ascontiguousarray(offset.T)
+            const -= 0.5 * np.einsum("kd,kd->k", offset, offset)
+        else:
+            prec = pc**2 if kind == "diag" else np.repeat((pc**2)[:, None], d, axis=1)
+            self.quad = np.ascontiguousarray(-0.5 * prec.T)
+            self.lin = np.ascontiguousarray((means * prec).T)
+            const -= 0.5 * np.sum(means**2 * prec, axis=1)
+        self.const = const
+        self.centers = None if self.expanded else means
+
+    def weighted_log_prob(self, z: np.ndarray, z2: np.ndarray | None) -> np.ndarray:
+        """``log w_k + log N(z | mu_k, Sigma_k)`` for working rows ``z``.
+
+        ``z2`` holds the products the expanded form needs (see :func:`_squares`).
+        """
+        if self.type == "full" and not self.expanded:
+            n, k, d = z.shape[0], self.n_components, self.n_features
+            y = z @ self.proj
+            y -= self.offset
+            np.square(y, out=y)
+            out = y.reshape(n, k, d).sum(axis=2)
+            out *= -0.5
+        elif self.type == "tied":
+            y = z @ self.proj
+            out = y @ self.lin
+            out -= 0.5 * np.einsum("nd,nd->n", y, y)[:, None]
+        else:
+            out = z2 @ self.quad
+            out += z @ self.lin
+        out += self.const
+        return out
+
+
+def _squares(z: np.ndarray, kind: str, buf: np.ndarray | None = None) -> np.ndarray:
+    """Second-order products of each row: upper triangle of ``z z^T`` (full) or ``z**2``."""
+    if kind != "full":
+        return z * z
+    n, d = z.shape
+    out = np.empty((n, d * (d + 1) // 2)) if buf is None else buf[:n]
+    col = 0
+    for i in range(d):
+        np.multiply(z[:, i : i + 1], z[:, i:], out=out[:, col : col + d - i])
+        col += d - i
+    return out
+
+
+def _normalise_inplace(wlp: np.ndarray) -> np.ndarray:
+    """Turn weighted log-probabilities into responsibilities in place.
+
+    Returns the per-row log-likelihood ``logsumexp(wlp, axis=1)``.
+    """
+    top = wlp.max(axis=1, keepdims=True)
+    wlp -= top
+    np.exp(wlp, out=wlp)
+    total = wlp.sum(axis=1, keepdims=True)
+    wlp /= total
+    return (np.log(total) + top)[:, 0]
+
+
+# --------------------------------------------------------------------------
+# M-step
+# --------------------------------------------------------------------------
+
+
+class _Stats:
+    """Sufficient statistics of working rows, accumulated chunk by chunk.
+
+    For full covariances projected through Cholesky factors the second
+    moments are taken about the previous means (``centers``), which keeps
+    the covariance formula exact for very tight components.
+    """
+
+    def __init__(self, n_components: int, n_features: int, kind: str, centers=None):
+        k, d = n_components, n_features
+        self.type, self.centers = kind, centers
+        self.nk = np.zeros(k)
+        self.sx = np.zeros((k, d))
+        if kind == "full" and centers is None:
+            self.sxx = np.zeros((k, d * (d + 1) // 2))
+        else:
+            shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k, d)}
+            self.sxx = np.zeros(shape[kind])
+
+    def add(self, z: np.ndarray, z2: np.ndarray | None, resp: np.ndarray) -> None:
+        self.nk += resp.sum(axis=0)
+        if self.centers is not None:
+            for j, center in enumerate(self.centers):
+                diff = z - center
+                weighted = diff * resp[:, j : j + 1]
+                self.sx[j] += weighted.sum(axis=0)
+                self.sxx[j] += weighted.T @ diff
+            return
+        self.sx += resp.T @ z
+        if self.type == "tied":
+            self.sxx += z.T @ z
+        else:
+            self.sxx += resp.T @ z2
+
+    def merge(self, other: _Stats) -> _Stats:
+        self.nk += other.nk
+        self.sx += other.sx
+        self.sxx += other.sxx
+        return self
+
+    def m_step(self, reg: np.ndarray) -> EMState:
+        """Parameters that maximise the expected log-likelihood (working units)."""
+        eps = 10 * np.finfo(float).eps
+        nk = self.nk + eps
+        delta = self.sx / nk[:, None]
+        k, d = delta.shape
+        diag = np.arange(d)
+        if self.type == "full":
+            if self.centers is None:
+                second = np.empty((k, d, d))
+                iu, ju = np.triu_indices(d)
+                second[:, iu, ju] = self.sxx
+                second[:, ju, iu] = self.sxx
+            else:
+                second = 0.5 * (self.sxx + self.sxx.transpose(0, 2, 1))
+            covs = second / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+            covs[:, diag, diag] += reg
+        elif self.type == "tied":
+            covs = self.sxx - (nk[:, None] * delta).T @ delta
+            covs = 0.5 * (covs + covs.T) / nk.sum()
+            covs[diag, diag] += reg
+        else:
+            covs = self.sxx / nk[:, None] - delta**2 + reg
+            if self.type == "spherical":
+                covs = covs.mean(axis=1)
+        means = delta if self.centers is None else self.centers + delta
+        return EMState(
+            weights=nk / nk.sum(),
+            means=means,
+            covariances=covs,
+            precisions_cholesky=precision_cholesky(covs, self.type),
+            covariance_type=self.type,
+        )
+
+
+# --------------------------------------------------------------------------
+# Passes over the data
+# --------------------------------------------------------------------------
+
+#: Work below this many row-component-feature products runs in one thread.
+_PARALLEL_MIN_WORK = 1 << 20
+
+
+def _n_workers(n: int, n_components: int, n_features: int) -> int:
+    if n * n_components * n_features < _PARALLEL_MIN_WORK:
+        return 1
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _chunk_rows(n_components: int, n_features: int) -> int:
+    return max(256, _CHUNK_ELEMENTS // max(1, n_components * n_features))
+
+
+class _Pass:
+    """Runs fused E/M passes over ``X`` in working units, in row blocks across threads."""
+
+    def __init__(self, X: np.ndarray, frame: _Frame, n_components: int, kind: str):
+        self.X, self.frame, self.type = X, frame, kind
+        n, d = X.shape
+        self.step = _chunk_rows(n_components, d)
+        self.workers = _n_workers(n, n_components, d)
+        bounds = np.linspace(0, n, self.workers + 1).astype(int)
+        self.blocks = list(itertools.pairwise(bounds.tolist()))
+        self.max_sq_norm = 0.0
+        for a in range(0, n, self.step):
+            z = frame.rows(X, a, a + self.step)
+            self.max_sq_norm = max(self.max_sq_norm, float(np.einsum("nd,nd->n", z, z).max()))
+        self._limits = threadpool_limits(1) if self.workers > 1 else None
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self._limits.restore_original_limits()
+
+    def _block(self, kernel: _Kernel, start: int, stop: int, stats: _Stats | None,
+               resp_out: np.ndarray | None, ll_out: np.ndarray | None) -> float:
+        total = 0.0
+        buf = None
+        for a in range(start, stop, self.step):
+            b = min(stop, a + self.step)
+            z = self.frame.rows(self.X, a, b)
+            z2 = None
+            if kernel.expanded and self.type != "tied":
+                z2 = _squares(z, self.type, buf)
+                buf = z2 if buf is None else buf
+            resp = kernel.weighted_log_prob(z, z2)
+            row_ll = _normalise_inplace(resp)
+            total += float(row_ll.sum())
+            if stats is not None:
+                stats.add(z, z2, resp)
+            if resp_out is not None:
+                resp_out[a:b] = resp
+                ll_out[a:b] = row_ll
+        return total
+
+    def run(self, state: EMState, *, keep: bool = False):
+        """One pass at working-unit ``state``.
+
+        Returns the total log-likelihood (working units) and either the
+        merged sufficient statistics or, with ``keep=True``, the per-row
+        log-likelihoods and responsibilities.
+        """
+        kernel = _Kernel(state, self.max_sq_norm)
+        k, d = state.means.shape
+        n = self.X.shape[0]
+        resp = np.empty((n, k)) if keep else None
+        rows = np.empty(n) if keep else None
+        parts = [None if keep else _Stats(k, d, self.type, kernel.centers) for _ in self.blocks]
+        jobs = [(kernel, a, b, parts[i], resp, rows) for i, (a, b) in enumerate(self.blocks)]
+        if self.pool is None:
+            totals = [self._block(*job) for job in jobs]
+        else:
+            totals = list(self.pool.map(lambda job: self._block(*job), jobs))
+        if keep:
+            return sum(totals), rows, resp
+        stats = parts[0]
+        for other in parts[1:]:
+            stats.merge(other)
+        return sum(totals), stats
+
+
+def e_step(X: np.ndarray, state: EMState) -> tuple[np.ndarray, np.ndarray]:
+    """Responsibilities and per-row log-likelihood at ``state``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    state : EMState
+        Mixture parameters.
+
+    Returns
+    -------
+    log_lik : ndarray of shape (n_samples,)
+        ``log p(x_n)`` under the mixture.
+    resp : ndarray of shape (n_samples, n_components)
+        Posterior probability of each component for each row.
+    """
+    frame = _Frame.of(X, state.covariance_type)
+    runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
+    try:
+        _, rows, resp = runner.run(frame.to_work(state), keep=True)
+    finally:
+        runner.close()
+    return rows - frame.log_jacobian, resp
+
+
+def estimate_log_gaussian_prob(X: np.ndarray, state: EMState) -> np.ndarray:
+    """Log-densities ``log N(x_n | mu_k, Sigma_k)`` of every row under every component.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    state : EMState
+        Mixture parameters.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_components)
+    """
+    log_lik, resp = e_step(X, state)
+    with np.errstate(divide="ignore"):
+        return np.log(resp) + log_lik[:, None] - np.log(state.weights)
+
+
+def log_likelihood(X: np.ndarray, state: EMState) -> float:
+    """Total log-likelihood ``sum_n log p(x_n)`` of the data under ``state``."""
+    return float(e_step(X, state)[0].sum())
+
+
+def m_step(X: np.ndarray, resp: np.ndarray, covariance_type: str, reg_covar: float) -> EMState:
+    """Maximum-likelihood parameters given responsibilities.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities (rows sum to one).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance parametrisation.
+    reg_covar : float
+        Non-negative amount added to the diagonal of every covariance.
+
+    Returns
+    -------
+    EMState
+    """
+    frame = _Frame.of(X, covariance_type)
+    k, d = resp.shape[1], X.shape[1]
+    centers = None
+    if covariance_type == "full":  # exact second moments about each component's mean
+        z = frame.rows(X, 0, X.shape[0])
+        centers = (resp.T @ z) / (resp.sum(axis=0)[:, None] + 10 * np.finfo(float).eps)
+    stats = _Stats(k, d, covariance_type, centers)
+    step = _chunk_rows(k, d)
+    for a in range(0, X.shape[0], step):
+        z = frame.rows(X, a, a + step)
+        stats.add(z, None if centers is not None else _squares(z, covariance_type),
+                  resp[a : a + step])
+    try:
+        return frame.to_data(stats.m_step(frame.reg(reg_covar)))
+    except ValueError:
+        raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
+
+
+def run_em(
+    X: np.ndarray,
+    state: EMState,
+    *,
+    reg_covar: float,
+    tol: float,
+    max_iter: int,
+    callback=None,
+) -> tuple[EMState, EMInfo]:
+    """Iterate EM from ``state`` until the mean log-likelihood gains less than ``tol``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data (float64, finite).
+    state : EMState
+        Starting parameters.
+    reg_covar : float
+        Non-negative amount added to the diagonal of every covariance.
+    tol : float
+        Convergence threshold on the gain in mean log-likelihood per sample.
+    max_iter : int
+        Maximum number of iterations (0 returns ``state`` unchanged).
+    callback : callable, optional
+        Called as ``callback(iteration, mean_log_likelihood)`` after each pass.
+
+    Returns
+    -------
+    state : EMState
+        Parameters after the last M-step.
+    info : EMInfo
+        Convergence flag, iterations run, lower bound and its trace.
+    """
+    n = X.shape[0]
+    frame = _Frame.of(X, state.covariance_type)
+    reg = frame.reg(reg_covar)
+    work = frame.to_work(state)
+    runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
+    trace = []
+    converged = False
+    lower_bound = -np.inf
+    try:
+        for iteration in range(1, max_iter + 1):
+            total, stats = runner.run(work)
+            try:
+                work = stats.m_step(reg)
+            except ValueError:
+                raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
+            current = total / n - frame.log_jacobian
+            trace.append(current)
+            if callback is not None:
+                callback(iteration, current)
+            change, lower_bound = current - lower_bound, current
+            if abs(change) < tol:
+                converged = True
+                break
+    finally:
+        runner.close()
+    return frame.to_data(work), EMInfo(converged, len(trace), lower_bound, np.asarray(trace))
+
+
+# --------------------------------------------------------------------------
+# Initialisation
+# --------------------------------------------------------------------------
+
+
+def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n_clusters`` seeds chosen by k-means++ (greedy, 2 + log k trials)."""
+    n = X.shape[0]
+    n_trials = 2 + int(np.log(n_clusters))
+    sq_norms = np.einsum("nd,nd->n", X, X)
+    centers = [int(rng.integers(n))]
+    closest = np.maximum(sq_norms - 2 * X @ X[centers[0]] + sq_norms[centers[0]], 0.0)
+    for _ in range(1, n_clusters):
+        total = closest.sum()
+        if total <= 0:  # fewer distinct points than clusters
+            candidates = rng.choice(n, size=1)
+        else:
+            cum = np.cumsum(closest)
+            candidates = np.searchsorted(cum, rng.random(n_trials) * total)
+            candidates = np.minimum(candidates, n - 1)
+        dist = np.maximum(
+            sq_norms[None] - 2 * X[candidates] @ X.T + sq_norms[candidates][:, None], 0.0
+        )
+        dist = np.minimum(closest[None], dist)
+        best = int(np.argmin(dist.sum(axis=1)))
+        centers.append(int(candidates[best]))
+        closest = dist[best]
+    return np.asarray(centers)
+
+
+def kmeans(
+    X: np.ndarray, n_clusters: int, rng: np.random.Generator, *, max_iter: int = 100
+) -> np.ndarray:
+    """Lloyd's k-means from a k-means++ start; returns one label per row."""
+    centers = X[_kmeans_plusplus(X, n_clusters, rng)].copy()
+    labels = None
+    sq_norms = np.einsum("nd,nd->n", X, X)
+    for _ in range(max_iter):
+        dist = sq_norms[:, None] - 2 * X @ centers.T + np.einsum("kd,kd->k", centers, centers)
+        new_labels = np.argmin(dist, axis=1)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        counts = np.bincount(labels, minlength=n_clusters)
+        sums = np.zeros_like(centers)
+        np.add.at(sums, labels, X)
+        filled = counts > 0
+        centers[filled] = sums[filled] / counts[filled, None]
+    return labels
+
+
+def init_state(
+    X: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    *,
+    reg_covar: float,
+    init_params: str,
+    rng: np.random.Generator,
+    weights_init: np.ndarray | None = None,
+    means_init: np.ndarray | None = None,
+    precisions_init: np.ndarray | None = None,
+) -> EMState:
+    """Starting parameters, as scikit-learn builds them.
+
+    Responsibilities come from ``init_params`` ("kmeans", "k-means++",
+    "random", "random_from_data"); one M-step turns them into parameters, and
+    any user-given ``weights_init``, ``means_init`` or ``precisions_init``
+    replaces the corresponding estimate.
+
+    Returns
+    -------
+    EMState
+    """
+    n, d = X.shape
+    given = (weights_init, means_init, precisions_init)
+    if all(v is not None for v in given):
+        state_w, state_m = np.asarray(weights_init, float), np.asarray(means_init, float)
+    else:
+        resp = np.zeros((n, n_components))
+        if init_params == "kmeans":
+            resp[np.arange(n), kmeans(X, n_components, rng)] = 1.0
+        elif init_params == "k-means++":
+            resp[_kmeans_plusplus(X, n_components, rng), np.arange(n_components)] = 1.0
+        elif init_params == "random":
+            resp = rng.uniform(size=(n, n_components))
+            resp /= resp.sum(axis=1, keepdims=True)
+        else:  # random_from_data
+            resp[rng.choice(n, size=n_components, replace=False), np.arange(n_components)] = 1.0
+        base = m_step(X, resp, covariance_type, reg_covar)
+        state_w = base.weights if weights_init is None else np.asarray(weights_init, float)
+        state_m = base.means if means_init is None else np.asarray(means_init, float)
+        if precisions_init is None:
+            covs = base.covariances
+    if precisions_init is not None:
+        covs = covariances_from_precisions(np.asarray(precisions_init, float), covariance_type)
+    return EMState(
+        weights=state_w,
+        means=state_m,
+        covariances=covs,
+        precisions_cholesky=precision_cholesky(covs, covariance_type, reg_covar),
+        covariance_type=covariance_type,
+    )

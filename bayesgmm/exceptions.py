@@ -1,0 +1,27 @@
+"""Warning and error classes raised by bayesgmm."""
+
+from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
+from sklearn.exceptions import NotFittedError
+
+__all__ = [
+    "ConvergenceWarning",
+    "DiagnosticsWarning",
+    "DifferentModelError",
+    "NotFittedError",
+]
+
+
+class ConvergenceWarning(_SklearnConvergenceWarning):
+    """A fit stopped before it converged (EM iterations or ADVI).
+
+    Subclasses scikit-learn's ``ConvergenceWarning`` so that filters written
+    for scikit-learn also catch it.
+    """
+
+
+class DiagnosticsWarning(UserWarning):
+    """Posterior diagnostics (R-hat, ESS, divergences, Pareto k) look poor."""
+
+
+class DifferentModelError(ValueError):
+    """A saved file does not describe the model it is being loaded as."""
