@@ -115,7 +115,8 @@ def check_X(
     ndim = getattr(X_probe, "ndim", None)
     if ndim is not None and ndim != 2 and not hasattr(X_probe, "tocsr"):
         shape = getattr(X_probe, "shape", None)
-        hint = " Reshape with X.reshape(-1, 1) for one feature." if ndim == 1 else ""
+        hint = (" Reshape your data with X.reshape(-1, 1) if it is one feature."
+                if ndim == 1 else "")
         raise ValueError(
             f"{name} must be 2-D of shape (n_samples, n_features), got a {ndim}-D array "
             f"of shape {shape}.{hint}"
@@ -123,11 +124,13 @@ def check_X(
     try:
         arr = check_array(X, dtype=np.float64, ensure_all_finite=False, order="C",
                           ensure_min_samples=1, ensure_min_features=1, input_name=name)
-    except TypeError as err:  # sparse input
-        raise TypeError(
-            f"{name}: sparse matrices are not supported by Gaussian mixtures; "
-            "convert with X.toarray() first."
-        ) from err
+    except TypeError as err:
+        if hasattr(X, "tocsr"):
+            raise TypeError(
+                f"{name}: sparse matrices are not supported by Gaussian mixtures; "
+                "convert with X.toarray() first."
+            ) from err
+        raise TypeError(f"{name} must hold numbers only: {err}") from err
     except ValueError as err:
         msg = str(err)
         if "could not convert" in msg or "dtype" in msg.lower() and "object" in msg.lower():

@@ -91,8 +91,8 @@ def make_blobs_gmm(
 ) -> SimulatedMixture:
     """Simulate a Gaussian mixture with known parameters.
 
-    Means are placed on a random direction grid with spacing ``separation``
-    (in units of the component standard deviations, which are about 1);
+    Means are random, rescaled so that the closest two are ``separation``
+    apart (component standard deviations are between 0.5 and 1.5);
     covariances are random, well conditioned and correlated.
 
     Parameters
@@ -104,7 +104,7 @@ def make_blobs_gmm(
     n_features : int, default=2
         Number of features.
     separation : float, default=6.0
-        Typical distance between component means.
+        Distance between the two closest component means.
     weights : array-like of shape (n_components,), optional
         Mixing weights; random (Dirichlet(5)) by default.
     random_state : int, optional
@@ -136,7 +136,8 @@ def make_blobs_gmm(
                 f"weights must be {k} non-negative numbers summing to 1, got {weights!r}."
             )
     means = rng.normal(size=(k, d))
-    means *= separation / max(1e-12, np.median(_pairwise(means)) if k > 1 else 1.0)
+    if k > 1:
+        means *= separation / max(1e-12, _pairwise(means).min())
     covariances = np.empty((k, d, d))
     for j in range(k):
         a = rng.normal(size=(d, d))

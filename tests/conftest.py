@@ -1,0 +1,66 @@
+"""Shared fixtures and the ``--run-slow`` switch."""
+
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (long statistical checks)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=range(3), ids=lambda s: f"seed{s}")
+def global_random_seed(request):
+    """A few seeds: tests that use it must pass for any of them."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def iris():
+    return bg.datasets.load_iris()
+
+
+@pytest.fixture(scope="session")
+def faithful():
+    return bg.datasets.load_faithful()
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    """Three well-separated 2-D components, 300 rows."""
+    return bg.datasets.make_blobs_gmm(300, 3, 2, random_state=0)
+
+
+def random_state(covariance_type, n_components=3, n_features=4, seed=0):
+    """Random valid EM parameters for naive-reference checks."""
+    from bayesgmm import em
+
+    rng = np.random.default_rng(seed)
+    k, d = n_components, n_features
+    weights = rng.dirichlet(np.ones(k) * 2)
+    means = rng.normal(0, 2, (k, d))
+    if covariance_type == "full":
+        a = rng.normal(size=(k, d, d))
+        covs = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(d)
+    elif covariance_type == "tied":
+        a = rng.normal(size=(d, d))
+        covs = a @ a.T + 0.5 * np.eye(d)
+    elif covariance_type == "diag":
+        covs = rng.uniform(0.3, 2.0, (k, d))
+    else:
+        covs = rng.uniform(0.3, 2.0, k)
+    pc = em.precision_cholesky(covs, covariance_type)
+    return em.EMState(weights, means, covs, pc, covariance_type)
