@@ -446,7 +446,7 @@ def _json_default(value: Any) -> Any:
 
 def _config_id(attrs: dict[str, Any]) -> str:
     keys = ("bayesgmm_format_version", "covariance_type", "method", "config")
-    text = json.dumps({k: attrs[k] for k in keys}, sort_keys=True)
+    text = json.dumps({k: attrs[k] for k in keys}, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
