@@ -1,0 +1,544 @@
+"""Run NUTS or ADVI on a model from :func:`bayesgmm.bayes.model.build_gmm_model`.
+
+One compiled graph per ``(n_components, n_features, covariance_type, mode)``
+----------------------------------------------------------------------------
+The joint log-density and its gradient are compiled once, as a PyTensor
+function of one flat unconstrained vector, and kept in an in-process cache
+(:data:`_LOGP_CACHE`).  Data and prior settings are shared variables (the
+model's ``pm.Data`` containers), so a new data set or new priors of the same
+shape only update values.  With the default Numba mode, PyTensor also caches
+the machine code on disk, so a new Python process pays a few seconds, not the
+full compilation.  The ``"nutpie"`` sampler (the default) drives nutpie's
+Rust NUTS with that function; ``"pymc"`` runs PyMC's own NUTS (which compiles
+its own graph).  Everything the user sees (weights, means, covariances) is
+computed from the unconstrained draws with NumPy (:mod:`bayesgmm.bayes.params`),
+so no second graph is compiled for deterministics or the pointwise
+log-likelihood.
+
+ADVI and full-rank ADVI run through :func:`pymc.fit` with a parameter
+convergence callback; the fitted Gaussian approximation is sampled with NumPy
+in the unconstrained space and mapped back, giving draws in the same layout as
+NUTS (one chain).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+
+from bayesgmm.bayes.params import unconstrained_from_raw
+
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "SUPPORTED_METHODS",
+    "InferenceOutput",
+    "available_samplers",
+    "clear_cache",
+    "compiled_logp",
+    "raw_from_unconstrained",
+    "run_advi",
+    "run_nuts",
+]
+
+SUPPORTED_METHODS = ("nuts", "advi", "fullrank_advi")
+#: Chosen after measuring (docs/bayes.md): nutpie driving the cached Numba graph.
+DEFAULT_SAMPLER = "nutpie"
+_PYMC_SAMPLERS = ("pymc", "numpyro", "blackjax")
+_SAMPLER_MODULES = {"nutpie": "nutpie", "pymc": "pymc", "numpyro": "numpyro",
+                    "blackjax": "blackjax"}
+COMPILE_MODES = ("NUMBA", "CVM")
+
+# sample_stats names kept from the samplers, mapped to ArviZ's names
+_NUTPIE_STATS = {
+    "diverging": "diverging",
+    "depth": "tree_depth",
+    "maxdepth_reached": "reached_max_treedepth",
+    "energy": "energy",
+    "step_size": "step_size",
+    "mean_tree_accept": "acceptance_rate",
+    "n_steps": "n_steps",
+    "logp": "lp",
+}
+_PYMC_STATS = ("diverging", "tree_depth", "reached_max_treedepth", "energy", "step_size",
+               "acceptance_rate", "n_steps", "lp")
+
+
+def available_samplers() -> tuple[str, ...]:
+    """NUTS samplers usable here.
+
+    Returns
+    -------
+    tuple of str
+        ``"nutpie"`` when nutpie is installed, ``"pymc"``, and ``"numpyro"`` /
+        ``"blackjax"`` when installed.
+
+    Examples
+    --------
+    >>> "pymc" in available_samplers()
+    True
+    """
+    return tuple(
+        name for name, mod in _SAMPLER_MODULES.items()
+        if importlib.util.find_spec(mod) is not None
+    )
+
+
+# ---------------------------------------------------------------------------
+# compiled log-density (cached)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class CompiledLogp:
+    """A compiled ``x -> (logp, grad)`` over the flat unconstrained vector.
+
+    Attributes
+    ----------
+    fn : callable
+        PyTensor function of the flat vector returning ``(logp, grad)``.
+    shared : dict
+        The model's data containers (shared variables) by name.
+    names, slices, shapes : list
+        Layout of the value variables in the flat vector.
+    n_dim : int
+        Length of the flat vector.
+    compile_seconds : float
+        Time the first compilation took in this process.
+    """
+
+    fn: Callable[..., Any]
+    shared: dict[str, Any]
+    names: list[str]
+    slices: list[slice]
+    shapes: list[tuple[int, ...]]
+    n_dim: int
+    compile_seconds: float
+    hits: int = field(default=0)
+
+    def set_data(self, values: Mapping[str, np.ndarray]) -> None:
+        """Set the data containers (data and prior settings).
+
+        Parameters
+        ----------
+        values : mapping
+            ``{container name: value}``.
+        """
+        for name, value in values.items():
+            self.shared[name].set_value(np.asarray(value, dtype=float))
+
+    def flatten(self, point: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Pack unconstrained values into the flat vector.
+
+        Parameters
+        ----------
+        point : mapping
+            Values keyed by value-variable name.
+
+        Returns
+        -------
+        ndarray of shape (n_dim,)
+        """
+        out = np.empty(self.n_dim)
+        for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True):
+            out[sl] = np.broadcast_to(np.asarray(point[name], dtype=float), shape).ravel()
+        return out
+
+    def unflatten(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Split flat vectors (any leading dims) into named arrays.
+
+        Parameters
+        ----------
+        x : ndarray of shape (..., n_dim)
+
+        Returns
+        -------
+        dict
+            Value-variable name to array of shape ``(..., *shape)``.
+        """
+        lead = x.shape[:-1]
+        return {
+            name: x[..., sl].reshape(*lead, *shape)
+            for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True)
+        }
+
+
+_LOGP_CACHE: dict[tuple[Any, ...], CompiledLogp] = {}
+
+
+def clear_cache() -> None:
+    """Forget every compiled log-density of this process.
+
+    Examples
+    --------
+    >>> clear_cache()
+    """
+    _LOGP_CACHE.clear()
+
+
+def _model_key(model: pm.Model, mode: str) -> tuple[Any, ...]:
+    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
+    return (spec["n_components"], spec["n_features"], spec["covariance_type"], mode)
+
+
+def compiled_logp(model: pm.Model, mode: str = "NUMBA") -> CompiledLogp:
+    """Compiled log-density and gradient of a bayesgmm model, cached per shape.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        From :func:`bayesgmm.bayes.model.build_gmm_model`.
+    mode : {"NUMBA", "CVM"}, default="NUMBA"
+        PyTensor compile mode (Numba, or the C virtual machine).
+
+    Returns
+    -------
+    CompiledLogp
+        Cached object; its data containers are set to ``model``'s values.
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {list(COMPILE_MODES)}; got {mode!r}.")
+    key = _model_key(model, mode)
+    values = {
+        name: var.get_value() for name, var in model.named_vars.items()
+        if isinstance(var, pytensor.compile.SharedVariable)
+    }
+    cached = _LOGP_CACHE.get(key)
+    if cached is not None:
+        cached.hits += 1
+        cached.set_data(values)
+        return cached
+    start = time.perf_counter()
+    point = model.initial_point()
+    names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
+    shapes = [tuple(np.shape(point[n])) for n in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    slices = [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    n_dim = int(offsets[-1])
+    flat = pt.vector("x", dtype="float64", shape=(n_dim,))
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    logp = model.logp()
+    grads = pt.grad(logp, value_vars)
+    grad = pt.concatenate([g.ravel() for g in grads])
+    replace = {
+        v: flat[sl].reshape(shape)
+        for v, sl, shape in zip(value_vars, slices, shapes, strict=True)
+    }
+    logp, grad = pytensor.graph.graph_replace([logp, grad], replace, strict=False)
+    fn = pytensor.function([flat], [logp, grad], mode=mode, trust_input=True)
+    fn(np.zeros(n_dim))  # Numba compiles lazily: pay it here
+    shared = {
+        v.name: v for v in fn.get_shared()
+    }
+    compiled = CompiledLogp(
+        fn=fn, shared=shared, names=names, slices=slices, shapes=shapes, n_dim=n_dim,
+        compile_seconds=time.perf_counter() - start,
+    )
+    compiled.set_data({k: v for k, v in values.items() if k in shared})
+    _LOGP_CACHE[key] = compiled
+    return compiled
+
+
+def raw_from_unconstrained(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Map unconstrained draws back to the model's variables (NumPy).
+
+    Parameters
+    ----------
+    values : mapping
+        ``w_simplex__``, ``mu_std``, ``sd_std_log__`` and optionally
+        ``cpc_u_logodds__``, any leading dims.
+
+    Returns
+    -------
+    dict
+        ``w``, ``mu_std``, ``sd_std`` and optionally ``cpc_u``.
+
+    Examples
+    --------
+    >>> raw_from_unconstrained({"w_simplex__": np.zeros(1), "mu_std": np.zeros(1),
+    ...                         "sd_std_log__": np.zeros(1)})["w"].tolist()
+    [0.5, 0.5]
+    """
+    s = np.asarray(values["w_simplex__"], dtype=float)
+    full = np.concatenate([s, -s.sum(axis=-1, keepdims=True)], axis=-1)
+    full = np.exp(full - full.max(axis=-1, keepdims=True))
+    out = {
+        "w": full / full.sum(axis=-1, keepdims=True),
+        "mu_std": np.asarray(values["mu_std"], dtype=float),
+        "sd_std": np.exp(np.asarray(values["sd_std_log__"], dtype=float)),
+    }
+    if "cpc_u_logodds__" in values:
+        out["cpc_u"] = 1.0 / (1.0 + np.exp(-np.asarray(values["cpc_u_logodds__"], dtype=float)))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# samplers
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class InferenceOutput:
+    """Raw output of one inference run.
+
+    Attributes
+    ----------
+    raw : dict
+        Draws of the model variables (``w``, ``mu_std``, ``sd_std``,
+        ``cpc_u``), shape ``(chain, draw, ...)``.
+    sample_stats : xarray.Dataset or None
+        NUTS statistics with ArviZ names (``diverging``, ``tree_depth``, ...).
+    variational : xarray.Dataset or None
+        ADVI: the loss (negative ELBO) per step and convergence attributes.
+    timing : dict
+        ``compile`` and ``sample`` seconds.
+    converged : bool
+        ADVI: stopped by the convergence callback; NUTS: True.
+    n_iter : int or None
+        ADVI steps run.
+    """
+
+    raw: dict[str, np.ndarray]
+    sample_stats: xr.Dataset | None
+    variational: xr.Dataset | None
+    timing: dict[str, float]
+    converged: bool = True
+    n_iter: int | None = None
+
+
+def _jittered_init(compiled: CompiledLogp, init_raw: Mapping[str, np.ndarray] | None,
+                   jitter: float) -> Callable[[Any], np.ndarray]:
+    base = None if init_raw is None else compiled.flatten(unconstrained_from_raw(init_raw))
+
+    def init(seed: Any) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        start = np.zeros(compiled.n_dim) if base is None else base
+        return start + rng.uniform(-jitter, jitter, size=compiled.n_dim)
+
+    return init
+
+
+def run_nuts(
+    model: pm.Model,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    random_seed: int,
+    progressbar: bool = True,
+    sampler: str = DEFAULT_SAMPLER,
+    init_raw: Mapping[str, np.ndarray] | None = None,
+    target_accept: float = 0.8,
+    cores: int | None = None,
+    compile_mode: str = "NUMBA",
+) -> InferenceOutput:
+    """Sample the model with NUTS.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        From :func:`bayesgmm.bayes.model.build_gmm_model`.
+    draws, tune, chains : int
+        Kept draws per chain, tuning steps per chain, chains.
+    random_seed : int
+        Seed.
+    progressbar : bool, default=True
+        Show progress.
+    sampler : str, default=DEFAULT_SAMPLER
+        ``"nutpie"`` (cached compiled log-density, Rust NUTS) or a PyMC
+        ``nuts_sampler`` (``"pymc"``, and ``"numpyro"``/``"blackjax"`` if installed).
+    init_raw : mapping, optional
+        Starting values of ``w``, ``mu_std``, ``sd_std``, ``cpc_u`` (e.g. from
+        the EM fit); each chain starts from a small jitter around them.
+    target_accept : float, default=0.8
+        Target acceptance rate of the step-size adaptation.
+    cores : int, optional
+        Chains run in parallel (default: ``min(chains, cpu count)``).
+    compile_mode : {"NUMBA", "CVM"}, default="NUMBA"
+        PyTensor compile mode for the log-density.
+
+    Returns
+    -------
+    InferenceOutput
+    """
+    import os
+
+    cores = cores or max(1, min(chains, os.cpu_count() or 1))
+    if sampler == "nutpie":
+        import nutpie
+        from nutpie.compiled_pyfunc import from_pyfunc
+
+        t0 = time.perf_counter()
+        compiled = compiled_logp(model, compile_mode)
+        t_compile = time.perf_counter() - t0
+        fn = compiled.fn
+        names, shapes, slices = compiled.names, compiled.shapes, compiled.slices
+
+        def make_logp_fn() -> Callable[..., Any]:
+            def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
+                val, grad = fn(x)
+                return float(val), grad
+
+            return logp
+
+        def make_expand_fn(*_: Any) -> Callable[..., Any]:
+            def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
+                return {n: x[sl].reshape(s) for n, sl, s in zip(names, slices, shapes,
+                                                                 strict=True)}
+
+            return expand
+
+        pyfunc = from_pyfunc(
+            ndim=compiled.n_dim,
+            make_logp_fn=make_logp_fn,
+            make_expand_fn=make_expand_fn,
+            expanded_dtypes=[np.dtype("float64")] * len(names),
+            expanded_shapes=shapes,
+            expanded_names=names,
+            make_initial_point_fn=_jittered_init(compiled, init_raw, 0.1),
+        )
+        t1 = time.perf_counter()
+        trace = nutpie.sample(
+            pyfunc, draws=draws, tune=tune, chains=chains, cores=cores, seed=random_seed,
+            progress_bar=progressbar, target_accept=target_accept,
+        )
+        t_sample = time.perf_counter() - t1
+        post = trace["posterior"].to_dataset()
+        values = {n: post[n].values for n in names}
+        raw = raw_from_unconstrained(values)
+        st = trace["sample_stats"].to_dataset()
+        stats = xr.Dataset({new: st[old] for old, new in _NUTPIE_STATS.items() if old in st})
+    elif sampler in _PYMC_SAMPLERS:
+        if importlib.util.find_spec(_SAMPLER_MODULES[sampler]) is None:
+            raise ImportError(
+                f"sampler={sampler!r} needs the package {_SAMPLER_MODULES[sampler]!r}; install it "
+                f"or use one of {list(available_samplers())}."
+            )
+        t0 = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if sampler == "pymc":
+            kwargs["compile_kwargs"] = {"mode": compile_mode}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*BLAS.*")
+            trace = pm.sample(
+                draws=draws, tune=tune, chains=chains, cores=cores, model=model,
+                random_seed=random_seed, progressbar=progressbar, nuts_sampler=sampler,
+                initvals=dict(init_raw) if init_raw is not None else None,
+                target_accept=target_accept, **kwargs,
+            )
+        t_compile = float("nan")
+        t_sample = time.perf_counter() - t0
+        post = trace["posterior"].to_dataset()
+        raw = {n: post[n].values for n in ("w", "mu_std", "sd_std", "cpc_u") if n in post}
+        st = trace["sample_stats"].to_dataset()
+        stats = xr.Dataset({n: st[n] for n in _PYMC_STATS if n in st})
+    else:
+        raise ValueError(
+            f"sampler must be one of {list(available_samplers())}; got {sampler!r}."
+        )
+    stats = stats.drop_vars([c for c in stats.coords if c not in ("chain", "draw")])
+    stats = stats.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
+    return InferenceOutput(
+        raw=raw, sample_stats=stats, variational=None,
+        timing={"compile": t_compile, "sample": t_sample},
+    )
+
+
+def run_advi(
+    model: pm.Model,
+    *,
+    method: str = "advi",
+    n_steps: int = 20_000,
+    draws: int = 1000,
+    random_seed: int = 0,
+    progressbar: bool = True,
+    init_raw: Mapping[str, np.ndarray] | None = None,
+    tolerance: float = 1e-2,
+    learning_rate: float = 0.05,
+) -> InferenceOutput:
+    """Fit mean-field or full-rank ADVI with :func:`pymc.fit` and draw from it.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        From :func:`bayesgmm.bayes.model.build_gmm_model`.
+    method : {"advi", "fullrank_advi"}, default="advi"
+        Approximation family.
+    n_steps : int, default=20000
+        Maximum optimisation steps.
+    draws : int, default=1000
+        Draws taken from the fitted approximation.
+    random_seed : int, default=0
+        Seed.
+    progressbar : bool, default=True
+        Show progress.
+    init_raw : mapping, optional
+        Starting means of the approximation (e.g. from the EM fit).
+    tolerance : float, default=1e-2
+        Convergence: relative change of the approximation's parameters
+        (:class:`pymc.variational.callbacks.CheckParametersConvergence`).
+    learning_rate : float, default=0.05
+        Adam learning rate.
+
+    Returns
+    -------
+    InferenceOutput
+        ``raw`` with one chain; ``variational`` holds the loss trace.
+    """
+    from pymc.variational.callbacks import CheckParametersConvergence
+
+    if method not in ("advi", "fullrank_advi"):
+        raise ValueError(f"method must be 'advi' or 'fullrank_advi'; got {method!r}.")
+    callback = CheckParametersConvergence(every=100, tolerance=tolerance, diff="relative")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*BLAS.*")
+        approx = pm.fit(
+            n=n_steps, method=method, model=model, random_seed=random_seed,
+            progressbar=progressbar, callbacks=[callback],
+            start=dict(init_raw) if init_raw is not None else None,
+            obj_optimizer=pm.adam(learning_rate=learning_rate),
+        )
+    t_fit = time.perf_counter() - t0
+    hist = np.asarray(approx.hist, dtype=float)
+    n_done = int(hist.size)
+    converged = n_done < n_steps
+    group = approx.groups[0]
+    params = {p.name: p.get_value() for p in approx.params}
+    mean = params["mu"]
+    n_dim = mean.size
+    rng = np.random.default_rng(random_seed)
+    eps = rng.standard_normal((draws, n_dim))
+    if method == "advi":
+        std = np.logaddexp(0.0, params["rho"])  # softplus
+        flat = mean + eps * std
+    else:
+        L = np.zeros((n_dim, n_dim))
+        L[np.tril_indices(n_dim)] = params["L_tril"]
+        flat = mean + eps @ L.T
+    values = {
+        name: flat[:, sl].reshape(draws, *shape)
+        for name, (_, sl, shape, _) in group.ordering.items()
+    }
+    raw = {k: v[None] for k, v in raw_from_unconstrained(values).items()}
+    variational = xr.Dataset(
+        {"loss": (("step",), hist)},
+        attrs={"method": method, "converged": int(converged), "n_steps": n_done,
+               "max_steps": int(n_steps), "tolerance": float(tolerance),
+               "final_elbo": float(-hist[-1]) if n_done else float("nan")},
+    )
+    return InferenceOutput(
+        raw=raw, sample_stats=None, variational=variational,
+        timing={"compile": float("nan"), "sample": t_fit}, converged=converged,
+        n_iter=n_done,
+    )
