@@ -4,14 +4,19 @@ The engine is functional: :class:`EMState` holds the parameters,
 :func:`run_em` iterates from a given state and returns the new state with an
 :class:`EMInfo`. The estimator in :mod:`bayesgmm.estimators` wraps it.
 
-Each iteration is one pass over the data, in row chunks that fit in cache:
-for each chunk the E-step computes all components' log-densities together
-(one matrix product through the Cholesky factors of the precisions), turns
-them into responsibilities with an in-place log-sum-exp, and accumulates the
-sufficient statistics (sums of responsibilities, of ``r x`` and of ``r x x^T``)
-from which the M-step builds the next parameters. The data are centred on
-their mean inside the pass, so the second-moment formula for the covariances
-does not lose precision when the data sit far from the origin.
+Each iteration is one pass over the data, in row chunks that fit in cache,
+split across threads for large data. For each chunk the E-step computes all
+components' log-densities together (for full covariances, one matrix product
+of the precisions with the chunk's products ``x_i x_j``), turns them into
+responsibilities with an in-place log-sum-exp, and accumulates the
+sufficient statistics (sums of ``r``, ``r x`` and ``r x x^T``, reusing the
+same products) from which the M-step builds the next parameters.
+
+EM runs on centred and scaled data (an exact change of units, undone on the
+way out), so sums of squares neither overflow nor cancel; where a component
+is so tight that the expanded quadratic form could still lose precision, the
+full-covariance kernel switches to projecting through Cholesky factors and
+takes second moments about the previous means.
 
 Shapes follow scikit-learn's conventions, by ``covariance_type``:
 
@@ -56,7 +61,7 @@ __all__ = [
 
 LOG_2PI = np.log(2.0 * np.pi)
 #: Rows per chunk in a pass: keeps the (rows, K * D) work arrays in cache.
-_CHUNK_ELEMENTS = 1 << 16
+_CHUNK_ELEMENTS = 1 << 19
 _FAILED_CHOLESKY = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
@@ -215,10 +220,11 @@ class _Frame(NamedTuple):
         sd[~(sd > 0)] = 1.0
         return cls(center, sd)
 
-    def rows(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:
+    def columns(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of ``X`` in working units, transposed to (features, rows)."""
         z = X[start:stop] - self.center
         z /= self.scale
-        return z
+        return np.ascontiguousarray(z.T)
 
     @property
     def log_jacobian(self) -> float:
@@ -251,13 +257,15 @@ class _Frame(NamedTuple):
 
 
 # --------------------------------------------------------------------------
-# E-step
+# E-step. Work arrays are transposed: features or components along rows,
+# observations along columns, so every reduction over components and every
+# product of two features runs over long contiguous rows.
 # --------------------------------------------------------------------------
 
 #: Above this bound on ``max |z|^2 * lambda_max(precision)`` the expanded
 #: quadratic form ``z'Pz - 2 mu'Pz + mu'P mu`` could lose more than ~1e-8 to
 #: cancellation, and the full-covariance kernel projects through the Cholesky
-#: factors instead (twice the arithmetic, exact).
+#: factors instead (more arithmetic, exact).
 _EXPANSION_BOUND = 1e8
 
 
@@ -277,72 +285,72 @@ class _Kernel:
         if kind == "full" and self.expanded:
             prec = pc @ pc.transpose(0, 2, 1)
             iu, ju = np.triu_indices(d)
-            self.quad = np.ascontiguousarray((prec[:, iu, ju] * np.where(iu == ju, -0.5, -1.0)).T)
-            self.lin = np.ascontiguousarray(np.einsum("kij,kj->ik", prec, means))
-            const -= 0.5 * np.einsum("ki,ki->k", means, self.lin.T)
+            self.quad = np.ascontiguousarray(prec[:, iu, ju] * np.where(iu == ju, -0.5, -1.0))
+            self.lin = np.einsum("kij,kj->ki", prec, means)
+            const -= 0.5 * np.einsum("ki,ki->k", means, self.lin)
         elif kind == "full":
-            self.proj = np.ascontiguousarray(pc.transpose(1, 0, 2).reshape(d, k * d))
-            self.offset = np.einsum("kd,kde->ke", means, pc).reshape(k * d)
+            self.proj = np.ascontiguousarray(pc.transpose(0, 2, 1).reshape(k * d, d))
+            self.offset = np.einsum("kd,kde->ke", means, pc).reshape(k * d, 1)
         elif kind == "tied":
-            self.proj = pc
-            offset = means @ pc
-            self.lin = np.ascontiguousarray(offset.T)
-            const -= 0.5 * np.einsum("kd,kd->k", offset, offset)
+            self.proj = np.ascontiguousarray(pc.T)
+            self.lin = means @ pc
+            const -= 0.5 * np.einsum("kd,kd->k", self.lin, self.lin)
         else:
             prec = pc**2 if kind == "diag" else np.repeat((pc**2)[:, None], d, axis=1)
-            self.quad = np.ascontiguousarray(-0.5 * prec.T)
-            self.lin = np.ascontiguousarray((means * prec).T)
+            self.quad = -0.5 * prec
+            self.lin = means * prec
             const -= 0.5 * np.sum(means**2 * prec, axis=1)
-        self.const = const
+        self.const = const[:, None]
         self.centers = None if self.expanded else means
 
-    def weighted_log_prob(self, z: np.ndarray, z2: np.ndarray | None) -> np.ndarray:
-        """``log w_k + log N(z | mu_k, Sigma_k)`` for working rows ``z``.
+    def weighted_log_prob(self, zt: np.ndarray, z2t: np.ndarray | None) -> np.ndarray:
+        """``log w_k + log N(z_n | mu_k, Sigma_k)`` as a (components, rows) array.
 
-        ``z2`` holds the products the expanded form needs (see :func:`_squares`).
+        ``zt`` holds working rows as columns; ``z2t`` the second-order
+        products the expanded form needs (see :func:`_squares`).
         """
         if self.type == "full" and not self.expanded:
-            n, k, d = z.shape[0], self.n_components, self.n_features
-            y = z @ self.proj
+            k, d, n = self.n_components, self.n_features, zt.shape[1]
+            y = self.proj @ zt
             y -= self.offset
             np.square(y, out=y)
-            out = y.reshape(n, k, d).sum(axis=2)
+            out = y.reshape(k, d, n).sum(axis=1)
             out *= -0.5
         elif self.type == "tied":
-            y = z @ self.proj
-            out = y @ self.lin
-            out -= 0.5 * np.einsum("nd,nd->n", y, y)[:, None]
+            y = self.proj @ zt
+            out = self.lin @ y
+            out -= 0.5 * np.einsum("dn,dn->n", y, y)
         else:
-            out = z2 @ self.quad
-            out += z @ self.lin
+            out = self.quad @ z2t
+            out += self.lin @ zt
         out += self.const
         return out
 
 
-def _squares(z: np.ndarray, kind: str, buf: np.ndarray | None = None) -> np.ndarray:
-    """Second-order products of each row: upper triangle of ``z z^T`` (full) or ``z**2``."""
+def _squares(zt: np.ndarray, kind: str, buf: np.ndarray | None = None) -> np.ndarray:
+    """Second-order products of each column: upper triangle of ``z z^T`` (full) or ``z**2``."""
     if kind != "full":
-        return z * z
-    n, d = z.shape
-    out = np.empty((n, d * (d + 1) // 2)) if buf is None else buf[:n]
-    col = 0
+        return zt * zt
+    d, n = zt.shape
+    out = np.empty((d * (d + 1) // 2, n)) if buf is None else buf[:, :n]
+    row = 0
     for i in range(d):
-        np.multiply(z[:, i : i + 1], z[:, i:], out=out[:, col : col + d - i])
-        col += d - i
+        np.multiply(zt[i], zt[i:], out=out[row : row + d - i])
+        row += d - i
     return out
 
 
 def _normalise_inplace(wlp: np.ndarray) -> np.ndarray:
-    """Turn weighted log-probabilities into responsibilities in place.
+    """Turn (components, rows) weighted log-probabilities into responsibilities in place.
 
-    Returns the per-row log-likelihood ``logsumexp(wlp, axis=1)``.
+    Returns the per-row log-likelihood ``logsumexp(wlp, axis=0)``.
     """
-    top = wlp.max(axis=1, keepdims=True)
+    top = wlp.max(axis=0)
     wlp -= top
     np.exp(wlp, out=wlp)
-    total = wlp.sum(axis=1, keepdims=True)
+    total = wlp.sum(axis=0)
     wlp /= total
-    return (np.log(total) + top)[:, 0]
+    return np.log(total) + top
 
 
 # --------------------------------------------------------------------------
@@ -369,20 +377,21 @@ class _Stats:
             shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k, d)}
             self.sxx = np.zeros(shape[kind])
 
-    def add(self, z: np.ndarray, z2: np.ndarray | None, resp: np.ndarray) -> None:
-        self.nk += resp.sum(axis=0)
+    def add(self, zt: np.ndarray, z2t: np.ndarray | None, resp: np.ndarray) -> None:
+        """Accumulate working columns ``zt`` with (components, rows) responsibilities."""
+        self.nk += resp.sum(axis=1)
         if self.centers is not None:
             for j, center in enumerate(self.centers):
-                diff = z - center
-                weighted = diff * resp[:, j : j + 1]
-                self.sx[j] += weighted.sum(axis=0)
-                self.sxx[j] += weighted.T @ diff
+                diff = zt - center[:, None]
+                weighted = diff * resp[j]
+                self.sx[j] += weighted.sum(axis=1)
+                self.sxx[j] += weighted @ diff.T
             return
-        self.sx += resp.T @ z
+        self.sx += resp @ zt.T
         if self.type == "tied":
-            self.sxx += z.T @ z
+            self.sxx += zt @ zt.T
         else:
-            self.sxx += resp.T @ z2
+            self.sxx += resp @ z2t.T
 
     def merge(self, other: _Stats) -> _Stats:
         self.nk += other.nk
@@ -440,7 +449,8 @@ def _n_workers(n: int, n_components: int, n_features: int) -> int:
 
 
 def _chunk_rows(n_components: int, n_features: int) -> int:
-    return max(256, _CHUNK_ELEMENTS // max(1, n_components * n_features))
+    width = n_features * (n_features + 3) // 2 + 2 * n_components
+    return int(max(64, _CHUNK_ELEMENTS // width))
 
 
 class _Pass:
@@ -455,8 +465,8 @@ class _Pass:
         self.blocks = list(itertools.pairwise(bounds.tolist()))
         self.max_sq_norm = 0.0
         for a in range(0, n, self.step):
-            z = frame.rows(X, a, a + self.step)
-            self.max_sq_norm = max(self.max_sq_norm, float(np.einsum("nd,nd->n", z, z).max()))
+            zt = frame.columns(X, a, a + self.step)
+            self.max_sq_norm = max(self.max_sq_norm, float(np.einsum("dn,dn->n", zt, zt).max()))
         self._limits = threadpool_limits(1) if self.workers > 1 else None
         self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
 
@@ -471,18 +481,18 @@ class _Pass:
         buf = None
         for a in range(start, stop, self.step):
             b = min(stop, a + self.step)
-            z = self.frame.rows(self.X, a, b)
-            z2 = None
+            zt = self.frame.columns(self.X, a, b)
+            z2t = None
             if kernel.expanded and self.type != "tied":
-                z2 = _squares(z, self.type, buf)
-                buf = z2 if buf is None else buf
-            resp = kernel.weighted_log_prob(z, z2)
+                z2t = _squares(zt, self.type, buf)
+                buf = z2t if buf is None else buf
+            resp = kernel.weighted_log_prob(zt, z2t)
             row_ll = _normalise_inplace(resp)
             total += float(row_ll.sum())
             if stats is not None:
-                stats.add(z, z2, resp)
+                stats.add(zt, z2t, resp)
             if resp_out is not None:
-                resp_out[a:b] = resp
+                resp_out[a:b] = resp.T
                 ll_out[a:b] = row_ll
         return total
 
@@ -584,14 +594,15 @@ def m_step(X: np.ndarray, resp: np.ndarray, covariance_type: str, reg_covar: flo
     k, d = resp.shape[1], X.shape[1]
     centers = None
     if covariance_type == "full":  # exact second moments about each component's mean
-        z = frame.rows(X, 0, X.shape[0])
-        centers = (resp.T @ z) / (resp.sum(axis=0)[:, None] + 10 * np.finfo(float).eps)
+        zt = frame.columns(X, 0, X.shape[0])
+        centers = (zt @ resp).T / (resp.sum(axis=0)[:, None] + 10 * np.finfo(float).eps)
     stats = _Stats(k, d, covariance_type, centers)
     step = _chunk_rows(k, d)
     for a in range(0, X.shape[0], step):
-        z = frame.rows(X, a, a + step)
-        stats.add(z, None if centers is not None else _squares(z, covariance_type),
-                  resp[a : a + step])
+        zt = frame.columns(X, a, a + step)
+        z2t = None if centers is not None or covariance_type == "tied" else _squares(
+            zt, covariance_type)
+        stats.add(zt, z2t, np.ascontiguousarray(resp[a : a + step].T))
     try:
         return frame.to_data(stats.m_step(frame.reg(reg_covar)))
     except ValueError:
