@@ -133,7 +133,7 @@ def check_X(
         raise TypeError(f"{name} must hold numbers only: {err}") from err
     except ValueError as err:
         msg = str(err)
-        if "could not convert" in msg or "dtype" in msg.lower() and "object" in msg.lower():
+        if "could not convert" in msg or ("dtype" in msg.lower() and "object" in msg.lower()):
             raise ValueError(
                 f"{name} must hold numbers only; converting it to float64 failed: {msg}"
             ) from err

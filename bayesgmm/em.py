@@ -744,7 +744,7 @@ def init_state(
     -------
     EMState
     """
-    n, d = X.shape
+    n = X.shape[0]
     given = (weights_init, means_init, precisions_init)
     if all(v is not None for v in given):
         state_w, state_m = np.asarray(weights_init, float), np.asarray(means_init, float)

@@ -48,8 +48,8 @@ def _as_result(
     coords = {COMPONENT: np.arange(k), FEATURE: feature_names, FEATURE_BIS: feature_names}
     covs = em.full_covariances(state.covariances, state.covariance_type, k, d)
     return GMMResult(
-        weights=xr.DataArray(state.weights, dims=(COMPONENT,), coords={COMPONENT: coords[COMPONENT]},
-                             name="weights"),
+        weights=xr.DataArray(state.weights, dims=(COMPONENT,),
+                             coords={COMPONENT: coords[COMPONENT]}, name="weights"),
         means=xr.DataArray(state.means, dims=(COMPONENT, FEATURE),
                            coords={COMPONENT: coords[COMPONENT], FEATURE: feature_names},
                            name="means"),

@@ -84,7 +84,8 @@ def main() -> None:
         print(f"{name:14}{1e3 * row['per_iter']:14.1f}{row['peak'] / 2**20:10.1f}"
               f"{row['loglik']:20.6f}")
     print(f"log-likelihood relative difference: {rel:.2e} (must be < 1e-6)")
-    print(f"speed-up (scikit-learn time / bayesgmm time): {ref['per_iter'] / ours['per_iter']:.2f}x")
+    speedup = ref["per_iter"] / ours["per_iter"]
+    print(f"speed-up (scikit-learn time / bayesgmm time): {speedup:.2f}x")
     print(f"peak memory ratio (bayesgmm / scikit-learn): {ours['peak'] / ref['peak']:.2f}")
     if rel >= 1e-6 or ours["n_iter"] != ref["n_iter"]:
         raise SystemExit("FAILED: the two fits did not reach the same log-likelihood")
