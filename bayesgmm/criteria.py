@@ -93,4 +93,4 @@ def icl(log_likelihood: float, n_params: int, responsibilities: np.ndarray) -> f
     resp = np.asarray(responsibilities, dtype=float)
     top = resp.max(axis=1)
     penalty = -2.0 * np.log(np.clip(top, np.finfo(float).tiny, None)).sum()
-    return bic(log_likelihood, n_params, resp.shape[0]) + penalty
+    return float(bic(log_likelihood, n_params, resp.shape[0]) + penalty)
