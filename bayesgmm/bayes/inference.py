@@ -24,6 +24,7 @@ NUTS (one chain).
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -223,7 +224,7 @@ def compiled_logp(model: pm.Model, mode: str = "NUMBA") -> CompiledLogp:
     shapes = [tuple(np.shape(point[n])) for n in names]
     sizes = [int(np.prod(s)) for s in shapes]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    slices = [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(offsets)]
     n_dim = int(offsets[-1])
     flat = pt.vector("x", dtype="float64", shape=(n_dim,))
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]

@@ -143,7 +143,7 @@ def relabel_draws(
     ref_c = np.asarray(ref_covariances, dtype=float)
     perm = np.tile(np.arange(k), (n_draws, 1))
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
+    for n_iter in range(1, max_iter + 1):
         cost = kl_cost(means, covariances, ref_m, ref_c)
         new = np.empty_like(perm)
         for s in range(n_draws):

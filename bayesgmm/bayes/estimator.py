@@ -1,0 +1,526 @@
+"""The scikit-learn style Bayesian estimator :class:`BayesGMM`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from bayesgmm import em, posterior
+from bayesgmm._constants import CHAIN, COMPONENT, DRAW, FEATURE, FEATURE_BIS, OBS
+from bayesgmm._validation import (
+    check_X,
+    feature_names_of,
+    validate_choice,
+    validate_covariance_type,
+    validate_int,
+    validate_positive,
+)
+from bayesgmm.bayes import inference
+from bayesgmm.bayes.model import PRIOR_KEYS, build_gmm_model, model_data, resolve_priors
+from bayesgmm.bayes.params import params_from_raw, raw_from_params
+from bayesgmm.bayes.relabel import apply_permutation, relabel_draws
+from bayesgmm.estimators import EMGMM, BaseGMM
+from bayesgmm.exceptions import ConvergenceWarning
+from bayesgmm.results import GMMResult
+
+__all__ = ["BayesGMM"]
+
+_MAX_PREDICT_DRAWS = 400
+
+
+class BayesGMM(BaseGMM):
+    """Bayesian Gaussian mixture fitted in PyMC by NUTS or ADVI.
+
+    The labels are marginalized (log-sum-exp over components), every posterior
+    draw is relabeled to the EM solution (Hungarian matching), and the result
+    is a :class:`~bayesgmm.results.GMMResult` whose parameters carry ``chain``
+    and ``draw`` dims, with the whole posterior tree in ``result_.idata``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components ``K``.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure (see :func:`bayesgmm.bayes.model.build_gmm_model`).
+    method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
+        Inference: NUTS, mean-field ADVI or full-rank ADVI.
+    draws : int, default=1000
+        Posterior draws per chain (ADVI: draws from the approximation).
+    tune : int, default=1000
+        NUTS tuning steps per chain.
+    chains : int, default=4
+        NUTS chains (ADVI always gives one).
+    sampler : str or None, default=None
+        NUTS implementation: ``"nutpie"`` (the default when installed, see
+        docs/bayes.md for the measurements) or a PyMC ``nuts_sampler``
+        (``"pymc"``, ``"numpyro"``, ``"blackjax"`` when installed).
+    target_accept : float, default=0.8
+        NUTS target acceptance rate; raise it (e.g. 0.95) after divergences.
+    priors : mapping or None, default=None
+        Prior settings; keys ``weights_concentration`` (Dirichlet alpha, 1.0),
+        ``means_loc`` (data mean), ``means_scale`` (2 x data sd), ``sd_scale``
+        (HalfNormal scale of component sds, data sd), ``lkj_eta`` (2.0).
+        Unknown keys raise ``ValueError``.
+    reg_covar : float, default=1e-6
+        Non-negative floor added to the diagonal of every covariance (data units).
+    n_steps : int, default=20000
+        ADVI: maximum optimisation steps.
+    advi_tol : float, default=0.01
+        ADVI: relative parameter change that counts as converged.
+    compile_mode : {"NUMBA", "CVM"}, default="NUMBA"
+        PyTensor backend for the log-density.
+    random_state : int, RandomState instance or None, default=None
+        Seed for the EM reference, the sampler and :meth:`sample`.
+    progressbar : bool, default=True
+        Show progress bars.
+
+    Attributes
+    ----------
+    result_ : GMMResult
+        Posterior draws (relabeled), posterior-mean responsibilities, criteria at
+        the posterior mean, and ``idata`` (posterior, sample_stats or variational,
+        log_likelihood, observed_data, relabeling).
+    model_ : pymc.Model
+        The PyMC model that was fitted.
+    reference_ : EMGMM
+        The EM fit used for initial values and relabeling.
+    weights_, means_, covariances_ : ndarray
+        Posterior means, in scikit-learn's shapes for ``covariance_type``.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    timing_ : dict
+        Seconds spent compiling and sampling.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.datasets.load_faithful()
+    >>> fit = bg.BayesGMM(n_components=2, draws=200, tune=200, chains=2,
+    ...                   random_state=0, progressbar=False).fit(X)  # doctest: +SKIP
+    >>> fit.result_.weights.dims  # doctest: +SKIP
+    ('chain', 'draw', 'component')
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        method: str = "nuts",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        sampler: str | None = None,
+        target_accept: float = 0.8,
+        priors: Mapping[str, Any] | None = None,
+        reg_covar: float = 1e-6,
+        n_steps: int = 20_000,
+        advi_tol: float = 0.01,
+        compile_mode: str = "NUMBA",
+        random_state: Any = None,
+        progressbar: bool = True,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.method = method
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.sampler = sampler
+        self.target_accept = target_accept
+        self.priors = priors
+        self.reg_covar = reg_covar
+        self.n_steps = n_steps
+        self.advi_tol = advi_tol
+        self.compile_mode = compile_mode
+        self.random_state = random_state
+        self.progressbar = progressbar
+
+    # ------------------------------------------------------------------
+    # validation
+    # ------------------------------------------------------------------
+
+    def _validate_params(self) -> str:
+        validate_int(self.n_components, "n_components")
+        validate_covariance_type(self.covariance_type)
+        validate_choice(self.method, "method", inference.SUPPORTED_METHODS)
+        validate_int(self.draws, "draws")
+        validate_int(self.tune, "tune", minimum=0)
+        validate_int(self.chains, "chains")
+        validate_int(self.n_steps, "n_steps")
+        validate_positive(self.advi_tol, "advi_tol")
+        validate_positive(self.reg_covar, "reg_covar", allow_zero=True)
+        validate_choice(self.compile_mode, "compile_mode", inference.COMPILE_MODES)
+        ta = self.target_accept
+        if isinstance(ta, bool) or not isinstance(ta, int | float) or not 0 < ta < 1:
+            raise ValueError(
+                f"target_accept must be a number in the open interval (0, 1), got {ta!r}."
+            )
+        if self.priors is not None and not isinstance(self.priors, Mapping):
+            raise ValueError(
+                f"priors must be a mapping with keys among {sorted(PRIOR_KEYS)} or None, "
+                f"got {type(self.priors).__name__}."
+            )
+        sampler = inference.DEFAULT_SAMPLER if self.sampler is None else self.sampler
+        available = inference.available_samplers()
+        if sampler not in available:
+            raise ValueError(f"sampler must be one of {list(available)}, got {sampler!r}.")
+        return sampler
+
+    # ------------------------------------------------------------------
+    # fitting
+    # ------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None) -> BayesGMM:
+        """Fit the Bayesian mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data: a NumPy array or a pandas DataFrame (column names become
+            the ``feature`` coordinate).
+        y : None
+            Ignored; present for the scikit-learn API.
+
+        Returns
+        -------
+        BayesGMM
+            The fitted estimator.
+        """
+        sampler = self._validate_params()
+        arr = check_X(X, n_components=self.n_components)
+        k, d = self.n_components, arr.shape[1]
+        resolve_priors(self.priors, k, d)  # fail early, before any EM or compilation
+        self._set_n_features(X, arr)
+        names = feature_names_of(X, d)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ref = EMGMM(
+                k, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                n_init=3, random_state=seed,
+            ).fit(arr)
+        self.reference_ = ref
+        ref_cov = em.full_covariances(ref.covariances_, self.covariance_type, k, d)
+
+        model = build_gmm_model(arr, k, self.covariance_type, self.priors, self.reg_covar)
+        self.model_ = model
+        md = model_data(arr, k, self.priors, self.reg_covar)
+        conv = {"center": md.center, "scale": md.scale, "reg_diag": md.reg_diag}
+        init_raw = raw_from_params(ref.weights_, ref.means_, ref_cov,
+                                   covariance_type=self.covariance_type, **conv)
+
+        if self.method == "nuts":
+            out = inference.run_nuts(
+                model, draws=self.draws, tune=self.tune, chains=self.chains,
+                random_seed=seed, progressbar=self.progressbar, sampler=sampler,
+                init_raw=init_raw, target_accept=float(self.target_accept),
+                compile_mode=self.compile_mode,
+            )
+        else:
+            out = inference.run_advi(
+                model, method=self.method, n_steps=self.n_steps, draws=self.draws,
+                random_seed=seed, progressbar=self.progressbar, init_raw=init_raw,
+                tolerance=self.advi_tol,
+            )
+        self.timing_ = out.timing
+
+        w, m, c = params_from_raw(out.raw, covariance_type=self.covariance_type,
+                                  n_components=k, **conv)
+        n_chain, n_draw = w.shape[:2]
+        s = n_chain * n_draw
+        info = relabel_draws(m.reshape(s, k, d), c.reshape(s, k, d, d), ref.means_, ref_cov)
+        perm = info.permutation
+        w = apply_permutation(w.reshape(s, k), perm)
+        m = apply_permutation(m.reshape(s, k, d), perm)
+        c = apply_permutation(c.reshape(s, k, d, d), perm)
+
+        self.result_ = self._make_result(arr, names, w, m, c, perm, info, out, sampler,
+                                         n_chain, n_draw)
+        self._store_point()
+        self._warn_fit(out)
+        return self
+
+    def _make_result(self, arr, names, w, m, c, perm, info, out, sampler, n_chain, n_draw):
+        k, d = self.n_components, arr.shape[1]
+        n_chain * n_draw
+        comp = np.arange(k)
+        chain_draw = {CHAIN: np.arange(n_chain), DRAW: np.arange(n_draw)}
+        post = xr.Dataset(
+            {
+                "weights": ((CHAIN, DRAW, COMPONENT), w.reshape(n_chain, n_draw, k)),
+                "means": ((CHAIN, DRAW, COMPONENT, FEATURE), m.reshape(n_chain, n_draw, k, d)),
+                "covariances": ((CHAIN, DRAW, COMPONENT, FEATURE, FEATURE_BIS),
+                                c.reshape(n_chain, n_draw, k, d, d)),
+            },
+            coords={**chain_draw, COMPONENT: comp, FEATURE: names, FEATURE_BIS: names},
+            attrs={"method": self.method, "sampler": sampler if self.method == "nuts" else "",
+                   "covariance_type": self.covariance_type},
+        )
+        ll = posterior.pointwise_log_likelihood(arr, w, m, c)
+        resp = posterior.draw_responsibilities(arr, w, m, c).mean(axis=0)
+        perm_c = perm.reshape(n_chain, n_draw, k)
+        # label switches within a chain: draws whose matching differs from the chain's
+        # most common one
+        switches = 0
+        for ch in range(n_chain):
+            _, _inv, counts = np.unique(perm_c[ch], axis=0, return_inverse=True,
+                                       return_counts=True)
+            switches += int(n_draw - counts.max())
+        groups: dict[str, xr.Dataset] = {
+            "posterior": post,
+            "log_likelihood": xr.Dataset(
+                {posterior.LOG_LIK_VAR: ((CHAIN, DRAW, OBS), ll.reshape(n_chain, n_draw, -1))},
+                coords={**chain_draw, OBS: np.arange(arr.shape[0])},
+            ),
+            "observed_data": xr.Dataset(
+                {posterior.LOG_LIK_VAR: ((OBS, FEATURE), arr)},
+                coords={OBS: np.arange(arr.shape[0]), FEATURE: names},
+            ),
+            "relabeling": xr.Dataset(
+                {"permutation": ((CHAIN, DRAW, COMPONENT), perm_c)},
+                coords={**chain_draw, COMPONENT: comp},
+                attrs={"reference": "em", "cost": "kl", "n_permuted": info.n_permuted,
+                       "n_switches_within_chains": switches, "n_iter": info.n_iter},
+            ),
+        }
+        if out.sample_stats is not None:
+            groups["sample_stats"] = out.sample_stats
+        if out.variational is not None:
+            groups["variational"] = out.variational
+        idata = xr.DataTree.from_dict(groups)
+        weights = post["weights"]
+        point = em.EMState(
+            post["weights"].mean((CHAIN, DRAW)).values, post["means"].mean((CHAIN, DRAW)).values,
+            self._sklearn_covariances(post["covariances"].mean((CHAIN, DRAW)).values),
+            None, self.covariance_type,
+        )
+        point = point._replace(precisions_cholesky=em.precision_cholesky(
+            point.covariances, self.covariance_type, self.reg_covar))
+        self._point = point
+        return GMMResult(
+            weights=weights,
+            means=post["means"],
+            covariances=post["covariances"],
+            responsibilities=xr.DataArray(
+                resp, dims=(OBS, COMPONENT),
+                coords={OBS: np.arange(arr.shape[0]), COMPONENT: comp},
+                name="responsibilities",
+            ),
+            log_likelihood=em.log_likelihood(arr, point),
+            covariance_type=self.covariance_type,
+            method=self.method,
+            config=self._config(sampler),
+            idata=idata,
+            converged=bool(out.converged),
+            n_iter=out.n_iter,
+        )
+
+    def _sklearn_covariances(self, full: np.ndarray) -> np.ndarray:
+        kind = self.covariance_type
+        if kind == "full":
+            return full
+        if kind == "tied":
+            return full.mean(axis=0)
+        diag = np.diagonal(full, axis1=-2, axis2=-1)
+        return diag if kind == "diag" else diag.mean(axis=-1)
+
+    def _store_point(self) -> None:
+        self.weights_ = self._point.weights
+        self.means_ = self._point.means
+        self.covariances_ = self._point.covariances
+
+    def _warn_fit(self, out: inference.InferenceOutput) -> None:
+        if self.method != "nuts":
+            if not out.converged:
+                warnings.warn(
+                    f"BayesGMM: {self.method} did not converge in n_steps={self.n_steps} "
+                    f"steps (advi_tol={self.advi_tol:g}). Increase n_steps or use method='nuts'.",
+                    ConvergenceWarning, stacklevel=3,
+                )
+            return
+        table = posterior.diagnostics(self.result_, warn=False)
+        problems = []
+        if table.attrs.get("divergences", 0):
+            problems.append(f"{table.attrs['divergences']} divergent transitions")
+        if self.chains > 1 and np.nanmax(table["r_hat"].values) > posterior.RHAT_MAX:
+            problems.append(f"max R-hat {np.nanmax(table['r_hat'].values):.3f} > "
+                            f"{posterior.RHAT_MAX}")
+        if problems:
+            warnings.warn(
+                "BayesGMM: " + " and ".join(problems) + ". Run more tune/draws, raise "
+                "target_accept, or reconsider n_components; see result_.diagnostics().",
+                ConvergenceWarning, stacklevel=3,
+            )
+
+    def _config(self, sampler: str) -> dict[str, Any]:
+        params = self.get_params()
+        if params["priors"] is not None:
+            params["priors"] = {
+                key: np.asarray(v).tolist() for key, v in dict(params["priors"]).items()
+            }
+        rs = params["random_state"]
+        params["random_state"] = rs if rs is None or isinstance(rs, int | np.integer) else repr(rs)
+        params["sampler_used"] = sampler
+        return params
+
+    # ------------------------------------------------------------------
+    # prediction from the posterior
+    # ------------------------------------------------------------------
+
+    def _point_state(self) -> em.EMState:
+        check_is_fitted(self)
+        return self._point
+
+    def _thinned_draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        post = self.result_.idata["posterior"].to_dataset()
+        s = post.sizes[CHAIN] * post.sizes[DRAW]
+        k, d = self.n_components, self.n_features_in_
+        idx = np.unique(np.linspace(0, s - 1, min(s, _MAX_PREDICT_DRAWS)).astype(int))
+        w = post["weights"].values.reshape(s, k)[idx]
+        m = post["means"].values.reshape(s, k, d)[idx]
+        c = post["covariances"].values.reshape(s, k, d, d)[idx]
+        return w, m, c
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior-mean responsibilities of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+            ``E[p(z = k | x, theta)]`` over (at most 400 evenly spaced) posterior
+            draws; rows sum to one.
+        """
+        arr = self._validate_predict_data(X)
+        return posterior.draw_responsibilities(arr, *self._thinned_draws()).mean(axis=0)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log posterior-predictive density of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            ``log mean_s p(x | theta_s)`` over (at most 400) posterior draws.
+        """
+        arr = self._validate_predict_data(X)
+        ll = posterior.pointwise_log_likelihood(arr, *self._thinned_draws())
+        return np.logaddexp.reduce(ll, axis=0) - np.log(ll.shape[0])
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion at the posterior mean (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        float
+        """
+        arr = self._validate_predict_data(X)
+        return float(-2.0 * em.log_likelihood(arr, self._point) + 2 * self._n_parameters())
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion at the posterior mean (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        float
+        """
+        arr = self._validate_predict_data(X)
+        return float(-2.0 * em.log_likelihood(arr, self._point)
+                     + self._n_parameters() * np.log(arr.shape[0]))
+
+    # ------------------------------------------------------------------
+    # prior predictive
+    # ------------------------------------------------------------------
+
+    def prior_predictive(self, X: Any, draws: int = 500, random_state: Any = None) -> xr.DataTree:
+        """Draw parameters and data sets from the prior, to check the prior.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data that sets the standardization (data-based prior defaults) and
+            the size of the simulated data sets; not fitted.
+        draws : int, default=500
+            Number of prior draws.
+        random_state : int or None, default=None
+            Seed (defaults to ``self.random_state``).
+
+        Returns
+        -------
+        xarray.DataTree
+            ``prior`` (``weights``, ``means``, ``covariances`` with dims
+            ``(chain=1, draw, ...)``) and ``prior_predictive`` (``X`` with dims
+            ``(chain, draw, obs, feature)``).
+        """
+        import pymc as pm
+
+        draws = validate_int(draws, "draws")
+        validate_int(self.n_components, "n_components")
+        validate_covariance_type(self.covariance_type)
+        arr = check_X(X, n_components=self.n_components)
+        k, d = self.n_components, arr.shape[1]
+        names = feature_names_of(X, d)
+        rs = self.random_state if random_state is None else random_state
+        seed = int(check_random_state(rs).randint(np.iinfo(np.int32).max))
+        model = build_gmm_model(arr, k, self.covariance_type, self.priors, self.reg_covar)
+        md = model_data(arr, k, self.priors, self.reg_covar)
+        var_names = [v.name for v in model.free_RVs]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Potential.*")
+            warnings.filterwarnings("ignore", message=".*BLAS.*")
+            prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=var_names,
+                                               random_seed=seed)
+        pr = prior["prior"].to_dataset()
+        raw = {n: pr[n].values for n in var_names}
+        w, m, c = params_from_raw(raw, covariance_type=self.covariance_type, n_components=k,
+                                  center=md.center, scale=md.scale, reg_diag=md.reg_diag)
+        rng = np.random.default_rng(seed)
+        n = arr.shape[0]
+        wf, mf, cf = w.reshape(-1, k), m.reshape(-1, k, d), c.reshape(-1, k, d, d)
+        sims = np.empty((wf.shape[0], n, d))
+        for i in range(wf.shape[0]):
+            z = rng.choice(k, size=n, p=wf[i] / wf[i].sum())
+            chol = np.linalg.cholesky(cf[i])
+            sims[i] = mf[i][z] + np.einsum("nab,nb->na", chol[z], rng.standard_normal((n, d)))
+        n_chain, n_draw = w.shape[:2]
+        coords = {CHAIN: np.arange(n_chain), DRAW: np.arange(n_draw), COMPONENT: np.arange(k),
+                  FEATURE: names, FEATURE_BIS: names}
+        return xr.DataTree.from_dict({
+            "prior": xr.Dataset(
+                {"weights": ((CHAIN, DRAW, COMPONENT), w),
+                 "means": ((CHAIN, DRAW, COMPONENT, FEATURE), m),
+                 "covariances": ((CHAIN, DRAW, COMPONENT, FEATURE, FEATURE_BIS), c)},
+                coords=coords,
+            ),
+            "prior_predictive": xr.Dataset(
+                {"X": ((CHAIN, DRAW, OBS, FEATURE), sims.reshape(n_chain, n_draw, n, d))},
+                coords={CHAIN: coords[CHAIN], DRAW: coords[DRAW], OBS: np.arange(n),
+                        FEATURE: names},
+            ),
+        })
