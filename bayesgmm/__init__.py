@@ -5,19 +5,25 @@ Fit a mixture by EM (:class:`EMGMM`) or as a Bayesian model in PyMC
 """
 
 from bayesgmm import datasets
+from bayesgmm.compare import Comparison, MethodComparison, compare
 from bayesgmm.estimators import EMGMM
 from bayesgmm.exceptions import ConvergenceWarning, DiagnosticsWarning, DifferentModelError
 from bayesgmm.results import GMMResult, load
+from bayesgmm.selection import compare_k
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EMGMM",
+    "Comparison",
     "ConvergenceWarning",
     "DiagnosticsWarning",
     "DifferentModelError",
     "GMMResult",
+    "MethodComparison",
     "__version__",
+    "compare",
+    "compare_k",
     "datasets",
     "load",
 ]

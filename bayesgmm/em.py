@@ -34,6 +34,7 @@ type          covariances                 precisions_cholesky
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -183,6 +184,13 @@ def collapsed_components(state: EMState, n_samples: int, reg_covar: float) -> np
     return np.flatnonzero((counts < need) | (smallest <= floor))
 
 
+@functools.cache
+def _triu(n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upper-triangle indices ``(i, j)`` and the weights of ``P_ij`` in ``z'Pz`` (1 or 2)."""
+    iu, ju = np.triu_indices(n_features)
+    return iu, ju, np.where(iu == ju, 1.0, 2.0)
+
+
 def _log_det_cholesky(prec_chol: np.ndarray, covariance_type: str, n_features: int) -> np.ndarray:
     """Log-determinant of the precision Cholesky factor (``0.5 log det precision``)."""
     if covariance_type == "full":
@@ -284,8 +292,8 @@ class _Kernel:
             self.expanded = bool(bound < _EXPANSION_BOUND)
         if kind == "full" and self.expanded:
             prec = pc @ pc.transpose(0, 2, 1)
-            iu, ju = np.triu_indices(d)
-            self.quad = np.ascontiguousarray(prec[:, iu, ju] * np.where(iu == ju, -0.5, -1.0))
+            iu, ju, weight = _triu(d)
+            self.quad = prec[:, iu, ju] * (-0.5 * weight)
             self.lin = np.einsum("kij,kj->ki", prec, means)
             const -= 0.5 * np.einsum("ki,ki->k", means, self.lin)
         elif kind == "full":
@@ -409,7 +417,7 @@ class _Stats:
         if self.type == "full":
             if self.centers is None:
                 second = np.empty((k, d, d))
-                iu, ju = np.triu_indices(d)
+                iu, ju, _ = _triu(d)
                 second[:, iu, ju] = self.sxx
                 second[:, ju, iu] = self.sxx
             else:

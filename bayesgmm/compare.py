@@ -1,0 +1,425 @@
+"""Tables that compare fits: across K (:class:`Comparison`) and across methods (:func:`compare`).
+
+Works on :class:`~bayesgmm.results.GMMResult` objects only (NumPy, pandas,
+and ArviZ for stacking weights); the fitting loop is in
+:mod:`bayesgmm.selection`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score
+
+from bayesgmm._constants import COMPONENT
+from bayesgmm._validation import validate_choice, validate_prob
+from bayesgmm.results import GMMResult
+
+__all__ = ["Comparison", "MethodComparison", "compare"]
+
+CRITERIA = ("aic", "bic", "icl", "waic", "loo")
+BAYES_METHODS = ("nuts", "fullrank_advi", "advi")
+#: Column order of :attr:`Comparison.table`.
+TABLE_COLUMNS = (
+    "loglik", "n_params", "aic", "bic", "icl",
+    "elpd_waic", "se_waic", "p_waic", "elpd_loo", "se_loo", "p_loo",
+    "rank", "elpd_diff", "dse", "weight",
+    "pareto_k_max", "waic_warning", "loo_warning", "r_hat_max", "divergences",
+    "converged", "warning",
+)
+
+
+def _criterion_column(criterion: str) -> tuple[str, bool]:
+    """Table column holding ``criterion`` and whether lower is better."""
+    criterion = validate_choice(criterion, "criterion", CRITERIA)
+    if criterion in ("waic", "loo"):
+        return f"elpd_{criterion}", False
+    return criterion, True
+
+
+@dataclass
+class Comparison:
+    """Fits of several numbers of components K by several methods, side by side.
+
+    Parameters
+    ----------
+    results : dict
+        ``{(method, K): GMMResult or None}``; ``None`` marks a fit that failed.
+    messages : dict, optional
+        ``{(method, K): text}``: errors and warnings raised while fitting.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (method, K); see :data:`TABLE_COLUMNS`. Information
+        criteria are lower-is-better (scikit-learn's sign); ``elpd_*`` are
+        higher-is-better; ``rank``, ``elpd_diff``, ``dse`` and ``weight``
+        (stacking) come from :func:`arviz.compare` on LOO, within each method.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> cmp = bg.compare_k(bg.datasets.load_faithful(), range(1, 4), methods=("em",),
+    ...                    progressbar=False)
+    >>> cmp.best("bic")
+    2
+    """
+
+    results: dict[tuple[str, int], GMMResult | None]
+    messages: dict[tuple[str, int], str] = field(default_factory=dict)
+    table: pd.DataFrame = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.table = self._build_table()
+
+    # ------------------------------------------------------------------
+    # Table
+    # ------------------------------------------------------------------
+
+    def _build_table(self) -> pd.DataFrame:
+        rows = {}
+        for key, result in self.results.items():
+            row: dict[str, Any] = {c: np.nan for c in TABLE_COLUMNS}
+            row["warning"] = self.messages.get(key, "")
+            row["converged"] = False
+            if result is not None:
+                row.update(_row_of(result))
+            rows[key] = row
+        table = pd.DataFrame.from_dict(rows, orient="index", columns=list(TABLE_COLUMNS))
+        table.index = pd.MultiIndex.from_tuples(list(rows), names=["method", "K"])
+        table = table.sort_index()
+        self._add_loo_comparison(table)
+        for name in ("waic_warning", "loo_warning", "converged"):
+            table[name] = table[name].astype("boolean")
+        return table
+
+    def _add_loo_comparison(self, table: pd.DataFrame) -> None:
+        for method in table.index.get_level_values("method").unique():
+            fits = {k: r for (m, k), r in self.results.items()
+                    if m == method and r is not None and r.is_bayesian and r.idata is not None}
+            if len(fits) < 2:
+                continue
+            import arviz as az
+
+            from bayesgmm.posterior import LOG_LIK_VAR
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ranked = az.compare({str(k): r.idata for k, r in fits.items()},
+                                    var_name=LOG_LIK_VAR)
+            for name, values in ranked.iterrows():
+                key = (method, int(name))
+                for column in ("rank", "elpd_diff", "dse", "weight"):
+                    table.loc[key, column] = float(values[column])
+
+    # ------------------------------------------------------------------
+    # Choices
+    # ------------------------------------------------------------------
+
+    def _default_method(self, criterion: str) -> str | None:
+        methods = set(self.table.index.get_level_values("method"))
+        order = ("em", *BAYES_METHODS) if criterion in ("aic", "bic", "icl") else BAYES_METHODS
+        for method in order:
+            if method in methods and self.table.loc[method, _criterion_column(criterion)[0]].notna().any():
+                return method
+        return None
+
+    def best(self, criterion: str = "bic", method: str | None = None) -> int | None:
+        """Number of components K preferred by ``criterion``.
+
+        Parameters
+        ----------
+        criterion : {"aic", "bic", "icl", "waic", "loo"}, default="bic"
+            Information criteria pick the lowest value, WAIC and LOO the
+            highest elpd.
+        method : str, optional
+            Restrict to one method. By default AIC, BIC and ICL use EM (they
+            are defined at the maximum likelihood), WAIC and LOO the most
+            exact Bayesian method fitted (NUTS, then full-rank ADVI, then ADVI).
+
+        Returns
+        -------
+        int or None
+            ``None`` when no fit has that criterion.
+        """
+        column, lower = _criterion_column(criterion)
+        method = method or self._default_method(criterion)
+        if method is None or method not in self.table.index.get_level_values("method"):
+            return None
+        values = self.table.loc[method, column].dropna()
+        if values.empty:
+            return None
+        return int(values.idxmin() if lower else values.idxmax())
+
+    def verdict(self) -> str:
+        """A short text: which K each criterion picks and how close the runner-up is by LOO.
+
+        Returns
+        -------
+        str
+            e.g. "BIC (em), ICL (em) and LOO (nuts) pick K=2; AIC (em) picks
+            K=3. By LOO (nuts), K=3 is within 1 se of the best."
+        """
+        picks: dict[int, list[str]] = {}
+        for criterion in CRITERIA:
+            k = self.best(criterion)
+            if k is not None:
+                label = f"{criterion.upper()} ({self._default_method(criterion)})"
+                picks.setdefault(k, []).append(label)
+        if not picks:
+            return "No fit succeeded; see the warning column of the table."
+        parts = []
+        for k, names in sorted(picks.items(), key=lambda item: -len(item[1])):
+            verb = "picks" if len(names) == 1 else ("agree on" if len(picks) == 1 else "pick")
+            joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+            parts.append(f"{joined} {verb} K={k}")
+        text = "; ".join(parts) + "."
+        loo_method = self._default_method("loo")
+        best_loo = self.best("loo")
+        if best_loo is not None:
+            rows = self.table.loc[loo_method]
+            close = [int(k) for k, row in rows.iterrows()
+                     if k != best_loo and pd.notna(row["elpd_diff"])
+                     and row["elpd_diff"] <= row["dse"]]
+            if close:
+                ks = ", ".join(f"K={k}" for k in close)
+                text += f" By LOO ({loo_method}), {ks} within 1 se of the best."
+        flagged = [f"{m} K={k}" for (m, k), w in self.table["warning"].items() if w]
+        if flagged:
+            text += f" Warnings for {', '.join(flagged)} (see the table)."
+        return text
+
+    def __repr__(self) -> str:
+        shown = self.table[["loglik", "n_params", "aic", "bic", "icl", "elpd_waic", "elpd_loo",
+                            "se_loo", "weight"]]
+        return ("Comparison\n" + shown.to_string(float_format=lambda v: f"{v:.2f}")
+                + "\n" + self.verdict())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (f"<div><strong>Comparison</strong><p>{html.escape(self.verdict())}</p>"
+                f"{self.table.to_html(float_format=lambda v: f'{v:.3f}', na_rep='')}</div>")
+
+    def plot(self, ax=None, **kwargs):
+        """Information criteria and elpd against K; see :func:`bayesgmm.plotting.plot_criteria`."""
+        from bayesgmm.plotting import plot_criteria
+
+        return plot_criteria(self, ax=ax, **kwargs)
+
+
+def _row_of(result: GMMResult) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "loglik": result.log_likelihood,
+        "n_params": result.n_parameters,
+        "aic": result.aic(),
+        "bic": result.bic(),
+        "icl": result.icl(),
+        "converged": bool(result.converged),
+    }
+    if not (result.is_bayesian and result.idata is not None):
+        return row
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        waic = result.waic()
+        loo = result.loo()
+        diag = result.diagnostics()
+    row.update({
+        "elpd_waic": waic.elpd, "se_waic": waic.se, "p_waic": waic.p,
+        "waic_warning": bool(waic.warning),
+        "elpd_loo": float(loo.elpd), "se_loo": float(loo.se), "p_loo": float(loo.p),
+        "pareto_k_max": float(np.nanmax(np.asarray(loo.pareto_k))),
+        "loo_warning": bool(loo.warning),
+    })
+    if "r_hat" in diag:
+        row["r_hat_max"] = float(np.nanmax(diag["r_hat"].to_numpy(dtype=float)))
+    row["divergences"] = diag.attrs.get("divergences", np.nan)
+    return row
+
+
+# --------------------------------------------------------------------------
+# EM against Bayes for the same K
+# --------------------------------------------------------------------------
+
+
+def _symmetric_kl(means_a, covs_a, means_b, covs_b) -> np.ndarray:
+    """Symmetrised Kullback-Leibler divergence between every pair of Gaussian components."""
+    d = means_a.shape[1]
+    prec_a, prec_b = np.linalg.inv(covs_a), np.linalg.inv(covs_b)
+    diff = means_a[:, None, :] - means_b[None, :, :]
+    trace = (np.einsum("jab,kba->jk", prec_b, covs_a) + np.einsum("kab,jba->jk", prec_a, covs_b))
+    maha = (np.einsum("jka,kab,jkb->jk", diff, prec_b, diff)
+            + np.einsum("jka,jab,jkb->jk", diff, prec_a, diff))
+    return 0.25 * (trace + maha) - 0.5 * d
+
+
+def match_components(reference: GMMResult, other: GMMResult) -> np.ndarray:
+    """Permutation of ``other``'s components that best matches ``reference``'s.
+
+    The Hungarian algorithm on the symmetrised Kullback-Leibler divergence
+    between the point-estimate components.
+
+    Returns
+    -------
+    ndarray of shape (n_components,)
+        ``other`` component ``perm[k]`` corresponds to ``reference`` component ``k``.
+    """
+    _, ma, ca = reference.point_estimate()
+    _, mb, cb = other.point_estimate()
+    cost = _symmetric_kl(ma.values, ca.values, mb.values, cb.values)
+    rows, cols = linear_sum_assignment(cost)
+    return cols[np.argsort(rows)]
+
+
+@dataclass
+class MethodComparison:
+    """Fits of the same K by different methods, components matched.
+
+    Attributes
+    ----------
+    components : pandas.DataFrame
+        Index ``(component, parameter)`` in the reference's labelling; for
+        every fit its estimate (EM) or posterior mean, and for Bayesian fits
+        the credible interval and whether each other fit's estimate lies in it.
+    agreement : pandas.DataFrame
+        Per pair of fits: adjusted Rand index of the hard labels, mean and
+        maximum absolute difference of the responsibilities.
+    permutations : dict
+        Fit name -> permutation applied to its components.
+    """
+
+    components: pd.DataFrame
+    agreement: pd.DataFrame
+    permutations: dict[str, np.ndarray]
+
+    def __repr__(self) -> str:
+        return ("MethodComparison\n" + self.agreement.to_string(float_format=lambda v: f"{v:.3f}")
+                + "\n\n" + self.components.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+def _permuted(result: GMMResult, perm: np.ndarray) -> GMMResult:
+    order = {COMPONENT: perm}
+    return GMMResult(
+        weights=result.weights.isel(order).assign_coords({COMPONENT: np.arange(len(perm))}),
+        means=result.means.isel(order).assign_coords({COMPONENT: np.arange(len(perm))}),
+        covariances=result.covariances.isel(order).assign_coords(
+            {COMPONENT: np.arange(len(perm))}),
+        responsibilities=result.responsibilities.isel(order).assign_coords(
+            {COMPONENT: np.arange(len(perm))}),
+        log_likelihood=result.log_likelihood,
+        covariance_type=result.covariance_type,
+        method=result.method,
+        config=result.config,
+        idata=result.idata,
+        converged=result.converged,
+        n_iter=result.n_iter,
+    )
+
+
+def compare(results: list[GMMResult] | dict[str, GMMResult], prob: float = 0.94
+            ) -> MethodComparison:
+    """Compare fits of the same K (e.g. EM against Bayes), components matched.
+
+    Parameters
+    ----------
+    results : list or dict of GMMResult
+        The first is the reference whose component labels the others are
+        matched to. A list is named by each result's ``method``.
+    prob : float, default=0.94
+        Mass of the credible intervals.
+
+    Returns
+    -------
+    MethodComparison
+
+    Raises
+    ------
+    ValueError
+        Fewer than two results, or results with different K, features or data size.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.datasets.load_faithful()
+    >>> a = bg.EMGMM(2, random_state=0).fit(X).result_
+    >>> b = bg.EMGMM(2, random_state=3, covariance_type="diag").fit(X).result_
+    >>> out = bg.compare({"full": a, "diag": b})
+    >>> float(out.agreement["adjusted_rand"].iloc[0]) > 0.9
+    True
+    """
+    prob = validate_prob(prob)
+    if isinstance(results, dict):
+        named = dict(results)
+    else:
+        named = {}
+        for r in results:
+            name, i = r.method, 2
+            while name in named:
+                name, i = f"{r.method}_{i}", i + 1
+            named[name] = r
+    if len(named) < 2:
+        raise ValueError(f"results must hold at least 2 fits to compare, got {len(named)}.")
+    names = list(named)
+    ref = named[names[0]]
+    for name in names[1:]:
+        r = named[name]
+        if (r.n_components, r.n_features, r.n_obs) != (ref.n_components, ref.n_features,
+                                                         ref.n_obs):
+            raise ValueError(
+                f"results: {name!r} has K={r.n_components}, D={r.n_features}, n={r.n_obs}; "
+                f"the reference {names[0]!r} has K={ref.n_components}, D={ref.n_features}, "
+                f"n={ref.n_obs}. Compare fits of the same data and K."
+            )
+    perms = {names[0]: np.arange(ref.n_components)}
+    aligned = {names[0]: ref}
+    for name in names[1:]:
+        perms[name] = match_components(ref, named[name])
+        aligned[name] = _permuted(named[name], perms[name])
+    components = _component_table(aligned, prob)
+    agreement = _agreement_table(aligned)
+    return MethodComparison(components, agreement, perms)
+
+
+def _component_table(aligned: dict[str, GMMResult], prob: float) -> pd.DataFrame:
+    columns = {}
+    intervals = {}
+    for name, r in aligned.items():
+        summary = r.summary(prob=prob)
+        if not r.is_bayesian:
+            columns[name] = summary["estimate"]
+            continue
+        columns[f"{name}_mean"] = summary["mean"]
+        columns[f"{name}_lower"] = summary["lower"]
+        columns[f"{name}_upper"] = summary["upper"]
+        intervals[name] = (summary["lower"], summary["upper"])
+    table = pd.DataFrame(columns)
+    for name, (lower, upper) in intervals.items():
+        for other in aligned:
+            if other != name and other in table:
+                table[f"{other}_in_{name}_interval"] = (table[other] >= lower) & (
+                    table[other] <= upper)
+    table.attrs["ci_prob"] = prob
+    return table
+
+
+def _agreement_table(aligned: dict[str, GMMResult]) -> pd.DataFrame:
+    names = list(aligned)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ra, rb = aligned[a].responsibilities.values, aligned[b].responsibilities.values
+            diff = np.abs(ra - rb)
+            rows.append({
+                "fit_a": a, "fit_b": b,
+                "adjusted_rand": adjusted_rand_score(ra.argmax(1), rb.argmax(1)),
+                "label_agreement": float(np.mean(ra.argmax(1) == rb.argmax(1))),
+                "resp_mean_abs_diff": float(diff.mean()),
+                "resp_max_abs_diff": float(diff.max()),
+            })
+    return pd.DataFrame(rows).set_index(["fit_a", "fit_b"])
+

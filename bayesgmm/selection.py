@@ -1,0 +1,142 @@
+"""Choosing K: fit every (method, K) pair and compare them (:func:`compare_k`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bayesgmm._validation import check_X, validate_choice, validate_covariance_type, validate_int
+from bayesgmm.compare import BAYES_METHODS, Comparison
+from bayesgmm.estimators import EMGMM
+
+__all__ = ["compare_k"]
+
+METHODS = ("em", *BAYES_METHODS)
+
+
+def _validate_methods(methods: Any) -> tuple[str, ...]:
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError("methods must name at least one of " f"{list(METHODS)}, got ().")
+    for method in methods:
+        validate_choice(method, "methods", METHODS)
+    return methods
+
+
+def _validate_ks(n_components: Any, n_samples: int) -> list[int]:
+    if isinstance(n_components, int):
+        n_components = [n_components]
+    ks = [validate_int(k, "n_components") for k in n_components]
+    if not ks:
+        raise ValueError("n_components must hold at least one K, got an empty range.")
+    if max(ks) > n_samples:
+        raise ValueError(f"n_components: K={max(ks)} exceeds the {n_samples} samples in X.")
+    return sorted(set(ks))
+
+
+def compare_k(
+    X: Any,
+    n_components: Iterable[int] | int = range(1, 7),
+    methods: Iterable[str] | str = ("em", "advi", "nuts"),
+    covariance_type: str = "full",
+    *,
+    random_state: int | None = 0,
+    progressbar: bool = True,
+    em_kwargs: Mapping[str, Any] | None = None,
+    bayes_kwargs: Mapping[str, Any] | None = None,
+) -> Comparison:
+    """Fit every (method, K) pair and compare them in one table.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Data (NumPy array or pandas DataFrame).
+    n_components : iterable of int or int, default=range(1, 7)
+        Numbers of components to try.
+    methods : iterable of str, default=("em", "advi", "nuts")
+        Any of "em", "advi", "fullrank_advi", "nuts".
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance parametrisation of every fit.
+    random_state : int or None, default=0
+        Seed passed to every fit.
+    progressbar : bool, default=True
+        Show one progress bar over all fits.
+    em_kwargs : mapping, optional
+        Extra :class:`~bayesgmm.EMGMM` parameters (default ``n_init=10``).
+    bayes_kwargs : mapping, optional
+        Extra :class:`~bayesgmm.BayesGMM` parameters (draws, tune, chains, priors...).
+
+    Returns
+    -------
+    Comparison
+        ``table``, ``best(criterion)``, ``verdict()``, ``plot()`` and the
+        fitted results in ``results``.
+
+    Notes
+    -----
+    A fit that raises, or warns (no convergence, poor diagnostics), stays in
+    the table with its message in the ``warning`` column; the sweep goes on.
+    Bayesian fits of the same K and covariance type share one compiled model.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> cmp = bg.compare_k(bg.datasets.load_iris(), range(1, 4), methods="em",
+    ...                    progressbar=False)
+    >>> cmp.best("bic")
+    2
+    """
+    arr = check_X(X)
+    ks = _validate_ks(n_components, arr.shape[0])
+    methods = _validate_methods(methods)
+    covariance_type = validate_covariance_type(covariance_type)
+    em_options = {"n_init": 10, **(em_kwargs or {})}
+    bayes_options = dict(bayes_kwargs or {})
+    pairs = [(m, k) for m in methods for k in ks]
+    results, messages = {}, {}
+    bar = _progress(len(pairs), progressbar)
+    for method, k in pairs:
+        if bar is not None:
+            bar.set_description(f"{method} K={k}")
+        if method == "em":
+            model = EMGMM(k, covariance_type=covariance_type, random_state=random_state,
+                          **em_options)
+        else:
+            from bayesgmm.bayes import BayesGMM
+
+            model = BayesGMM(k, covariance_type=covariance_type, method=method,
+                             random_state=random_state, progressbar=False, **bayes_options)
+        results[(method, k)], messages[(method, k)] = _fit_one(model, X)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return Comparison(results, messages)
+
+
+def _fit_one(model: Any, X: Any):
+    """Fit ``model``; return its result (None on failure) and any messages."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = model.fit(X).result_
+            error = ""
+        except (ValueError, ArithmeticError, RuntimeError) as err:
+            result, error = None, f"{type(err).__name__}: {err}"
+    texts = [error] if error else []
+    for item in caught:
+        text = f"{item.category.__name__}: {item.message}"
+        if issubclass(item.category, UserWarning) and text not in texts:
+            texts.append(text)
+    return result, " | ".join(texts)
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="fit")
