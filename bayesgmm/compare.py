@@ -124,8 +124,9 @@ class Comparison:
     def _default_method(self, criterion: str) -> str | None:
         methods = set(self.table.index.get_level_values("method"))
         order = ("em", *BAYES_METHODS) if criterion in ("aic", "bic", "icl") else BAYES_METHODS
+        column = _criterion_column(criterion)[0]
         for method in order:
-            if method in methods and self.table.loc[method, _criterion_column(criterion)[0]].notna().any():
+            if method in methods and self.table.loc[method, column].notna().any():
                 return method
         return None
 
