@@ -66,6 +66,13 @@ def _as_result(
     )
 
 
+def data_array(X: np.ndarray, feature_names: list[str]) -> xr.DataArray:
+    """The fitted data as a DataArray with dims ``(obs, feature)``."""
+    return xr.DataArray(X, dims=(OBS, FEATURE),
+                        coords={OBS: np.arange(X.shape[0]), FEATURE: feature_names},
+                        name="data")
+
+
 class BaseGMM(DensityMixin, BaseEstimator):
     """Prediction methods shared by the bayesgmm estimators.
 
@@ -452,6 +459,7 @@ class EMGMM(BaseGMM):
         self.result_ = _as_result(
             state, resp, total, names, method="em", config=self._config(),
             converged=bool(info.converged), n_iter=int(info.n_iter),
+            data=data_array(arr, names),
         )
         return self
 

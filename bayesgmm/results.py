@@ -81,6 +81,9 @@ class GMMResult:
         Whether the fitting procedure reported convergence.
     n_iter : int, optional
         EM iterations (or ADVI steps) used.
+    data : xarray.DataArray, optional
+        The data the model was fitted to, dims ``(obs, feature)``; used by
+        plots and reports. Bayesian fits also keep it in ``idata.observed_data``.
 
     Examples
     --------
@@ -104,6 +107,7 @@ class GMMResult:
     idata: xr.DataTree | None = None
     converged: bool = True
     n_iter: int | None = None
+    data: xr.DataArray | None = None
 
     # ------------------------------------------------------------------
     # Shape and point estimate
@@ -128,6 +132,17 @@ class GMMResult:
     def feature_names(self) -> list[str]:
         """Names of the features, in order."""
         return [str(v) for v in self.means[FEATURE].values]
+
+    @property
+    def observed(self) -> xr.DataArray | None:
+        """The fitted data, dims ``(obs, feature)``, or ``None`` if it was not kept."""
+        if self.data is not None:
+            return self.data
+        if self.idata is not None and "observed_data" in self.idata.children:
+            for var in self.idata["observed_data"].to_dataset().data_vars.values():
+                if set(var.dims) == {OBS, FEATURE}:
+                    return var.transpose(OBS, FEATURE)
+        return None
 
     @property
     def is_bayesian(self) -> bool:
@@ -417,6 +432,8 @@ class GMMResult:
                 "responsibilities": self.responsibilities,
             }
         )
+        if self.data is not None:
+            estimate["data"] = self.data
         groups: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=self._attrs()),
                                           _ESTIMATE_GROUP: estimate}
         if self.idata is not None:
@@ -518,6 +535,7 @@ def load(path: str | os.PathLike) -> GMMResult:
         idata=idata,
         converged=bool(int(attrs["converged"])),
         n_iter=None if n_iter < 0 else n_iter,
+        data=estimate["data"] if "data" in estimate else None,
     )
 
 

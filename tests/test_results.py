@@ -93,7 +93,7 @@ def test_netcdf_round_trip_is_lossless(fitted, tmp_path):
     r = fitted.result_
     path = r.to_netcdf(tmp_path / "fit.nc")
     back = bg.load(path)
-    for name in ("weights", "means", "covariances", "responsibilities"):
+    for name in ("weights", "means", "covariances", "responsibilities", "data"):
         xr.testing.assert_identical(getattr(back, name), getattr(r, name))
     assert back.config == json.loads(json.dumps(r.config))
     assert back.config == fitted.get_params()
