@@ -346,6 +346,19 @@ class GMMResult:
         table.attrs["ci_prob"] = prob
         return table
 
+    def plot(self, ax=None, **kwargs):
+        """Data coloured by component with covariance ellipses and uncertainty.
+
+        See :func:`bayesgmm.plotting.plot_clusters` for the options.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        from bayesgmm.plotting import plot_clusters
+
+        return plot_clusters(self, ax=ax, **kwargs)
+
     def _headline(self) -> list[tuple[str, str]]:
         return [
             ("method", self.method),
