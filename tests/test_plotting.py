@@ -4,12 +4,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-import bayesgmm as bg  # noqa: E402
-from bayesgmm import plotting  # noqa: E402
+import bayesgmm as bg
+from bayesgmm import plotting
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +72,7 @@ def test_responsibility_plot_lists_least_certain(em_faithful, tmp_path):
 
 def test_criteria_plot_marks_choices(iris, tmp_path):
     cmp = bg.compare_k(iris, range(1, 5), methods="em", progressbar=False)
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert cmp.plot(ax=ax) is ax
     assert _inked(_png_pixels(ax, tmp_path)) > 0.02
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
