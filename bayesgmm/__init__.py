@@ -8,6 +8,7 @@ from bayesgmm import datasets
 from bayesgmm.compare import Comparison, MethodComparison, compare
 from bayesgmm.estimators import EMGMM
 from bayesgmm.exceptions import ConvergenceWarning, DiagnosticsWarning, DifferentModelError
+from bayesgmm.reporting import report
 from bayesgmm.results import GMMResult, load
 from bayesgmm.selection import compare_k
 
@@ -26,6 +27,7 @@ __all__ = [
     "compare_k",
     "datasets",
     "load",
+    "report",
 ]
 
 

@@ -100,7 +100,12 @@ def _report(table: pd.DataFrame, out: Path | None) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     X = bg.datasets.load_faithful()
     print(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; EM for K=1..5")
-    _report(em_table(X, list(range(1, 6)), "full", args.seed), Path(args.out))
+    cmp = bg.compare_k(X, range(1, 6), methods=("em",), random_state=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = bg.report(cmp, out / "report.html", title="bayesgmm demo: Old Faithful")
+    print(cmp.verdict())
+    print(f"report: {path.resolve()} (Markdown twin: {path.with_suffix('.md').name})")
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:

@@ -8,8 +8,9 @@ from bayesgmm import cli
 def test_demo_prints_the_choice_and_writes_the_table(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "BIC picks K=" in out
-    assert (tmp_path / "demo" / "model_selection.csv").exists()
+    assert "pick K=2" in out and "report:" in out
+    assert (tmp_path / "demo" / "report.html").exists()
+    assert (tmp_path / "demo" / "report.md").exists()
 
 
 @pytest.fixture
