@@ -91,12 +91,12 @@ def _latex_escape(text: str) -> str:
 
 
 def table_to_latex(table: pd.DataFrame, digits: int = 4, caption: str = "") -> str:
-    """Format a DataFrame (index included) as a LaTeX ``tabular`` with booktabs rules.
+    r"""Format a DataFrame (index included) as a LaTeX ``tabular`` with booktabs rules.
 
     Examples
     --------
     >>> print(table_to_latex(pd.DataFrame({"a_b": [1.5]})).splitlines()[2])
-    a\\_b \\\\
+    a\_b \\
     """
     flat = _flat(table)
     lines = [r"\begin{tabular}{" + "l" * len(flat.columns) + "}", r"\toprule",
