@@ -7,7 +7,12 @@ Fit a mixture by EM (:class:`EMGMM`) or as a Bayesian model in PyMC
 from bayesgmm import datasets
 from bayesgmm.compare import Comparison, MethodComparison, compare
 from bayesgmm.estimators import EMGMM
-from bayesgmm.exceptions import ConvergenceWarning, DiagnosticsWarning, DifferentModelError
+from bayesgmm.exceptions import (
+    ConvergenceWarning,
+    DataWarning,
+    DiagnosticsWarning,
+    DifferentModelError,
+)
 from bayesgmm.reporting import report
 from bayesgmm.results import GMMResult, load
 from bayesgmm.selection import compare_k
@@ -18,6 +23,7 @@ __all__ = [
     "EMGMM",
     "Comparison",
     "ConvergenceWarning",
+    "DataWarning",
     "DiagnosticsWarning",
     "DifferentModelError",
     "GMMResult",

@@ -18,6 +18,8 @@ from bayesgmm._constants import COVARIANCE_TYPES
 
 __all__ = [
     "check_X",
+    "check_distinct_rows",
+    "check_reg_covar_scale",
     "feature_names_of",
     "validate_choice",
     "validate_covariance_type",
@@ -162,6 +164,41 @@ def check_X(
                 "(zero variance). Drop constant columns before fitting."
             )
     return arr
+
+
+def check_distinct_rows(X: np.ndarray, n_components: int) -> None:
+    """Raise if ``X`` has fewer distinct rows than ``n_components``.
+
+    Counts distinct rows in a leading block first, so large data with many
+    distinct rows are never sorted in full.
+    """
+    for block in (X[:10_000], X):
+        rows = np.ascontiguousarray(block).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1])))
+        distinct = np.unique(rows).shape[0]
+        if distinct >= n_components:
+            return
+    raise ValueError(
+        f"n_components={n_components} exceeds the {distinct} distinct rows of X: a mixture "
+        "cannot have more components than distinct points. Use fewer components."
+    )
+
+
+def check_reg_covar_scale(X: np.ndarray, reg_covar: float, names: list[str]) -> str | None:
+    """Describe columns whose variance ``reg_covar`` would swamp, or return ``None``.
+
+    ``reg_covar`` is added in data units; at 0.1% or more of a column's
+    variance it visibly inflates that column's covariances.
+    """
+    variances = X.var(axis=0)
+    swamped = np.flatnonzero(reg_covar >= 1e-3 * variances)
+    if reg_covar == 0 or swamped.size == 0:
+        return None
+    cols = ", ".join(f"{names[j]!r} (variance {variances[j]:.3g})" for j in swamped[:5])
+    return (
+        f"reg_covar={reg_covar:g} is at least 0.1% of the variance of column(s) {cols}: it will "
+        "dominate their covariance estimates. Standardise X (e.g. sklearn's StandardScaler) "
+        "or lower reg_covar."
+    )
 
 
 def validate_int(value: Any, name: str, *, minimum: int = 1) -> int:

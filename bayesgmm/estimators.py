@@ -21,6 +21,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bayesgmm import criteria, em
 from bayesgmm._constants import COMPONENT, FEATURE, FEATURE_BIS, OBS
 from bayesgmm._validation import (
+    check_distinct_rows,
+    check_reg_covar_scale,
     check_X,
     feature_names_of,
     validate_choice,
@@ -28,7 +30,7 @@ from bayesgmm._validation import (
     validate_int,
     validate_positive,
 )
-from bayesgmm.exceptions import ConvergenceWarning
+from bayesgmm.exceptions import ConvergenceWarning, DataWarning
 from bayesgmm.results import GMMResult
 
 __all__ = ["EMGMM", "BaseGMM"]
@@ -413,8 +415,13 @@ class EMGMM(BaseGMM):
         """
         self._validate_params()
         arr = check_X(X, n_components=self.n_components)
+        check_distinct_rows(arr, self.n_components)
         inits = self._validate_inits(arr.shape[1])
         self._set_n_features(X, arr)
+        names = feature_names_of(X, arr.shape[1])
+        scale_problem = check_reg_covar_scale(arr, self.reg_covar, names)
+        if scale_problem:
+            warnings.warn(scale_problem, DataWarning, stacklevel=2)
         rng_seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         rng = np.random.default_rng(rng_seed)
         warm = self.warm_start and hasattr(self, "converged_")
@@ -455,7 +462,6 @@ class EMGMM(BaseGMM):
                 stacklevel=2,
             )
         self._store(state, info)
-        names = feature_names_of(X, arr.shape[1])
         self.result_ = _as_result(
             state, resp, total, names, method="em", config=self._config(),
             converged=bool(info.converged), n_iter=int(info.n_iter),

@@ -5,6 +5,7 @@ from sklearn.exceptions import NotFittedError
 
 __all__ = [
     "ConvergenceWarning",
+    "DataWarning",
     "DiagnosticsWarning",
     "DifferentModelError",
     "NotFittedError",
@@ -17,6 +18,10 @@ class ConvergenceWarning(_SklearnConvergenceWarning):
     Subclasses scikit-learn's ``ConvergenceWarning`` so that filters written
     for scikit-learn also catch it.
     """
+
+
+class DataWarning(UserWarning):
+    """The data make a setting misbehave (e.g. ``reg_covar`` larger than a column's spread)."""
 
 
 class DiagnosticsWarning(UserWarning):

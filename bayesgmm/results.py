@@ -33,7 +33,7 @@ from bayesgmm._constants import (
     FILE_FORMAT_VERSION,
     OBS,
 )
-from bayesgmm._validation import validate_prob
+from bayesgmm._validation import check_X, validate_prob
 from bayesgmm.exceptions import DifferentModelError
 
 __all__ = ["GMMResult", "load"]
@@ -171,6 +171,47 @@ class GMMResult:
     def n_parameters(self) -> int:
         """Number of free parameters (weights, means and covariances)."""
         return criteria.n_parameters(self.n_components, self.n_features, self.covariance_type)
+
+    def _state(self):
+        from bayesgmm import em
+
+        weights, means, covs = (a.values for a in self.point_estimate())
+        return em.EMState(weights, means, covs, em.precision_cholesky(covs, "full"), "full")
+
+    def _check_new_data(self, X: Any) -> np.ndarray:
+        arr = check_X(X, check_variance=False)
+        if arr.shape[1] != self.n_features:
+            raise ValueError(f"X has {arr.shape[1]} features, but this result was fitted "
+                             f"with {self.n_features}: {self.feature_names}.")
+        return arr
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Responsibilities of new data under the point estimate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with the fitted features, in the same order.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+            For Bayesian fits these use the posterior-mean parameters; the
+            estimator's ``predict_proba`` averages over the posterior instead.
+        """
+        from bayesgmm import em
+
+        return em.e_step(self._check_new_data(X), self._state())[1]
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable component of each row of new data (see :meth:`predict_proba`)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log-density of new data under the point estimate, shape (n_samples,)."""
+        from bayesgmm import em
+
+        return em.e_step(self._check_new_data(X), self._state())[0]
 
     # ------------------------------------------------------------------
     # Information criteria (lower is better)

@@ -134,3 +134,14 @@ def test_load_rejects_foreign_and_tampered_files(fitted, tmp_path):
                                                                 '"n_components": 3')
     with pytest.raises(DifferentModelError, match="checksum"):
         bg.load(tampered)
+
+
+def test_loaded_result_predicts_like_the_estimator(fitted, faithful, tmp_path):
+    back = bg.load(fitted.result_.to_netcdf(tmp_path / "fit.nc"))
+    np.testing.assert_array_equal(back.predict(faithful), fitted.predict(faithful))
+    np.testing.assert_allclose(back.predict_proba(faithful), fitted.predict_proba(faithful),
+                               rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(back.score_samples(faithful), fitted.score_samples(faithful),
+                               rtol=1e-10)
+    with pytest.raises(ValueError, match="fitted with 2"):
+        back.predict(faithful[["waiting"]])
