@@ -33,7 +33,7 @@ $(VENV)/.installed-base: $(VENV)/bin/python pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml
-	$(VPY) -m pip install --quiet -e ".[test]"
+	$(VPY) -m pip install --quiet -e ".[test,docs]"
 	@touch $@ $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
