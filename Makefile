@@ -15,7 +15,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 python \
 	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: demo test test-slow lint bench clean venv
+.PHONY: demo test test-slow lint bench clean venv browser
 
 venv: $(VENV)/.installed-base
 
@@ -39,9 +39,17 @@ $(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/bayesgmm demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test browser
 	$(VPY) -m ruff check bayesgmm tests benchmarks
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# The report test opens the HTML in Debian's chromium; install it when absent
+# (root with apt-get), otherwise that one test is skipped with a message.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report browser test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    >/dev/null 2>&1 || echo "note: could not install chromium; the browser test will be skipped"; }
 
 test-slow: $(VENV)/.installed-test
 	$(VPY) -m pytest --run-slow -m slow $(PYTEST_ARGS)

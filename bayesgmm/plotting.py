@@ -294,6 +294,9 @@ def plot_criteria(comparison, ax=None, *, methods: Any = None):
             if best is not None:
                 ax.plot(best, values[list(ks).index(best)], marker="*", ms=16,
                         color=colors[name], mec="black")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of components K")
     ax.set_ylabel("criterion (lower is better)")
     ax.annotate("WAIC and LOO as -2 elpd, bars ±2 se; stars mark each choice",
