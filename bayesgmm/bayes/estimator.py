@@ -22,7 +22,13 @@ from bayesgmm._validation import (
     validate_positive,
 )
 from bayesgmm.bayes import inference
-from bayesgmm.bayes.model import PRIOR_KEYS, build_gmm_model, model_data, resolve_priors
+from bayesgmm.bayes.model import (
+    PRIOR_KEYS,
+    auto_reg_covar,
+    build_gmm_model,
+    model_data,
+    resolve_priors,
+)
 from bayesgmm.bayes.params import params_from_raw, raw_from_params
 from bayesgmm.bayes.relabel import apply_permutation, relabel_draws
 from bayesgmm.estimators import EMGMM, BaseGMM
@@ -67,12 +73,19 @@ class BayesGMM(BaseGMM):
         ``means_loc`` (data mean), ``means_scale`` (2 x data sd), ``sd_scale``
         (HalfNormal scale of component sds, data sd), ``lkj_eta`` (2.0).
         Unknown keys raise ``ValueError``.
-    reg_covar : float, default=1e-6
-        Non-negative floor added to the diagonal of every covariance (data units).
+    reg_covar : float or "auto", default="auto"
+        Non-negative floor added to the diagonal of every covariance (data
+        units).  ``"auto"``: per feature, the squared resolution of the data
+        (smallest gap between distinct values, e.g. 0.01 for iris measured to
+        0.1 cm), at least 1e-6 times its variance; see
+        :func:`bayesgmm.bayes.model.auto_reg_covar`.  A floor is needed because
+        the HalfNormal prior on the standard deviations has mass near zero: with
+        repeated or rounded values, components otherwise collapse onto them.
     n_steps : int, default=20000
         ADVI: maximum optimisation steps.
-    advi_tol : float, default=0.01
-        ADVI: relative parameter change that counts as converged.
+    advi_tol : float, default=1e-3
+        ADVI: relative change of the mean loss (negative ELBO) between two
+        windows of 500 steps that counts as converged.
     compile_mode : {"NUMBA", "CVM"}, default="NUMBA"
         PyTensor backend for the log-density.
     random_state : int, RandomState instance or None, default=None
@@ -96,6 +109,8 @@ class BayesGMM(BaseGMM):
         Number of features seen in ``fit``.
     timing_ : dict
         Seconds spent compiling and sampling.
+    reg_covar_ : ndarray of shape (n_features,)
+        The variance floor used (resolved from ``"auto"``).
 
     Examples
     --------
@@ -119,9 +134,9 @@ class BayesGMM(BaseGMM):
         sampler: str | None = None,
         target_accept: float = 0.8,
         priors: Mapping[str, Any] | None = None,
-        reg_covar: float = 1e-6,
+        reg_covar: float | str = "auto",
         n_steps: int = 20_000,
-        advi_tol: float = 0.01,
+        advi_tol: float = 1e-3,
         compile_mode: str = "NUMBA",
         random_state: Any = None,
         progressbar: bool = True,
@@ -155,7 +170,12 @@ class BayesGMM(BaseGMM):
         validate_int(self.chains, "chains")
         validate_int(self.n_steps, "n_steps")
         validate_positive(self.advi_tol, "advi_tol")
-        validate_positive(self.reg_covar, "reg_covar", allow_zero=True)
+        if not (isinstance(self.reg_covar, str) and self.reg_covar == "auto"):
+            if isinstance(self.reg_covar, str):
+                raise ValueError(
+                    f"reg_covar must be 'auto' or a finite number >= 0, got {self.reg_covar!r}."
+                )
+            validate_positive(self.reg_covar, "reg_covar", allow_zero=True)
         validate_choice(self.compile_mode, "compile_mode", inference.COMPILE_MODES)
         ta = self.target_accept
         if isinstance(ta, bool) or not isinstance(ta, int | float) or not 0 < ta < 1:
@@ -200,19 +220,21 @@ class BayesGMM(BaseGMM):
         self._set_n_features(X, arr)
         names = feature_names_of(X, d)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        reg = self._reg(arr)
+        self.reg_covar_ = reg
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             ref = EMGMM(
-                k, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                k, covariance_type=self.covariance_type, reg_covar=float(reg.min()),
                 n_init=3, random_state=seed,
             ).fit(arr)
         self.reference_ = ref
         ref_cov = em.full_covariances(ref.covariances_, self.covariance_type, k, d)
 
-        model = build_gmm_model(arr, k, self.covariance_type, self.priors, self.reg_covar)
+        model = build_gmm_model(arr, k, self.covariance_type, self.priors, reg)
         self.model_ = model
-        md = model_data(arr, k, self.priors, self.reg_covar)
+        md = model_data(arr, k, self.priors, reg)
         conv = {"center": md.center, "scale": md.scale, "reg_diag": md.reg_diag}
         init_raw = raw_from_params(ref.weights_, ref.means_, ref_cov,
                                    covariance_type=self.covariance_type, **conv)
@@ -303,7 +325,7 @@ class BayesGMM(BaseGMM):
             None, self.covariance_type,
         )
         point = point._replace(precisions_cholesky=em.precision_cholesky(
-            point.covariances, self.covariance_type, self.reg_covar))
+            point.covariances, self.covariance_type, float(self.reg_covar_.min())))
         self._point = point
         return GMMResult(
             weights=weights,
@@ -322,6 +344,11 @@ class BayesGMM(BaseGMM):
             converged=bool(out.converged),
             n_iter=out.n_iter,
         )
+
+    def _reg(self, arr: np.ndarray) -> np.ndarray:
+        if isinstance(self.reg_covar, str):
+            return auto_reg_covar(arr)
+        return np.full(arr.shape[1], float(self.reg_covar))
 
     def _sklearn_covariances(self, full: np.ndarray) -> np.ndarray:
         kind = self.covariance_type
@@ -488,8 +515,9 @@ class BayesGMM(BaseGMM):
         names = feature_names_of(X, d)
         rs = self.random_state if random_state is None else random_state
         seed = int(check_random_state(rs).randint(np.iinfo(np.int32).max))
-        model = build_gmm_model(arr, k, self.covariance_type, self.priors, self.reg_covar)
-        md = model_data(arr, k, self.priors, self.reg_covar)
+        reg = self._reg(arr)
+        model = build_gmm_model(arr, k, self.covariance_type, self.priors, reg)
+        md = model_data(arr, k, self.priors, reg)
         var_names = [v.name for v in model.free_RVs]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Potential.*")

@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_SAMPLER",
     "SUPPORTED_METHODS",
     "InferenceOutput",
+    "LossWindowConvergence",
     "available_samplers",
     "clear_cache",
     "compiled_logp",
@@ -455,6 +456,49 @@ def run_nuts(
     )
 
 
+def _narrow_start(approx: Any, method: str, init_std: float) -> None:
+    """Set the initial spread of the approximation to ``init_std``."""
+    params = {p.name: p for p in approx.params}
+    n = params["mu"].get_value().size
+    if method == "advi":
+        params["rho"].set_value(np.full(n, np.log(np.expm1(init_std))))
+    else:
+        # PyMC maps the diagonal of L through softplus (rho2sigma)
+        L = np.eye(n) * np.log(np.expm1(init_std))
+        params["L_tril"].set_value(L[np.tril_indices(n)])
+
+
+class LossWindowConvergence:
+    """:func:`pymc.fit` callback: stop when the mean loss stops improving.
+
+    Compares the mean negative ELBO of the last ``window`` steps with the
+    window before; stops when the relative change is below ``tolerance``.
+    Single-sample ELBO estimates are noisy, so comparing parameter values step
+    to step (PyMC's ``CheckParametersConvergence``) rarely fires.
+
+    Parameters
+    ----------
+    window : int, default=500
+        Steps per window.
+    tolerance : float, default=1e-3
+        Relative change that counts as converged.
+    """
+
+    def __init__(self, window: int = 500, tolerance: float = 1e-3):
+        self.window = window
+        self.tolerance = tolerance
+
+    def __call__(self, approx: Any, losses: np.ndarray, i: int) -> None:
+        """Raise ``StopIteration`` once converged (PyMC's callback protocol)."""
+        w = self.window
+        if i % w or len(losses) < 2 * w:
+            return
+        last = float(np.mean(losses[-w:]))
+        before = float(np.mean(losses[-2 * w:-w]))
+        if abs(before - last) <= self.tolerance * max(abs(last), 1.0):
+            raise StopIteration(f"mean loss changed by less than {self.tolerance:g}")
+
+
 def run_advi(
     model: pm.Model,
     *,
@@ -464,8 +508,9 @@ def run_advi(
     random_seed: int = 0,
     progressbar: bool = True,
     init_raw: Mapping[str, np.ndarray] | None = None,
-    tolerance: float = 1e-2,
-    learning_rate: float = 0.05,
+    tolerance: float = 1e-3,
+    learning_rate: float = 0.01,
+    init_std: float = 0.1,
 ) -> InferenceOutput:
     """Fit mean-field or full-rank ADVI with :func:`pymc.fit` and draw from it.
 
@@ -485,31 +530,44 @@ def run_advi(
         Show progress.
     init_raw : mapping, optional
         Starting means of the approximation (e.g. from the EM fit).
-    tolerance : float, default=1e-2
-        Convergence: relative change of the approximation's parameters
-        (:class:`pymc.variational.callbacks.CheckParametersConvergence`).
-    learning_rate : float, default=0.05
+    tolerance : float, default=1e-3
+        Convergence: relative change of the mean loss between two successive
+        windows of 500 steps (:class:`LossWindowConvergence`).
+    learning_rate : float, default=0.01
         Adam learning rate.
+    init_std : float, default=0.1
+        Initial standard deviation of the approximation in the unconstrained
+        space (PyMC starts full-rank ADVI at 1, which on standardized data
+        spreads every mean over the whole data set and can merge components).
 
     Returns
     -------
     InferenceOutput
         ``raw`` with one chain; ``variational`` holds the loss trace.
     """
-    from pymc.variational.callbacks import CheckParametersConvergence
-
     if method not in ("advi", "fullrank_advi"):
         raise ValueError(f"method must be 'advi' or 'fullrank_advi'; got {method!r}.")
-    callback = CheckParametersConvergence(every=100, tolerance=tolerance, diff="relative")
+    callback = LossWindowConvergence(window=500, tolerance=tolerance)
     t0 = time.perf_counter()
+    import logging
+
+    pymc_logger = logging.getLogger("pymc")
+    old_level = pymc_logger.level
+    if not progressbar:
+        pymc_logger.setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*BLAS.*")
-        approx = pm.fit(
-            n=n_steps, method=method, model=model, random_seed=random_seed,
-            progressbar=progressbar, callbacks=[callback],
-            start=dict(init_raw) if init_raw is not None else None,
-            obj_optimizer=pm.adam(learning_rate=learning_rate),
-        )
+        try:
+            cls = pm.ADVI if method == "advi" else pm.FullRankADVI
+            vi = cls(model=model, random_seed=random_seed,
+                     start=dict(init_raw) if init_raw is not None else None)
+            _narrow_start(vi.approx, method, init_std)
+            approx = vi.fit(
+                n=n_steps, progressbar=progressbar, callbacks=[callback],
+                obj_optimizer=pm.adam(learning_rate=learning_rate),
+            )
+        finally:
+            pymc_logger.setLevel(old_level)
     t_fit = time.perf_counter() - t0
     hist = np.asarray(approx.hist, dtype=float)
     n_done = int(hist.size)
@@ -526,6 +584,8 @@ def run_advi(
     else:
         L = np.zeros((n_dim, n_dim))
         L[np.tril_indices(n_dim)] = params["L_tril"]
+        diag = np.arange(n_dim)
+        L[diag, diag] = np.logaddexp(0.0, L[diag, diag])  # softplus, as PyMC's rho2sigma
         flat = mean + eps @ L.T
     values = {
         name: flat[:, sl].reshape(draws, *shape)

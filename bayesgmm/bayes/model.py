@@ -42,6 +42,7 @@ __all__ = [
     "COVARIANCE_TYPES",
     "PRIOR_KEYS",
     "ModelData",
+    "auto_reg_covar",
     "build_gmm_model",
     "model_data",
     "resolve_priors",
@@ -216,11 +217,46 @@ def resolve_priors(
     return out
 
 
+def auto_reg_covar(X: np.ndarray) -> np.ndarray:
+    """Per-feature variance floor: the squared resolution of the data.
+
+    The resolution of a feature is the smallest gap between two of its distinct
+    values (0.1 for measurements to 0.1 cm); a component narrower than one
+    measurement step cannot be resolved, and without a floor a HalfNormal prior
+    on the standard deviations lets components collapse onto repeated values
+    (the posterior is then improper).  The floor is at least ``1e-6`` times the
+    feature's variance.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+        Floor added to the diagonal of every covariance, data units.
+
+    Examples
+    --------
+    >>> auto_reg_covar(np.array([[0.1], [0.3], [0.3], [0.7]])).round(6).tolist()
+    [0.04]
+    """
+    X = np.asarray(X, dtype=float)
+    out = np.empty(X.shape[1])
+    for j in range(X.shape[1]):
+        gaps = np.diff(np.unique(X[:, j]))
+        gaps = gaps[gaps > 0]
+        res = gaps.min() if gaps.size else 0.0
+        out[j] = max(res**2, 1e-6 * X[:, j].var())
+    return out
+
+
 def model_data(
     X: np.ndarray,
     n_components: int,
     priors: Mapping[str, Any] | None = None,
-    reg_covar: float = 1e-6,
+    reg_covar: float | np.ndarray = 1e-6,
 ) -> ModelData:
     """Standardize the data and express the priors in standardized units.
 
@@ -232,7 +268,7 @@ def model_data(
         Number of mixture components.
     priors : mapping or None, default=None
         See :data:`PRIOR_KEYS`.
-    reg_covar : float, default=1e-6
+    reg_covar : float or ndarray of shape (n_features,), default=1e-6
         Non-negative floor added to the diagonal of every covariance, data units.
 
     Returns
@@ -248,8 +284,9 @@ def model_data(
     """
     X = np.asarray(X, dtype=float)
     n_features = X.shape[1]
-    if not np.isfinite(reg_covar) or reg_covar < 0:
-        raise ValueError(f"reg_covar must be a float >= 0; got {reg_covar!r}.")
+    reg = np.broadcast_to(np.asarray(reg_covar, dtype=float), (n_features,))
+    if not np.all(np.isfinite(reg)) or np.any(reg < 0):
+        raise ValueError(f"reg_covar must be >= 0 (float or one per feature); got {reg_covar!r}.")
     p = resolve_priors(priors, n_components, n_features)
     center = X.mean(axis=0)
     scale = X.std(axis=0)
@@ -270,7 +307,7 @@ def model_data(
         means_scale=mscale,
         sd_scale=sscale,
         lkj_eta=p["lkj_eta"],
-        reg_diag=float(reg_covar) / scale**2,
+        reg_diag=reg / scale**2,
     )
 
 
@@ -335,7 +372,7 @@ def build_gmm_model(
     n_components: int,
     covariance_type: str = "full",
     priors: Mapping[str, Any] | None = None,
-    reg_covar: float = 1e-6,
+    reg_covar: float | np.ndarray = 1e-6,
 ) -> pm.Model:
     """Build the PyMC model of a Gaussian mixture with marginalized labels.
 
@@ -360,9 +397,10 @@ def build_gmm_model(
         ``lkj_eta``                   LKJ shape of the correlations (2.0)
         ============================  ===============================================
 
-    reg_covar : float, default=1e-6
+    reg_covar : float or ndarray of shape (n_features,), default=1e-6
         Non-negative floor added to the diagonal of every covariance (data
-        units), as in scikit-learn; it keeps the posterior proper.
+        units), as in scikit-learn; it keeps the posterior proper (see
+        :func:`auto_reg_covar` for a data-based choice).
 
     Returns
     -------
