@@ -234,7 +234,7 @@ class BayesGMM(BaseGMM):
 
         model = build_gmm_model(arr, k, self.covariance_type, self.priors, reg)
         self.model_ = model
-        md = model_data(arr, k, self.priors, reg)
+        md = model_data(arr, k, self.priors, reg, self.covariance_type)
         conv = {"center": md.center, "scale": md.scale, "reg_diag": md.reg_diag}
         init_raw = raw_from_params(ref.weights_, ref.means_, ref_cov,
                                    covariance_type=self.covariance_type, **conv)
@@ -517,7 +517,7 @@ class BayesGMM(BaseGMM):
         seed = int(check_random_state(rs).randint(np.iinfo(np.int32).max))
         reg = self._reg(arr)
         model = build_gmm_model(arr, k, self.covariance_type, self.priors, reg)
-        md = model_data(arr, k, self.priors, reg)
+        md = model_data(arr, k, self.priors, reg, self.covariance_type)
         var_names = [v.name for v in model.free_RVs]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Potential.*")

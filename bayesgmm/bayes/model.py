@@ -257,6 +257,7 @@ def model_data(
     n_components: int,
     priors: Mapping[str, Any] | None = None,
     reg_covar: float | np.ndarray = 1e-6,
+    covariance_type: str = "full",
 ) -> ModelData:
     """Standardize the data and express the priors in standardized units.
 
@@ -270,6 +271,10 @@ def model_data(
         See :data:`PRIOR_KEYS`.
     reg_covar : float or ndarray of shape (n_features,), default=1e-6
         Non-negative floor added to the diagonal of every covariance, data units.
+    covariance_type : str, default="full"
+        For ``"spherical"`` every feature is divided by the same scale (the
+        root mean variance), so that spherical in standardized units is
+        spherical in data units.
 
     Returns
     -------
@@ -291,6 +296,8 @@ def model_data(
     center = X.mean(axis=0)
     scale = X.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
+    if covariance_type == "spherical":
+        scale = np.full(n_features, np.sqrt(np.mean(scale**2)))
     loc = np.zeros(n_features) if p["means_loc"] is None else (p["means_loc"] - center) / scale
     mscale = (
         np.full(n_features, _DEFAULT_MEANS_SCALE)
@@ -435,7 +442,7 @@ def build_gmm_model(
     if K < 1:
         raise ValueError(f"n_components must be an integer >= 1; got {n_components!r}.")
     D = X.shape[1]
-    md = model_data(X, K, priors, reg_covar)
+    md = model_data(X, K, priors, reg_covar, covariance_type)
     n_pairs = D * (D - 1) // 2
 
     with pm.Model(check_bounds=False) as model:
