@@ -15,6 +15,7 @@ import pandas as pd
 
 import bayesgmm as bg
 from bayesgmm._constants import COVARIANCE_TYPES
+from bayesgmm.selection import METHODS
 
 __all__ = ["main"]
 
@@ -75,68 +76,80 @@ def read_table(path: str, columns: str | None) -> pd.DataFrame:
     return frame
 
 
-def em_table(X: pd.DataFrame, ks: list[int], covariance_type: str, seed: int) -> pd.DataFrame:
-    """Fit EM for every K and tabulate log-likelihood, parameters and criteria."""
-    rows = []
-    for k in ks:
-        result = bg.EMGMM(k, covariance_type=covariance_type, n_init=5,
-                          random_state=seed).fit(X).result_
-        rows.append({"K": k, "loglik": result.log_likelihood, "n_params": result.n_parameters,
-                     "AIC": result.aic(), "BIC": result.bic(), "ICL": result.icl()})
-    return pd.DataFrame(rows).set_index("K")
+def parse_methods(text: str) -> tuple[str, ...]:
+    """Parse ``"em,advi,nuts"`` into method names, rejecting unknown ones."""
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise UsageError(f"--methods: {unknown or text!r} not known; choose from "
+                         f"{','.join(METHODS)}")
+    return methods
 
 
-def _report(table: pd.DataFrame, out: Path | None) -> None:
-    print(table.to_string(float_format=lambda v: f"{v:.2f}"))
-    for criterion in ("AIC", "BIC", "ICL"):
-        print(f"{criterion} picks K={int(table[criterion].idxmin())}")
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "model_selection.csv"
-        table.to_csv(path)
-        print(f"table written to {path}")
+def run_comparison(X: pd.DataFrame, ks: list[int], methods: tuple[str, ...], args,
+                   title: str) -> None:
+    """Fit, print the table and verdict, and write the report into ``args.out``."""
+    bayes = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
+    cmp = bg.compare_k(X, ks, methods=methods, covariance_type=args.covariance,
+                       random_state=args.seed, progressbar=not args.quiet, bayes_kwargs=bayes)
+    shown = cmp.table[["loglik", "n_params", "aic", "bic", "icl", "elpd_loo", "se_loo"]]
+    print(shown.dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.2f}"))
+    print(cmp.verdict())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = bg.report(cmp, out / "report.html", title=title)
+    print(f"report: {path.resolve()} (Markdown twin: {path.with_suffix('.md').name}; "
+          f"tables as CSV and LaTeX in {path.stem}_files/)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     X = bg.datasets.load_faithful()
-    print(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; EM for K=1..5")
-    cmp = bg.compare_k(X, range(1, 6), methods=("em",), random_state=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = bg.report(cmp, out / "report.html", title="bayesgmm demo: Old Faithful")
-    print(cmp.verdict())
-    print(f"report: {path.resolve()} (Markdown twin: {path.with_suffix('.md').name})")
+    methods = parse_methods(args.methods)
+    print(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; "
+          f"{', '.join(methods)} for K=1..5")
+    run_comparison(X, list(range(1, 6)), methods, args, "bayesgmm demo: Old Faithful")
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
     ks = parse_k_range(args.k)
+    methods = parse_methods(args.methods)
     X = read_table(args.data, args.columns)
     if len(X) < max(ks):
         raise UsageError(f"--k asks for up to {max(ks)} components but the data have "
                          f"{len(X)} rows")
-    methods = [m.strip() for m in args.methods.split(",")]
-    unknown = [m for m in methods if m != "em"]
-    if unknown:
-        raise UsageError(f"--methods: {unknown} not available here yet; use --methods em")
-    _report(em_table(X, ks, args.covariance, args.seed), Path(args.out) if args.out else None)
+    run_comparison(X, ks, methods, args, f"bayesgmm: {Path(args.data).name}")
+
+
+def _common(parser: argparse.ArgumentParser, methods: str, out: str) -> None:
+    parser.add_argument("--methods", default=methods,
+                        help=f"comma-separated methods from {','.join(METHODS)} "
+                             f"(default {methods})")
+    parser.add_argument("--covariance", default="full", choices=COVARIANCE_TYPES,
+                        help="covariance type (default full)")
+    parser.add_argument("--out", default=out, help=f"output folder (default {out})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--draws", type=int, default=500,
+                        help="posterior draws per chain for Bayesian fits (default 500)")
+    parser.add_argument("--tune", type=int, default=500,
+                        help="NUTS tuning steps per chain (default 500)")
+    parser.add_argument("--chains", type=int, default=2, help="NUTS chains (default 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayesgmm`` command."""
     parser = argparse.ArgumentParser(prog="bayesgmm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="fit Old Faithful (shipped) for K=1..5")
-    demo.add_argument("--out", default="bayesgmm-demo", help="output folder")
-    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo = sub.add_parser("demo", help="Old Faithful (shipped), EM + ADVI + NUTS, K=1..5, "
+                                       "with a report")
+    _common(demo, "em,advi,nuts", "bayesgmm-demo")
     demo.set_defaults(run=_cmd_demo)
-    fit = sub.add_parser("fit", help="fit mixtures to a CSV file with a header")
+    fit = sub.add_parser("fit", help="fit mixtures to a CSV file with a header, with a report")
     fit.add_argument("data", help="CSV file with a header row")
-    fit.add_argument("--k", default="1-6", help="component counts, e.g. 3 or 1-6")
-    fit.add_argument("--methods", default="em", help="comma-separated methods")
-    fit.add_argument("--covariance", default="full", choices=COVARIANCE_TYPES)
-    fit.add_argument("--columns", default=None, help="comma-separated numeric columns")
-    fit.add_argument("--out", default=None, help="folder for the results table")
-    fit.add_argument("--seed", type=int, default=0, help="random seed")
+    fit.add_argument("--k", default="1-6", help="component counts, e.g. 3 or 1-6 (default 1-6)")
+    fit.add_argument("--columns", default=None,
+                     help="comma-separated numeric columns to use (default: all)")
+    _common(fit, "em", "bayesgmm-report")
     fit.set_defaults(run=_cmd_fit)
     return parser
 
