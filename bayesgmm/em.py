@@ -484,7 +484,8 @@ class _Pass:
             self._limits.restore_original_limits()
 
     def _block(self, kernel: _Kernel, start: int, stop: int, stats: _Stats | None,
-               resp_out: np.ndarray | None, ll_out: np.ndarray | None) -> float:
+               resp_out: np.ndarray | None, ll_out: np.ndarray | None,
+               log_prob_out: np.ndarray | None = None) -> float:
         total = 0.0
         buf = None
         for a in range(start, stop, self.step):
@@ -495,6 +496,9 @@ class _Pass:
                 z2t = _squares(zt, self.type, buf)
                 buf = z2t if buf is None else buf
             resp = kernel.weighted_log_prob(zt, z2t)
+            if log_prob_out is not None:
+                log_prob_out[a:b] = resp.T
+                continue
             row_ll = _normalise_inplace(resp)
             total += float(row_ll.sum())
             if stats is not None:
@@ -503,6 +507,19 @@ class _Pass:
                 resp_out[a:b] = resp.T
                 ll_out[a:b] = row_ll
         return total
+
+    def weighted_log_prob(self, state: EMState) -> np.ndarray:
+        """``log w_k + log N(z_n | mu_k, Sigma_k)`` for every row (working units)."""
+        kernel = _Kernel(state, self.max_sq_norm)
+        out = np.empty((self.X.shape[0], state.means.shape[0]))
+        jobs = [(kernel, a, b, None, None, None, out) for a, b in self.blocks]
+        self._map(jobs)
+        return out
+
+    def _map(self, jobs: list[tuple]) -> list[float]:
+        if self.pool is None:
+            return [self._block(*job) for job in jobs]
+        return list(self.pool.map(lambda job: self._block(*job), jobs))
 
     def run(self, state: EMState, *, keep: bool = False):
         """One pass at working-unit ``state``.
@@ -518,10 +535,7 @@ class _Pass:
         rows = np.empty(n) if keep else None
         parts = [None if keep else _Stats(k, d, self.type, kernel.centers) for _ in self.blocks]
         jobs = [(kernel, a, b, parts[i], resp, rows) for i, (a, b) in enumerate(self.blocks)]
-        if self.pool is None:
-            totals = [self._block(*job) for job in jobs]
-        else:
-            totals = list(self.pool.map(lambda job: self._block(*job), jobs))
+        totals = self._map(jobs)
         if keep:
             return sum(totals), rows, resp
         stats = parts[0]
@@ -570,9 +584,13 @@ def estimate_log_gaussian_prob(X: np.ndarray, state: EMState) -> np.ndarray:
     -------
     ndarray of shape (n_samples, n_components)
     """
-    log_lik, resp = e_step(X, state)
-    with np.errstate(divide="ignore"):
-        return np.log(resp) + log_lik[:, None] - np.log(state.weights)
+    frame = _Frame.of(X, state.covariance_type)
+    runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
+    try:
+        weighted = runner.weighted_log_prob(frame.to_work(state))
+    finally:
+        runner.close()
+    return weighted - np.log(state.weights) - frame.log_jacobian
 
 
 def log_likelihood(X: np.ndarray, state: EMState) -> float:

@@ -312,6 +312,14 @@ def _relabeled_tree(result):
     return result.idata
 
 
+def _arviz_plot(function_name: str, result, var_names, **kwargs):
+    import arviz_plots as azp
+
+    function = getattr(azp, function_name)
+    return function(_relabeled_tree(result), var_names=list(var_names), backend="matplotlib",
+                    **kwargs)
+
+
 def plot_trace(result, var_names=("weights", "means"), **kwargs):
     """Trace and distribution of relabeled parameters (``arviz_plots.plot_trace_dist``).
 
@@ -328,10 +336,7 @@ def plot_trace(result, var_names=("weights", "means"), **kwargs):
     -------
     arviz_plots.PlotCollection
     """
-    import arviz_plots as azp
-
-    return azp.plot_trace_dist(_relabeled_tree(result), var_names=list(var_names),
-                               backend="matplotlib", **kwargs)
+    return _arviz_plot("plot_trace_dist", result, var_names, **kwargs)
 
 
 def plot_rank(result, var_names=("weights", "means"), **kwargs):
@@ -350,7 +355,4 @@ def plot_rank(result, var_names=("weights", "means"), **kwargs):
     -------
     arviz_plots.PlotCollection
     """
-    import arviz_plots as azp
-
-    return azp.plot_rank(_relabeled_tree(result), var_names=list(var_names),
-                         backend="matplotlib", **kwargs)
+    return _arviz_plot("plot_rank", result, var_names, **kwargs)

@@ -29,6 +29,15 @@ def test_log_densities_match_scipy(covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_log_densities_stay_finite_far_from_every_component(covariance_type):
+    X = np.array([[1e3, -1e3, 5e2, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    state = random_state(covariance_type)
+    # responsibilities underflow there, log-densities must not
+    np.testing.assert_allclose(em.estimate_log_gaussian_prob(X, state),
+                               _naive_log_prob(X, state), rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_e_step_matches_naive_logsumexp(covariance_type):
     rng = np.random.default_rng(2)
     X = rng.normal(0, 3, (150, 4))
