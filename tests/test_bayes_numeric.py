@@ -73,7 +73,7 @@ def test_cpc_betas_give_lkj_marginals():
     # b = eta - 1 + D / 2, so its variance is 1 / (2 b + 1)
     rng = np.random.default_rng(2)
     d, eta, n = 3, 2.0, 40_000
-    rows, cols = np.tril_indices(d, k=-1)
+    _rows, cols = np.tril_indices(d, k=-1)
     a = eta + (d - 2 - cols) / 2.0
     z = 2 * rng.beta(a, a, size=(n, a.size)) - 1
     C = corr_cholesky_from_cpc(z, d)

@@ -347,7 +347,10 @@ class BayesGMM(BaseGMM):
 
     def _reg(self, arr: np.ndarray) -> np.ndarray:
         if isinstance(self.reg_covar, str):
-            return auto_reg_covar(arr)
+            reg = auto_reg_covar(arr)
+            if self.covariance_type == "spherical":  # one floor keeps it spherical
+                reg = np.full(arr.shape[1], reg.max())
+            return reg
         return np.full(arr.shape[1], float(self.reg_covar))
 
     def _sklearn_covariances(self, full: np.ndarray) -> np.ndarray:
