@@ -8,6 +8,7 @@ covariance entries, ESS per second, divergences, and the ratio.
     python benchmarks/bench_bayes.py                # disk caches as they are
     python benchmarks/bench_bayes.py --fresh-cache  # empty PyTensor/Numba cache: a true cold start
     python benchmarks/bench_bayes.py --only bayesgmm
+    python benchmarks/bench_bayes.py --compare      # sampler / compile-mode table (docs/bayes.md)
 
 The hand-written model uses PyMC's default NUTS sampler (nutpie when it is
 installed) and no relabeling: that is what a user gets.  For reference the
@@ -34,7 +35,14 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--compare", action="store_true",
+                   help="time every sampler / compile mode, cold and warm, in subprocesses")
+    p.add_argument("--variant", choices=VARIANTS, default=None,
+                   help="(internal) time one variant on simulated data in this process")
     return p.parse_args()
+
+
+VARIANTS = ("nutpie", "pymc-numba", "pymc-c", "nutpie-native")
 
 
 ARGS = _parse()
@@ -131,7 +139,75 @@ def bayesgmm_fit(X: np.ndarray) -> dict:
             "sample": timing["sample"], "divergences": div, "wall_again": wall_again}
 
 
+def simulated() -> np.ndarray:
+    """Well separated K=3, D=2, N=500 data: a posterior without label switching."""
+    return bg.datasets.make_blobs_gmm(500, 3, 2, separation=8.0, random_state=3).X
+
+
+def run_variant(name: str) -> None:
+    """Fit one sampler / compile-mode variant on the simulated data; print one line."""
+    import warnings
+
+    X = simulated()
+    t0 = time.perf_counter()
+    if name == "nutpie-native":
+        import nutpie
+
+        from bayesgmm.bayes.model import auto_reg_covar, build_gmm_model
+
+        model = build_gmm_model(X, K, "full", reg_covar=auto_reg_covar(X))
+        compiled = nutpie.compile_pymc_model(model)
+        t_compile = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        trace = nutpie.sample(compiled, draws=ARGS.draws, tune=ARGS.tune, chains=ARGS.chains,
+                              seed=ARGS.seed, progress_bar=False)
+        t_sample = time.perf_counter() - t1
+        div = int(trace["sample_stats"]["diverging"].sum())
+        ess = float("nan")
+    else:
+        sampler, mode = {"nutpie": ("nutpie", "NUMBA"), "pymc-numba": ("pymc", "NUMBA"),
+                         "pymc-c": ("pymc", "CVM")}[name]
+        fit = bg.BayesGMM(K, draws=ARGS.draws, tune=ARGS.tune, chains=ARGS.chains,
+                          sampler=sampler, compile_mode=mode, random_state=ARGS.seed,
+                          progressbar=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit.fit(X)
+        from bayesgmm import posterior
+
+        table = posterior.diagnostics(fit.result_, warn=False)
+        t_compile = fit.timing_["compile"]
+        t_sample = fit.timing_["sample"]
+        div = table.attrs["divergences"]
+        ess = float(table["ess_bulk"].min())
+    wall = time.perf_counter() - t0
+    print(f"RESULT {name} fresh={ARGS.fresh_cache} wall={wall:.1f} compile={t_compile:.1f} "
+          f"sample={t_sample:.1f} min_ess={ess:.0f} ess_per_s={ess / wall:.1f} div={div}")
+
+
+def compare() -> None:
+    """Run every variant in a fresh process, with an empty and with a warm cache."""
+    import subprocess
+
+    for name in VARIANTS:
+        for fresh in (True, False):
+            cmd = [sys.executable, __file__, "--variant", name, "--draws", str(ARGS.draws),
+                   "--tune", str(ARGS.tune), "--chains", str(ARGS.chains)]
+            if fresh:
+                cmd.append("--fresh-cache")
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
+            print(lines[0] if lines else f"{name} fresh={fresh} failed: {out.stderr[-500:]}",
+                  flush=True)
+
+
 def main() -> int:
+    if ARGS.variant:
+        run_variant(ARGS.variant)
+        return 0
+    if ARGS.compare:
+        compare()
+        return 0
     X = bg.datasets.load_iris()[["sepal_length", "sepal_width"]].to_numpy()
     print(f"iris sepal features, N={X.shape[0]}, K={K}, {ARGS.chains} chains x {ARGS.draws} "
           f"draws after {ARGS.tune} tune; fresh cache: {ARGS.fresh_cache}; "
