@@ -85,7 +85,7 @@ class BayesGMM(BaseGMM):
         ADVI: maximum optimisation steps.
     advi_tol : float, default=1e-3
         ADVI: relative change of the mean loss (negative ELBO) between two
-        windows of 500 steps that counts as converged.
+        windows of 1000 steps that counts as converged.
     compile_mode : {"NUMBA", "CVM"}, default="NUMBA"
         PyTensor backend for the log-density.
     random_state : int, RandomState instance or None, default=None

@@ -472,9 +472,10 @@ class LossWindowConvergence:
     """:func:`pymc.fit` callback: stop when the mean loss stops improving.
 
     Compares the mean negative ELBO of the last ``window`` steps with the
-    window before; stops when the relative change is below ``tolerance``.
-    Single-sample ELBO estimates are noisy, so comparing parameter values step
-    to step (PyMC's ``CheckParametersConvergence``) rarely fires.
+    window before; stops when the improvement is below ``tolerance`` times the
+    loss, or below two standard errors of the difference (no detectable
+    progress).  Single-sample ELBO estimates are noisy, so comparing parameter
+    values step to step (PyMC's ``CheckParametersConvergence``) rarely fires.
 
     Parameters
     ----------
@@ -493,10 +494,17 @@ class LossWindowConvergence:
         w = self.window
         if i % w or len(losses) < 2 * w:
             return
-        last = float(np.mean(losses[-w:]))
-        before = float(np.mean(losses[-2 * w:-w]))
-        if abs(before - last) <= self.tolerance * max(abs(last), 1.0):
-            raise StopIteration(f"mean loss changed by less than {self.tolerance:g}")
+        last = np.asarray(losses[-w:], dtype=float)
+        before = np.asarray(losses[-2 * w:-w], dtype=float)
+        if not (np.all(np.isfinite(last)) and np.all(np.isfinite(before))):
+            return
+        gain = float(before.mean() - last.mean())
+        noise = 2.0 * float(np.sqrt((last.var() + before.var()) / w))
+        if gain <= max(self.tolerance * max(abs(float(last.mean())), 1.0), noise):
+            raise StopIteration(
+                f"mean loss improved by {gain:.3g} over {w} steps (threshold "
+                f"{max(self.tolerance * abs(float(last.mean())), noise):.3g})"
+            )
 
 
 def run_advi(
@@ -532,7 +540,7 @@ def run_advi(
         Starting means of the approximation (e.g. from the EM fit).
     tolerance : float, default=1e-3
         Convergence: relative change of the mean loss between two successive
-        windows of 500 steps (:class:`LossWindowConvergence`).
+        windows of 1000 steps (:class:`LossWindowConvergence`).
     learning_rate : float, default=0.01
         Adam learning rate.
     init_std : float, default=0.1
@@ -547,7 +555,7 @@ def run_advi(
     """
     if method not in ("advi", "fullrank_advi"):
         raise ValueError(f"method must be 'advi' or 'fullrank_advi'; got {method!r}.")
-    callback = LossWindowConvergence(window=500, tolerance=tolerance)
+    callback = LossWindowConvergence(window=1000, tolerance=tolerance)
     t0 = time.perf_counter()
     import logging
 
