@@ -35,6 +35,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--data", choices=("iris", "simulated"), default="iris",
+                   help="iris sepal features (the issue's benchmark) or well separated "
+                        "simulated data (K=3, D=2, N=500)")
     p.add_argument("--compare", action="store_true",
                    help="time every sampler / compile mode, cold and warm, in subprocesses")
     p.add_argument("--variant", choices=VARIANTS, default=None,
@@ -208,8 +211,11 @@ def main() -> int:
     if ARGS.compare:
         compare()
         return 0
-    X = bg.datasets.load_iris()[["sepal_length", "sepal_width"]].to_numpy()
-    print(f"iris sepal features, N={X.shape[0]}, K={K}, {ARGS.chains} chains x {ARGS.draws} "
+    if ARGS.data == "iris":
+        X = bg.datasets.load_iris()[["sepal_length", "sepal_width"]].to_numpy()
+    else:
+        X = simulated()
+    print(f"{ARGS.data} data, N={X.shape[0]}, K={K}, {ARGS.chains} chains x {ARGS.draws} "
           f"draws after {ARGS.tune} tune; fresh cache: {ARGS.fresh_cache}; "
           f"import {T_IMPORT:.1f} s")
     rows = {}

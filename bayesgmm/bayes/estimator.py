@@ -63,8 +63,10 @@ class BayesGMM(BaseGMM):
     chains : int, default=4
         NUTS chains (ADVI always gives one).
     sampler : str or None, default=None
-        NUTS implementation: ``"nutpie"`` (the default when installed, see
-        docs/bayes.md for the measurements) or a PyMC ``nuts_sampler``
+        NUTS implementation: ``"nutpie"`` (the default: nutpie's Rust NUTS on
+        the cached PyTensor/Numba log-density; see docs/bayes.md for the
+        measurements), ``"nutpie_native"`` (nutpie's own compilation: faster
+        sampling, slower start; for long runs), or a PyMC ``nuts_sampler``
         (``"pymc"``, ``"numpyro"``, ``"blackjax"`` when installed).
     target_accept : float, default=0.8
         NUTS target acceptance rate; raise it (e.g. 0.95) after divergences.
@@ -224,7 +226,8 @@ class BayesGMM(BaseGMM):
         self.reg_covar_ = reg
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
+            # the EM fit only supplies starting values and the labelling reference
+            warnings.simplefilter("ignore")
             ref = EMGMM(
                 k, covariance_type=self.covariance_type, reg_covar=float(reg.min()),
                 n_init=3, random_state=seed,
