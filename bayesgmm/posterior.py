@@ -70,8 +70,8 @@ def component_log_density(
     --------
     >>> out = component_log_density(np.zeros((1, 1)), np.ones((1, 1)), np.zeros((1, 1, 1)),
     ...                             np.ones((1, 1, 1, 1)))
-    >>> round(float(out[0, 0, 0]), 6) == round(-0.5 * np.log(2 * np.pi), 6)
-    True
+    >>> round(float(out[0, 0, 0]), 6)
+    -0.918939
     """
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
