@@ -58,8 +58,9 @@ class Comparison:
     table : pandas.DataFrame
         One row per (method, K); see :data:`TABLE_COLUMNS`. Information
         criteria are lower-is-better (scikit-learn's sign); ``elpd_*`` are
-        higher-is-better; ``rank``, ``elpd_diff``, ``dse`` and ``weight``
-        (stacking) come from :func:`arviz.compare` on LOO, within each method.
+        higher-is-better; ``rank``, ``elpd_diff`` (``elpd - elpd_best``, so
+        <= 0), ``dse`` and ``weight`` (stacking) come from
+        :func:`arviz.compare` on LOO, within each method, unrounded.
 
     Examples
     --------
@@ -111,7 +112,7 @@ class Comparison:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ranked = az.compare({str(k): r.idata for k, r in fits.items()},
-                                    var_name=LOG_LIK_VAR)
+                                    var_name=LOG_LIK_VAR, round_to="none")
             for name, values in ranked.iterrows():
                 key = (method, int(name))
                 for column in ("rank", "elpd_diff", "dse", "weight"):
@@ -186,7 +187,7 @@ class Comparison:
             rows = self.table.loc[loo_method]
             close = [int(k) for k, row in rows.iterrows()
                      if k != best_loo and pd.notna(row["elpd_diff"])
-                     and row["elpd_diff"] <= row["dse"]]
+                     and abs(row["elpd_diff"]) <= row["dse"]]
             if close:
                 ks = ", ".join(f"K={k}" for k in close)
                 text += f" By LOO ({loo_method}), {ks} within 1 se of the best."
@@ -237,8 +238,9 @@ def _row_of(result: GMMResult) -> dict[str, Any]:
         "pareto_k_max": float(np.nanmax(np.asarray(loo.pareto_k))),
         "loo_warning": bool(loo.warning),
     })
-    if "r_hat" in diag:
-        row["r_hat_max"] = float(np.nanmax(diag["r_hat"].to_numpy(dtype=float)))
+    r_hat = diag["r_hat"].to_numpy(dtype=float) if "r_hat" in diag else np.array([np.nan])
+    if not np.isnan(r_hat).all():  # ADVI draws have no chains, hence no R-hat
+        row["r_hat_max"] = float(np.nanmax(r_hat))
     row["divergences"] = diag.attrs.get("divergences", np.nan)
     return row
 
