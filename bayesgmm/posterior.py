@@ -27,6 +27,7 @@ __all__ = [
     "component_log_density",
     "diagnostics",
     "draw_responsibilities",
+    "log_likelihood_and_responsibilities",
     "loo",
     "pointwise_log_likelihood",
     "responsibility_interval",
@@ -90,6 +91,50 @@ def component_log_density(
     return out
 
 
+def _logsumexp_last(a: np.ndarray, keepdims: bool = False) -> np.ndarray:
+    """Log-sum-exp over the last axis (plain NumPy: faster than SciPy's for small K)."""
+    m = np.max(a, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = np.log(np.sum(np.exp(a - m), axis=-1, keepdims=True)) + m
+    return out if keepdims else out[..., 0]
+
+
+def log_likelihood_and_responsibilities(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise marginal log-likelihood and posterior-mean responsibilities in one pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_obs, n_features)
+        Data.
+    weights : ndarray of shape (n_draws, n_components)
+        Mixing weights per draw.
+    means : ndarray of shape (n_draws, n_components, n_features)
+        Means per draw.
+    covariances : ndarray of shape (n_draws, n_components, n_features, n_features)
+        Full covariances per draw.
+
+    Returns
+    -------
+    log_lik : ndarray of shape (n_draws, n_obs)
+        As :func:`pointwise_log_likelihood`.
+    resp_mean : ndarray of shape (n_obs, n_components)
+        Mean over draws of :func:`draw_responsibilities`.
+
+    Examples
+    --------
+    >>> ll, r = log_likelihood_and_responsibilities(
+    ...     np.zeros((2, 1)), np.full((1, 2), 0.5), np.zeros((1, 2, 1)), np.ones((1, 2, 1, 1)))
+    >>> ll.shape, r.tolist()
+    ((1, 2), [[0.5, 0.5], [0.5, 0.5]])
+    """
+    lp = component_log_density(X, weights, means, covariances)
+    ll = _logsumexp_last(lp, keepdims=True)
+    resp_mean = np.exp(lp - ll).mean(axis=0)
+    return ll[..., 0], resp_mean
+
+
 def pointwise_log_likelihood(
     X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
 ) -> np.ndarray:
@@ -118,7 +163,7 @@ def pointwise_log_likelihood(
     >>> ll.shape
     (1, 2)
     """
-    return logsumexp(component_log_density(X, weights, means, covariances), axis=-1)
+    return _logsumexp_last(component_log_density(X, weights, means, covariances))
 
 
 def draw_responsibilities(
@@ -150,7 +195,7 @@ def draw_responsibilities(
     [0.5, 0.5]
     """
     lp = component_log_density(X, weights, means, covariances)
-    return np.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
+    return np.exp(lp - _logsumexp_last(lp, keepdims=True))
 
 
 # ---------------------------------------------------------------------------

@@ -289,8 +289,7 @@ class BayesGMM(BaseGMM):
             attrs={"method": self.method, "sampler": sampler if self.method == "nuts" else "",
                    "covariance_type": self.covariance_type},
         )
-        ll = posterior.pointwise_log_likelihood(arr, w, m, c)
-        resp = posterior.draw_responsibilities(arr, w, m, c).mean(axis=0)
+        ll, resp = posterior.log_likelihood_and_responsibilities(arr, w, m, c)
         perm_c = perm.reshape(n_chain, n_draw, k)
         # label switches within a chain: draws whose matching differs from the chain's
         # most common one

@@ -221,9 +221,15 @@ def compiled_logp(model: pm.Model, mode: str = "NUMBA") -> CompiledLogp:
         cached.set_data(values)
         return cached
     start = time.perf_counter()
-    point = model.initial_point()
     names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
-    shapes = [tuple(np.shape(point[n])) for n in names]
+    k = model.bayesgmm_spec["n_components"]  # type: ignore[attr-defined]
+    static = [(k - 1,) if name == "w_simplex__" else model.rvs_to_values[rv].type.shape
+              for name, rv in zip(names, model.free_RVs, strict=True)]
+    if all(dim is not None for shape in static for dim in shape):
+        shapes = [tuple(int(d) for d in shape) for shape in static]
+    else:  # evaluating the initial point compiles a (small) function
+        point = model.initial_point()
+        shapes = [tuple(np.shape(point[n])) for n in names]
     sizes = [int(np.prod(s)) for s in shapes]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(offsets)]
