@@ -251,7 +251,7 @@ def plot_responsibilities(result, ax=None, *, n_points: int = 20, prob: float = 
     return ax
 
 
-def plot_criteria(comparison, ax=None, *, methods: Any = None):
+def plot_criteria(comparison, ax=None, *, methods: Any = None, criteria: Any = None):
     """Information criteria against K; WAIC and LOO on the deviance scale with error bars.
 
     AIC, BIC and ICL are drawn as they are (lower is better); WAIC and LOO as
@@ -266,6 +266,10 @@ def plot_criteria(comparison, ax=None, *, methods: Any = None):
         Where to draw.
     methods : list of str, optional
         Methods to show (all by default).
+    criteria : list of str, optional
+        Criteria to show. By default AIC, BIC and ICL for EM and WAIC and
+        LOO for Bayesian fits (their AIC/BIC at the posterior mean stay in the
+        table).
 
     Returns
     -------
@@ -279,7 +283,8 @@ def plot_criteria(comparison, ax=None, *, methods: Any = None):
     for method in methods:
         rows = table.loc[method]
         ks = rows.index.to_numpy()
-        for name in ("aic", "bic", "icl", "waic", "loo"):
+        shown = criteria or (("aic", "bic", "icl") if method == "em" else ("waic", "loo"))
+        for name in shown:
             if name in ("waic", "loo"):
                 values = -2 * rows[f"elpd_{name}"].to_numpy(dtype=float)
                 errors = 2 * rows[f"se_{name}"].to_numpy(dtype=float)
@@ -336,6 +341,7 @@ def plot_trace(result, var_names=("weights", "means"), **kwargs):
     -------
     arviz_plots.PlotCollection
     """
+    kwargs.setdefault("compact", False)  # one panel per component and feature
     return _arviz_plot("plot_trace_dist", result, var_names, **kwargs)
 
 

@@ -1,0 +1,122 @@
+"""compare_k, compare and the plots with Bayesian fits (one short sweep shared by all)."""
+
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+from bayesgmm import plotting
+from bayesgmm.compare import TABLE_COLUMNS
+
+SMALL = {"draws": 300, "tune": 300, "chains": 2}
+
+
+@pytest.fixture(scope="module")
+def sweep(faithful):
+    # K=2 full on Old Faithful is the graph test_bayes_fit.py compiles too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bg.compare_k(faithful, [1, 2], methods=("em", "advi", "nuts"),
+                            progressbar=False, bayes_kwargs=SMALL)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_table_is_complete_for_every_method(sweep):
+    table = sweep.table
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert set(table.index) == {(m, k) for m in ("em", "advi", "nuts") for k in (1, 2)}
+    bayes = table.drop(index="em")
+    for column in ("loglik", "aic", "bic", "icl", "elpd_waic", "se_waic", "p_waic",
+                   "elpd_loo", "se_loo", "p_loo", "rank", "elpd_diff", "dse", "weight",
+                   "pareto_k_max"):
+        assert bayes[column].notna().all(), column
+    assert table.loc["em", "elpd_loo"].isna().all()
+    assert table.loc["nuts", "r_hat_max"].notna().all()
+    assert table.loc["nuts", "divergences"].notna().all()
+    # stacking weights of each method sum to one; the best model has elpd_diff 0
+    for method in ("advi", "nuts"):
+        assert table.loc[method, "weight"].sum() == pytest.approx(1.0, abs=1e-6)
+        assert table.loc[method, "elpd_diff"].max() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_every_criterion_picks_two_components(sweep):
+    for criterion in ("aic", "bic", "icl", "waic", "loo"):
+        assert sweep.best(criterion) == 2, criterion
+    assert sweep.best("loo", method="advi") == 2
+    text = sweep.verdict()
+    for name in ("AIC (em)", "BIC (em)", "ICL (em)", "WAIC (nuts)", "LOO (nuts)"):
+        assert name in text
+    assert "K=2" in text
+
+
+def test_bayesian_criteria_at_the_posterior_mean_are_close_to_em(sweep):
+    em_ll = sweep.table.loc[("em", 2), "loglik"]
+    # the posterior mean is not the maximum: its likelihood is lower, but within a few nats
+    assert em_ll - 10 < sweep.table.loc[("nuts", 2), "loglik"] <= em_ll + 1e-6
+
+
+def test_compare_em_with_nuts(sweep):
+    em, nuts = sweep.results[("em", 2)], sweep.results[("nuts", 2)]
+    out = bg.compare([em, nuts])
+    assert {"em", "nuts_mean", "nuts_lower", "nuts_upper", "em_in_nuts_interval"} <= set(
+        out.components.columns)
+    # EM and the posterior agree on Old Faithful: the EM means lie in the 94% intervals
+    means = out.components[out.components.index.get_level_values("parameter").str.startswith(
+        "mean")]
+    assert means["em_in_nuts_interval"].all()
+    assert out.agreement.loc[("em", "nuts"), "adjusted_rand"] > 0.95
+
+
+def _inked(ax):
+    fig = ax.figure if hasattr(ax, "figure") else plt.gcf()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255
+    return float(np.mean(image.min(axis=2) < 0.9))
+
+
+def test_posterior_ellipses_over_em(sweep):
+    ax = plotting.plot_posterior_ellipses(sweep.results[("nuts", 2)], sweep.results[("em", 2)],
+                                          n_draws=20)
+    assert len(ax.lines) == 2 * 20 + 2
+    assert _inked(ax) > 0.03
+
+
+def test_responsibility_intervals_are_drawn(sweep):
+    ax = plotting.plot_responsibilities(sweep.results[("nuts", 2)], n_points=8)
+    assert len(ax.collections) == 2  # points and interval lines
+    assert "94% intervals" in ax.get_title()
+
+
+def test_criteria_plot_has_error_bars_for_waic_and_loo(sweep):
+    ax = sweep.plot()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "LOO (nuts)" in labels and "WAIC (advi)" in labels and "BIC (em)" in labels
+    assert "BIC (nuts)" not in labels
+    assert _inked(ax) > 0.03
+
+
+@pytest.mark.parametrize("kind", ["trace", "rank"])
+def test_trace_and_rank_plots_of_relabeled_draws(sweep, kind, tmp_path):
+    collection = getattr(plotting, f"plot_{kind}")(sweep.results[("nuts", 2)])
+    path = tmp_path / f"{kind}.png"
+    collection.savefig(path)
+    image = plt.imread(path)
+    assert float(np.mean(image[..., :3].min(axis=2) < 0.9)) > 0.02
+
+
+def test_report_with_bayesian_fits(sweep, tmp_path):
+    path = bg.report(sweep, tmp_path / "report.html")
+    page = path.read_text()
+    assert "No-U-Turn sampler" in page and "relabelled to the EM solution" in page
+    assert page.count("data:image/png;base64") >= 6
