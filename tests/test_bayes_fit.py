@@ -240,3 +240,14 @@ def test_prior_predictive(faithful):
     # the prior of the means is centred on the data mean with 2 data sd of spread
     centre = prior["means"].mean(("chain", "draw", "component")).values
     assert np.all(np.abs(centre - faithful.mean().values) < 1.0 * faithful.std().values)
+
+
+@pytest.mark.parametrize("method", ["nuts", "advi"])
+def test_one_component(method, faithful):
+    # K=1 has no weight to sample (compare_k starts at K=1)
+    fit = _fit(faithful, n_components=1, method=method, draws=100, tune=100, chains=1)
+    r = fit.result_
+    assert_allclose(r.weights.values, 1.0)
+    assert_allclose(r.responsibilities.values, 1.0)
+    # the posterior mean of a single Gaussian is the data mean
+    assert_allclose(r.point_estimate()[1].values[0], faithful.mean().values, rtol=0.01)

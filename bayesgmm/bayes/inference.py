@@ -136,7 +136,8 @@ class CompiledLogp:
             ``{container name: value}``.
         """
         for name, value in values.items():
-            self.shared[name].set_value(np.asarray(value, dtype=float))
+            if name in self.shared:  # containers the graph does not use are skipped
+                self.shared[name].set_value(np.asarray(value, dtype=float))
 
     def flatten(self, point: Mapping[str, np.ndarray]) -> np.ndarray:
         """Pack unconstrained values into the flat vector.
@@ -225,6 +226,7 @@ def compiled_logp(model: pm.Model, mode: str = "NUMBA") -> CompiledLogp:
     k = model.bayesgmm_spec["n_components"]  # type: ignore[attr-defined]
     static = [(k - 1,) if name == "w_simplex__" else model.rvs_to_values[rv].type.shape
               for name, rv in zip(names, model.free_RVs, strict=True)]
+    del k
     if all(dim is not None for shape in static for dim in shape):
         shapes = [tuple(int(d) for d in shape) for shape in static]
     else:  # evaluating the initial point compiles a (small) function
@@ -291,14 +293,15 @@ def raw_from_unconstrained(values: Mapping[str, np.ndarray]) -> dict[str, np.nda
     ...                         "sd_std_log__": np.zeros(1)})["w"].tolist()
     [0.5, 0.5]
     """
-    s = np.asarray(values["w_simplex__"], dtype=float)
-    full = np.concatenate([s, -s.sum(axis=-1, keepdims=True)], axis=-1)
-    full = np.exp(full - full.max(axis=-1, keepdims=True))
     out = {
-        "w": full / full.sum(axis=-1, keepdims=True),
         "mu_std": np.asarray(values["mu_std"], dtype=float),
         "sd_std": np.exp(np.asarray(values["sd_std_log__"], dtype=float)),
     }
+    if "w_simplex__" in values:  # absent with one component
+        s = np.asarray(values["w_simplex__"], dtype=float)
+        full = np.concatenate([s, -s.sum(axis=-1, keepdims=True)], axis=-1)
+        full = np.exp(full - full.max(axis=-1, keepdims=True))
+        out["w"] = full / full.sum(axis=-1, keepdims=True)
     if "cpc_u_logodds__" in values:
         out["cpc_u"] = 1.0 / (1.0 + np.exp(-np.asarray(values["cpc_u_logodds__"], dtype=float)))
     return out
@@ -348,6 +351,16 @@ def _jittered_init(compiled: CompiledLogp, init_raw: Mapping[str, np.ndarray] | 
         return start + rng.uniform(-jitter, jitter, size=compiled.n_dim)
 
     return init
+
+
+def _model_init(
+    model: pm.Model, init_raw: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray] | None:
+    """Starting values restricted to the model's free variables."""
+    if init_raw is None:
+        return None
+    names = {rv.name for rv in model.free_RVs}
+    return {k: v for k, v in init_raw.items() if k in names}
 
 
 def run_nuts(
@@ -482,7 +495,7 @@ def run_nuts(
             trace = pm.sample(
                 draws=draws, tune=tune, chains=chains, cores=cores, model=model,
                 random_seed=random_seed, progressbar=progressbar, nuts_sampler=sampler,
-                initvals=dict(init_raw) if init_raw is not None else None,
+                initvals=_model_init(model, init_raw),
                 target_accept=target_accept, **kwargs,
             )
         t_compile = float("nan")
@@ -614,8 +627,7 @@ def run_advi(
         warnings.filterwarnings("ignore", message=".*BLAS.*")
         try:
             cls = pm.ADVI if method == "advi" else pm.FullRankADVI
-            vi = cls(model=model, random_seed=random_seed,
-                     start=dict(init_raw) if init_raw is not None else None)
+            vi = cls(model=model, random_seed=random_seed, start=_model_init(model, init_raw))
             _narrow_start(vi.approx, method, init_std)
             approx = vi.fit(
                 n=n_steps, progressbar=progressbar, callbacks=[callback],

@@ -412,7 +412,7 @@ def build_gmm_model(
     Returns
     -------
     pymc.Model
-        Free variables ``w`` (K,), ``mu_std`` (K, D), ``sd_std`` and, for
+        Free variables ``w`` (K,; absent when K = 1), ``mu_std`` (K, D), ``sd_std`` and, for
         ``full``/``tied`` with ``D > 1``, ``cpc_u``; data containers ``X_std``,
         ``weights_concentration``, ``means_loc``, ``means_scale``, ``sd_scale``,
         ``lkj_eta``; a potential ``loglik``.  The standardization is stored in
@@ -453,7 +453,8 @@ def build_gmm_model(
         s_scale = pm.Data("sd_scale", md.sd_scale)
         eta = pm.Data("lkj_eta", np.asarray(md.lkj_eta, dtype=float))
 
-        w = pm.Dirichlet("w", a=alpha, shape=(K,))
+        # one component: the weight is 1, not a random variable
+        w = pm.Dirichlet("w", a=alpha, shape=(K,)) if K > 1 else pt.ones((1,))
         mu = pm.Normal("mu_std", mu=m_loc, sigma=m_scale, shape=(K, D))
 
         if covariance_type == "spherical":

@@ -129,9 +129,12 @@ def params_from_raw(
     center = np.asarray(center, dtype=float)
     scale = np.asarray(scale, dtype=float)
     D = center.size
-    w = np.asarray(raw["w"], dtype=float)
     mu = np.asarray(raw["mu_std"], dtype=float)
     sd = np.asarray(raw["sd_std"], dtype=float)
+    if "w" in raw:
+        w = np.asarray(raw["w"], dtype=float)
+    else:  # one component
+        w = np.ones((*mu.shape[:-2], 1))
     batch = w.shape[:-1]
     eye = np.eye(D)
     if covariance_type == "spherical":
@@ -246,12 +249,13 @@ def unconstrained_from_raw(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     ...                         "sd_std": np.ones(1)})["w_simplex__"].tolist()
     [0.0]
     """
-    log_w = np.log(np.asarray(raw["w"], dtype=float))
     out = {
-        "w_simplex__": log_w[..., :-1] - log_w.mean(axis=-1, keepdims=True),
         "mu_std": np.asarray(raw["mu_std"], dtype=float),
         "sd_std_log__": np.log(np.asarray(raw["sd_std"], dtype=float)),
     }
+    if "w" in raw:
+        log_w = np.log(np.asarray(raw["w"], dtype=float))
+        out["w_simplex__"] = log_w[..., :-1] - log_w.mean(axis=-1, keepdims=True)
     if "cpc_u" in raw:
         u = np.asarray(raw["cpc_u"], dtype=float)
         out["cpc_u_logodds__"] = np.log(u) - np.log1p(-u)
