@@ -68,8 +68,11 @@ class BayesGMM(BaseGMM):
         measurements), ``"nutpie_native"`` (nutpie's own compilation: faster
         sampling, slower start; for long runs), or a PyMC ``nuts_sampler``
         (``"pymc"``, ``"numpyro"``, ``"blackjax"`` when installed).
-    target_accept : float, default=0.8
+    target_accept : float, default=0.9
         NUTS target acceptance rate; raise it (e.g. 0.95) after divergences.
+        Mixtures have narrow regions (small components): 0.9 removed every
+        divergence on iris sepal data with K=3 (189 and 161 at 0.8 for two
+        seeds) for about 10 % more sampling time (docs/bayes.md).
     priors : mapping or None, default=None
         Prior settings; keys ``weights_concentration`` (Dirichlet alpha, 1.0),
         ``means_loc`` (data mean), ``means_scale`` (2 x data sd), ``sd_scale``
@@ -134,7 +137,7 @@ class BayesGMM(BaseGMM):
         tune: int = 1000,
         chains: int = 4,
         sampler: str | None = None,
-        target_accept: float = 0.8,
+        target_accept: float = 0.9,
         priors: Mapping[str, Any] | None = None,
         reg_covar: float | str = "auto",
         n_steps: int = 20_000,

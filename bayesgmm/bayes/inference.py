@@ -373,7 +373,7 @@ def run_nuts(
     progressbar: bool = True,
     sampler: str = DEFAULT_SAMPLER,
     init_raw: Mapping[str, np.ndarray] | None = None,
-    target_accept: float = 0.8,
+    target_accept: float = 0.9,
     cores: int | None = None,
     compile_mode: str = "NUMBA",
 ) -> InferenceOutput:
@@ -399,7 +399,7 @@ def run_nuts(
     init_raw : mapping, optional
         Starting values of ``w``, ``mu_std``, ``sd_std``, ``cpc_u`` (e.g. from
         the EM fit); each chain starts from a small jitter around them.
-    target_accept : float, default=0.8
+    target_accept : float, default=0.9
         Target acceptance rate of the step-size adaptation.
     cores : int, optional
         Chains run in parallel (default: ``min(chains, cpu count)``).
