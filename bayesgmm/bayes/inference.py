@@ -246,8 +246,10 @@ def compiled_logp(model: pm.Model, mode: str = "NUMBA") -> CompiledLogp:
         for v, sl, shape in zip(value_vars, slices, shapes, strict=True)
     }
     logp, grad = pytensor.graph.graph_replace([logp, grad], replace, strict=False)
-    fn = pytensor.function([flat], [logp, grad], mode=mode, trust_input=True)
-    fn(np.zeros(n_dim))  # Numba compiles lazily: pay it here
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*BLAS.*")
+        fn = pytensor.function([flat], [logp, grad], mode=mode, trust_input=True)
+        fn(np.zeros(n_dim))  # Numba compiles lazily: pay it here
     shared = {
         v.name: v for v in fn.get_shared()
     }
