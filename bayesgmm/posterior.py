@@ -40,6 +40,7 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 WAIC_VAR_MAX = 0.4
 _CHUNK = 256
+_BLOCK_VALUES = 2_000_000
 
 
 # ---------------------------------------------------------------------------
@@ -77,8 +78,10 @@ def component_log_density(
     X = np.asarray(X, dtype=float)
     d = X.shape[1]
     out = np.empty((weights.shape[0], X.shape[0], weights.shape[1]))
-    for start in range(0, weights.shape[0], _CHUNK):
-        sl = slice(start, start + _CHUNK)
+    # draws per block: keep the (draws, K, D, N) temporaries near 16 MB
+    chunk = max(1, min(_CHUNK, _BLOCK_VALUES // max(1, weights.shape[1] * d * X.shape[0])))
+    for start in range(0, weights.shape[0], chunk):
+        sl = slice(start, start + chunk)
         chol = np.linalg.cholesky(covariances[sl])  # (S, K, D, D)
         diff = X[None, None, :, :] - means[sl][:, :, None, :]  # (S, K, N, D)
         y = np.linalg.solve(chol, np.swapaxes(diff, -1, -2))  # (S, K, D, N)
