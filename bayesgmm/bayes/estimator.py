@@ -192,8 +192,12 @@ class BayesGMM(BaseGMM):
                 f"priors must be a mapping with keys among {sorted(PRIOR_KEYS)} or None, "
                 f"got {type(self.priors).__name__}."
             )
-        sampler = inference.DEFAULT_SAMPLER if self.sampler is None else self.sampler
         available = inference.available_samplers()
+        if self.sampler is None:  # nutpie when installed, else PyMC's own NUTS
+            sampler = inference.DEFAULT_SAMPLER if inference.DEFAULT_SAMPLER in available \
+                else "pymc"
+        else:
+            sampler = self.sampler
         if sampler not in available:
             raise ValueError(f"sampler must be one of {list(available)}, got {sampler!r}.")
         return sampler
