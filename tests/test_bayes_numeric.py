@@ -110,13 +110,16 @@ def test_unconstrained_matches_pymc_transforms():
         assert_allclose(back[name], raw[name], atol=1e-10)
 
 
+@pytest.mark.parametrize("unrolled", [True, False], ids=["unrolled", "batched"])
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
-def test_model_potential_is_the_marginal_log_likelihood(kind):
+def test_model_potential_is_the_marginal_log_likelihood(kind, unrolled, monkeypatch):
     """The model's potential equals a naive scipy mixture density (standardized data)."""
     import pytensor
 
+    from bayesgmm.bayes import model as model_module
     from bayesgmm.bayes.model import build_gmm_model, model_data
 
+    monkeypatch.setattr(model_module, "UNROLL_MAX_FEATURES", 5 if unrolled else 0)
     rng = np.random.default_rng(3)
     X = rng.normal(size=(40, 3)) * [1.0, 3.0, 0.5] + [0.0, 10.0, -1.0]
     reg = np.array([0.01, 0.02, 0.005])

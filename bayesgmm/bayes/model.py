@@ -66,6 +66,10 @@ PRIOR_KEYS: dict[str, str] = {
     "lkj_eta": "LKJ shape of the correlations (full, tied), float > 0; default 2.0",
 }
 
+#: Up to this many features the covariance algebra is written out entry by
+#: entry (fastest to compile for small D); above, batched matrix operations.
+UNROLL_MAX_FEATURES = 5
+
 _DEFAULT_MEANS_SCALE = 2.0
 _DEFAULT_LKJ_ETA = 2.0
 _DEFAULT_CONCENTRATION = 1.0
@@ -374,6 +378,59 @@ def _regularized_cholesky(
     return L
 
 
+def _mahalanobis_unrolled(
+    z: Any, sd: Any, reg: Any, resid: Any, n_features: int
+) -> tuple[Any, Any]:
+    """Squared Mahalanobis distances and log-determinants, loops over features written out.
+
+    Cheapest to compile for small D (every entry is an elementwise expression
+    batched over components); the graph grows as D^3.
+    """
+    C = _corr_cholesky(z, n_features)
+    L = _regularized_cholesky(C, sd, reg, n_features)
+    # forward substitution L y = resid, one feature row at a time (every
+    # component and point at once)
+    ys: list[Any] = []
+    sq: Any = 0.0
+    log_det: Any = 0.0
+    for i in range(n_features):
+        acc = resid[:, :, i]
+        for j in range(i):
+            acc = acc - L[i][j] * ys[j]
+        ys.append(acc / L[i][i])
+        sq = sq + ys[i] ** 2
+        log_det = log_det + pt.log(L[i][i])
+    return sq, log_det
+
+
+def _mahalanobis_batched(
+    z: Any, sd: Any, reg: Any, resid: Any, n_features: int
+) -> tuple[Any, Any]:
+    """Same as :func:`_mahalanobis_unrolled` with batched matrix operations.
+
+    A fixed number of operations whatever D (Cholesky and triangular solve
+    batched over components), so compilation does not grow with D.
+    """
+    D = n_features
+    rows, cols = _pair_index(D)
+    batch_shape = tuple(z.shape[:-1])
+    Zm = pt.zeros((*batch_shape, D, D))
+    Zm = pt.set_subtensor(Zm[..., rows, cols], z)
+    log_rem = pt.log1p(-(Zm**2))  # zero on and above the diagonal
+    excl = pt.cumsum(log_rem, axis=-1) - log_rem  # sum over k < j of log(1 - z_ik^2)
+    C = Zm * pt.exp(0.5 * excl) + pt.exp(0.5 * pt.sum(log_rem, axis=-1))[..., None] * pt.eye(D)
+    A = sd[..., :, None] * C
+    cov = pt.matmul(A, pt.swapaxes(A, -1, -2)) + pt.diag(reg)
+    L = pt.linalg.cholesky(cov)
+    if L.ndim == 2:  # tied: one matrix for every component
+        L = pt.shape_padleft(L)
+    rhs = pt.transpose(resid, (1, 2, 0))  # (K, D, N)
+    y = pt.linalg.solve_triangular(L, rhs, lower=True)
+    sq = pt.transpose(pt.sum(y**2, axis=1))  # (N, K)
+    log_det = pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+    return sq, log_det
+
+
 def build_gmm_model(
     X: np.ndarray,
     n_components: int,
@@ -472,21 +529,12 @@ def build_gmm_model(
             a = eta + (D - 2 - cols.astype(float)) / 2.0
             batch = (K, n_pairs) if covariance_type == "full" else (n_pairs,)
             cpc_u = pm.Beta("cpc_u", alpha=a, beta=a, shape=batch)
-            C = _corr_cholesky(2.0 * cpc_u - 1.0, D)
+            z = 2.0 * cpc_u - 1.0
             sd_b = sd if covariance_type == "full" else pt.shape_padleft(sd)  # (K|1, D)
-            L = _regularized_cholesky(C, sd_b, reg, D)
-            # forward substitution L y = resid, one feature row at a time (D rows,
-            # every component and point at once)
-            ys: list[Any] = []
-            sq = 0.0
-            log_det = 0.0
-            for i in range(D):
-                acc = resid[:, :, i]
-                for j in range(i):
-                    acc = acc - L[i][j] * ys[j]
-                ys.append(acc / L[i][i])
-                sq = sq + ys[i] ** 2
-                log_det = log_det + pt.log(L[i][i])
+            if D <= UNROLL_MAX_FEATURES:
+                sq, log_det = _mahalanobis_unrolled(z, sd_b, reg, resid, D)
+            else:
+                sq, log_det = _mahalanobis_batched(z, sd_b, reg, resid, D)
             log_det = log_det * pt.ones((K,))
         else:
             if covariance_type == "spherical":
