@@ -265,15 +265,27 @@ class GMMResult:
 
         return posterior.responsibility_interval(self, prob)
 
-    def assignment_uncertainty(self) -> pd.DataFrame:
+    def assignment_uncertainty(self, prob: float = 0.94) -> pd.DataFrame:
         """Per observation: assigned component, its probability and the entropy.
+
+        Parameters
+        ----------
+        prob : float, default=0.94
+            Bayesian fits: mass of the credible interval of the assignment
+            probability (columns ``lower`` and ``upper``).
 
         Returns
         -------
         pandas.DataFrame
             Indexed by observation, columns ``label``, ``probability``,
-            ``entropy``; sort by ``probability`` to list the uncertain points.
+            ``entropy`` (and ``lower``, ``upper`` for Bayesian fits); sort by
+            ``probability`` to list the uncertain points.
         """
+        prob = validate_prob(prob)
+        if self.is_bayesian and self.idata is not None:
+            from bayesgmm import posterior
+
+            return posterior.assignment_uncertainty(self, prob)
         resp = self.responsibilities.values
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.where(resp > 0, resp * np.log(resp), 0.0).sum(axis=1)
@@ -313,8 +325,13 @@ class GMMResult:
 
         return posterior.loo(self)
 
-    def diagnostics(self) -> pd.DataFrame:
+    def diagnostics(self, warn: bool = True) -> pd.DataFrame:
         """Convergence diagnostics of the fit.
+
+        Parameters
+        ----------
+        warn : bool, default=True
+            Bayesian fits: emit a ``DiagnosticsWarning`` for each problem found.
 
         Returns
         -------
@@ -331,7 +348,7 @@ class GMMResult:
             )
         from bayesgmm import posterior
 
-        return posterior.diagnostics(self)
+        return posterior.diagnostics(self, warn=warn)
 
     # ------------------------------------------------------------------
     # Tables and display
