@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from bayesgmm import em, posterior
 from bayesgmm._constants import CHAIN, COMPONENT, DRAW, FEATURE, FEATURE_BIS, OBS
 from bayesgmm._validation import (
+    check_distinct_rows,
     check_X,
     feature_names_of,
     validate_choice,
@@ -224,6 +225,7 @@ class BayesGMM(BaseGMM):
         """
         sampler = self._validate_params()
         arr = check_X(X, n_components=self.n_components)
+        check_distinct_rows(arr, self.n_components)  # before the EM reference fails on it
         k, d = self.n_components, arr.shape[1]
         resolve_priors(self.priors, k, d)  # fail early, before any EM or compilation
         self._set_n_features(X, arr)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -116,6 +117,13 @@ class CompiledLogp:
         Length of the flat vector.
     compile_seconds : float
         Time the first compilation took in this process.
+    lock : threading.Lock
+        Held around every call of ``fn``: a PyTensor function is not
+        thread-safe (with ``trust_input=True`` it writes its argument into
+        shared input storage, then runs), and nutpie calls the log-density from
+        one worker thread per chain.  Without the lock a thread switch between
+        the two steps evaluates one chain at another chain's point (seen as a
+        Numba ``TypingError`` on ``None`` input in an SBC study of 200 fits).
     """
 
     fn: Callable[..., Any]
@@ -126,6 +134,25 @@ class CompiledLogp:
     n_dim: int
     compile_seconds: float
     hits: int = field(default=0)
+    lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log-density and gradient at ``x``, safe to call from several threads.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_dim,)
+            Flat unconstrained point (float64).
+
+        Returns
+        -------
+        value : float
+        grad : ndarray of shape (n_dim,)
+            A fresh array (never a buffer the next call reuses).
+        """
+        with self.lock:
+            val, grad = self.fn(x)
+            return float(val), np.array(grad, dtype=float, copy=True)
 
     def set_data(self, values: Mapping[str, np.ndarray]) -> None:
         """Set the data containers (data and prior settings).
@@ -422,13 +449,13 @@ def run_nuts(
         t0 = time.perf_counter()
         compiled = compiled_logp(model, compile_mode)
         t_compile = time.perf_counter() - t0
-        fn = compiled.fn
+        value_and_grad = compiled.value_and_grad
         names, shapes, slices = compiled.names, compiled.shapes, compiled.slices
 
         def make_logp_fn() -> Callable[..., Any]:
             def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-                val, grad = fn(x)
-                return float(val), grad
+                # chains run in threads: one call at a time (see CompiledLogp.lock)
+                return value_and_grad(x)
 
             return logp
 
