@@ -1,0 +1,128 @@
+"""Concurrent use of BayesGMM: processes sharing a compile cache, threads sharing a graph."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+from bayesgmm.bayes import inference
+from bayesgmm.bayes.model import build_gmm_model
+
+# One fit per child process; it writes its posterior and the compile directory it used.
+WORKER = textwrap.dedent("""
+    import sys, warnings
+    import numpy as np
+    import bayesgmm as bg
+
+    seed, out = int(sys.argv[1]), sys.argv[2]
+    X = bg.datasets.make_blobs_gmm(120, 2, 2, random_state=seed).X
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bg.BayesGMM(2, covariance_type="full", draws=60, tune=60, chains=2,
+                          random_state=seed, progressbar=False).fit(X)
+    import pytensor
+    post = fit.result_.idata["posterior"].to_dataset()
+    np.savez(out, weights=post["weights"].values, means=post["means"].values,
+             covariances=post["covariances"].values,
+             compiledir=str(pytensor.config.compiledir))
+""")
+
+
+def _env(compiledir):
+    env = dict(os.environ)
+    if compiledir is not None:
+        # set before the child imports pytensor: every child uses this directory
+        env["PYTENSOR_FLAGS"] = f"base_compiledir={compiledir}"
+    return env
+
+
+def _run_pair(tmp_path, compiledir, tag, concurrent):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    outs = [tmp_path / f"{tag}_{seed}.npz" for seed in (1, 2)]
+    cmds = [[sys.executable, str(script), str(seed), str(out)]
+            for seed, out in zip((1, 2), outs, strict=True)]
+    if concurrent:
+        procs = [subprocess.Popen(c, env=_env(compiledir), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for c in cmds]
+        results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+        for p in procs:
+            p.stdout.close()
+            p.stderr.close()
+    else:
+        results = []
+        for c in cmds:
+            done = subprocess.run(c, env=_env(compiledir), capture_output=True, text=True,
+                                  timeout=600)
+            results.append((done.returncode, done.stderr))
+    for code, err in results:
+        assert code == 0, err[-3000:]
+    return [dict(np.load(out)) for out in outs]
+
+
+def _check_same(concurrent, sequential, compiledir):
+    for a, b in zip(concurrent, sequential, strict=True):
+        if compiledir is not None:
+            assert str(a["compiledir"]).startswith(str(compiledir))
+        for key in ("weights", "means", "covariances"):
+            assert np.all(np.isfinite(a[key]))
+            # same seed, same data, same compiled function: the draws are identical up
+            # to floating-point reassociation; 1e-10 relative allows nothing else
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_fresh_compile_dir(tmp_path):
+    # Slow: a fresh directory means the first compilation on a machine (about 40 s,
+    # both processes at once, on 2 cores about 60-90 s), then two warm sequential runs.
+    cache = tmp_path / "pytensor_cache"
+    cache.mkdir()
+    concurrent = _run_pair(tmp_path, cache, "concurrent", concurrent=True)
+    sequential = _run_pair(tmp_path, cache, "sequential", concurrent=False)
+    _check_same(concurrent, sequential, cache)
+
+
+def test_two_processes_share_the_warm_compile_dir(tmp_path):
+    # The same check on the machine's (warm) compile directory: both processes read
+    # and may write the cache at once; a few seconds per process.
+    concurrent = _run_pair(tmp_path, None, "concurrent", concurrent=True)
+    sequential = _run_pair(tmp_path, None, "sequential", concurrent=False)
+    _check_same(concurrent, sequential, None)
+
+
+def test_threads_share_one_compiled_log_density():
+    # nutpie calls the log-density from one thread per chain.  A PyTensor function
+    # writes its argument into shared storage and then runs, so unsynchronized
+    # calls can evaluate one thread's point with another's input.  With a tiny
+    # switch interval (forcing thread switches inside Function.__call__) every
+    # threaded result must equal the serial one.
+    X = bg.datasets.make_blobs_gmm(60, 2, 2, random_state=0).X
+    compiled = inference.compiled_logp(build_gmm_model(np.asarray(X), 2, "full"))
+    rng = np.random.default_rng(0)
+    points = rng.normal(scale=0.3, size=(8, compiled.n_dim))
+    serial = [compiled.value_and_grad(x) for x in points]
+    errors = []
+
+    def work(i):
+        for _ in range(300):
+            val, grad = compiled.value_and_grad(points[i])
+            if val != serial[i][0] or not np.array_equal(grad, serial[i][1]):
+                errors.append(i)
+                return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(points))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []  # exact: same input, same compiled code
