@@ -120,3 +120,40 @@ def test_report_with_bayesian_fits(sweep, tmp_path):
     page = path.read_text()
     assert "No-U-Turn sampler" in page and "relabelled to the EM solution" in page
     assert page.count("data:image/png;base64") >= 6
+
+
+@pytest.fixture(scope="module")
+def faithful_em_advi(faithful):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bg.compare_k(faithful, range(1, 6), methods=("em", "advi"), progressbar=False,
+                            bayes_kwargs={"draws": 300})
+
+
+def test_faithful_em_and_advi_over_k_1_to_5(faithful_em_advi):
+    table = faithful_em_advi.table
+    assert len(table) == 10
+    assert table[["loglik", "n_params", "aic", "bic", "icl"]].notna().all().all()
+    advi = table.loc["advi"]
+    assert advi[["elpd_waic", "se_waic", "p_waic", "elpd_loo", "se_loo", "p_loo", "rank",
+                 "elpd_diff", "dse", "weight", "pareto_k_max"]].notna().all().all()
+    text = faithful_em_advi.verdict()
+    for criterion in ("AIC", "BIC", "ICL", "WAIC", "LOO"):
+        k = faithful_em_advi.best(criterion.lower())
+        assert f"{criterion} (" in text and f"K={k}" in text
+    assert faithful_em_advi.best("bic") == 2
+
+
+def test_loo_is_arviz_loo_on_the_same_log_likelihood(sweep):
+    import arviz as az
+
+    from bayesgmm.posterior import LOG_LIK_VAR
+
+    result = sweep.results[("nuts", 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = result.loo()
+        ref = az.loo(result.idata, var_name=LOG_LIK_VAR)
+    assert ours.elpd == pytest.approx(ref.elpd, rel=1e-12)
+    assert ours.se == pytest.approx(ref.se, rel=1e-12)
+    assert sweep.table.loc[("nuts", 2), "elpd_loo"] == pytest.approx(ref.elpd, rel=1e-12)

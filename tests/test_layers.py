@@ -37,3 +37,12 @@ def test_import_bayesgmm_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_no_pickle_anywhere_in_the_package():
+    # user files are read through netCDF only: no pickle, joblib or numpy allow_pickle
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert "pickle" not in _imports(path), path
+        assert "allow_pickle=True" not in text, path
+        assert "joblib.load" not in text, path
