@@ -128,10 +128,10 @@ def _common(parser: argparse.ArgumentParser, methods: str, out: str) -> None:
                         help="covariance type (default full)")
     parser.add_argument("--out", default=out, help=f"output folder (default {out})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--draws", type=int, default=500,
-                        help="posterior draws per chain for Bayesian fits (default 500)")
-    parser.add_argument("--tune", type=int, default=500,
-                        help="NUTS tuning steps per chain (default 500)")
+    parser.add_argument("--draws", type=int, default=1000,
+                        help="posterior draws per chain for Bayesian fits (default 1000)")
+    parser.add_argument("--tune", type=int, default=1000,
+                        help="NUTS tuning steps per chain (default 1000)")
     parser.add_argument("--chains", type=int, default=2, help="NUTS chains (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
