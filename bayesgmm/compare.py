@@ -321,6 +321,7 @@ def _permuted(result: GMMResult, perm: np.ndarray) -> GMMResult:
         idata=result.idata,
         converged=result.converged,
         n_iter=result.n_iter,
+        data=result.data,
     )
 
 
