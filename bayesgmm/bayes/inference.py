@@ -438,7 +438,48 @@ def run_nuts(
     Returns
     -------
     InferenceOutput
+
+    Notes
+    -----
+    Fits of the same ``(n_components, n_features, covariance_type)`` share one
+    compiled graph whose data are swapped in place, so they run one at a time
+    in a process: a fit started from another thread waits for the graph's lock
+    (without it, one thread's fit sampled another thread's data).  Separate
+    processes do not share the graph.
     """
+    with _fit_lock(_model_key(model, compile_mode)):
+        return _run_nuts_unlocked(
+            model, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+            progressbar=progressbar, sampler=sampler, init_raw=init_raw,
+            target_accept=target_accept, cores=cores, compile_mode=compile_mode,
+        )
+
+
+_FIT_LOCKS: dict[tuple[Any, ...], Any] = {}
+_FIT_LOCKS_GUARD = threading.Lock()
+
+
+def _fit_lock(key: tuple[Any, ...]) -> Any:
+    """The re-entrant lock serializing fits that share the compiled graph ``key``."""
+    with _FIT_LOCKS_GUARD:
+        return _FIT_LOCKS.setdefault(key, threading.RLock())
+
+
+def _run_nuts_unlocked(
+    model: pm.Model,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    random_seed: int,
+    progressbar: bool = True,
+    sampler: str = DEFAULT_SAMPLER,
+    init_raw: Mapping[str, np.ndarray] | None = None,
+    target_accept: float = 0.9,
+    cores: int | None = None,
+    compile_mode: str = "NUMBA",
+) -> InferenceOutput:
+    """Body of :func:`run_nuts`, called with the graph's fit lock held."""
     import os
 
     cores = cores or max(1, min(chains, os.cpu_count() or 1))
