@@ -688,6 +688,14 @@ def run_sbc(
     Returns
     -------
     SBCResult
+
+    Examples
+    --------
+    >>> pri = dict(weights_concentration=5.0, means_loc=0.0, means_scale=3.0,
+    ...            sd_scale=1.0, lkj_eta=2.0)
+    >>> res = run_sbc(3, n_features=1, n_samples=50, priors=pri)  # doctest: +SKIP
+    >>> res.ranks.shape, res.n_ranks  # doctest: +SKIP
+    ((3, 6), 101)
     """
     from bayesgmm.bayes.estimator import BayesGMM
 
@@ -773,6 +781,14 @@ def plot_ecdf_difference(
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> res = SBCResult(names=["a"], ranks=np.arange(101)[:, None], n_ranks=101,
+    ...                 method="nuts", n_components=2, n_features=1, n_samples=50,
+    ...                 divergences=np.zeros(101), max_rhat=np.ones(101),
+    ...                 seconds=np.ones(101))
+    >>> fig = plot_ecdf_difference([res], n_simulations=200)  # doctest: +SKIP
     """
     import matplotlib.pyplot as plt
 
@@ -793,6 +809,6 @@ def plot_ecdf_difference(
         ax.set_ylabel("ECDF - uniform CDF")
         ax.set_title(title or f"{res.method}, K={res.n_components}, D={res.n_features}, "
                      f"R={res.ranks.shape[0]}")
-        ax.legend(fontsize=7, loc="lower right" if True else "best")
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
