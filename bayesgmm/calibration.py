@@ -605,7 +605,10 @@ class SBCResult:
         return ecdf_band_test(self.ranks, self.n_ranks, prob, n_simulations)
 
     def table(self, n_bins: int = 10, prob: float = 0.95) -> Any:
-        """One row per quantity: chi-square p-value, band p-value, inside.
+        """One row per quantity: chi-square p-value, band p-value, inside, tail shares.
+
+        The tail shares count the ``round(0.05 * n_ranks)`` lowest and highest
+        rank values (5 of 101: expected share 4.95 % each).
 
         Parameters
         ----------
@@ -622,8 +625,10 @@ class SBCResult:
 
         _, p_chi = self.chi_square(n_bins)
         inside, p_band = self.band_test(prob)
-        frac_low = np.mean(self.ranks < self.n_ranks * 0.05, axis=0)
-        frac_high = np.mean(self.ranks >= self.n_ranks * 0.95, axis=0)
+        # tails of equal size: the n_tail lowest and highest rank values (5 of 101)
+        n_tail = max(1, round(0.05 * self.n_ranks))
+        frac_low = np.mean(self.ranks < n_tail, axis=0)
+        frac_high = np.mean(self.ranks >= self.n_ranks - n_tail, axis=0)
         return pd.DataFrame({"chi2_pvalue": p_chi, "band_pvalue": p_band,
                              f"inside_{prob:g}": inside, "frac_rank_lowest_5%": frac_low,
                              "frac_rank_highest_5%": frac_high}, index=self.names)
