@@ -40,7 +40,7 @@ demo: $(VENV)/.installed-base
 	$(VENV)/bin/bayesgmm demo
 
 test: $(VENV)/.installed-test browser
-	$(VPY) -m ruff check bayesgmm tests benchmarks
+	$(VPY) -m ruff check bayesgmm tests benchmarks scripts
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # The report test opens the HTML in Debian's chromium; install it when absent
@@ -55,7 +55,7 @@ test-slow: $(VENV)/.installed-test
 	$(VPY) -m pytest --run-slow -m slow $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(VPY) -m ruff check bayesgmm tests benchmarks
+	$(VPY) -m ruff check bayesgmm tests benchmarks scripts
 
 bench: $(VENV)/.installed-base
 	$(VPY) benchmarks/bench_em.py
