@@ -146,22 +146,27 @@ def test_threaded_fits_of_the_same_shape_do_not_mix_data():
     Xs = [bg.datasets.make_blobs_gmm(120, 2, 2, random_state=s).X for s in (1, 2)]
 
     def fit(i):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est = bg.BayesGMM(2, draws=60, tune=60, chains=2, random_state=i,
-                              progressbar=False).fit(Xs[i])
+        est = bg.BayesGMM(2, draws=60, tune=60, chains=2, random_state=i,
+                          progressbar=False).fit(Xs[i])
         return est.result_.idata["posterior"]["means"].values
 
-    sequential = [fit(0), fit(1)]
-    threaded = [None, None]
+    threaded, errors = [None, None], []
 
     def run(i):
-        threaded[i] = fit(i)
+        try:
+            threaded[i] = fit(i)
+        except BaseException as err:  # a thread's exception is otherwise lost
+            errors.append(err)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # warnings.catch_warnings is not thread-safe: set the filter once, around everything
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short runs warn about ESS; not what is tested
+        sequential = [fit(0), fit(1)]
+        threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
     for a, b in zip(threaded, sequential, strict=True):
         np.testing.assert_array_equal(a, b)  # same data, same seed: identical draws
