@@ -145,3 +145,11 @@ def test_loaded_result_predicts_like_the_estimator(fitted, faithful, tmp_path):
                                rtol=1e-10)
     with pytest.raises(ValueError, match="fitted with 2"):
         back.predict(faithful[["waiting"]])
+
+
+def test_load_rejects_a_truncated_file(fitted, tmp_path):
+    path = fitted.result_.to_netcdf(tmp_path / "fit.nc")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DifferentModelError, match="not a readable netCDF"):
+        bg.load(path)
