@@ -1,11 +1,32 @@
 """Shared fixtures and the ``--run-slow`` switch."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayesgmm as bg
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+_RNG = np.random.default_rng(0)
+#: Hostile inputs that every estimator must reject: (X, n_components, error pattern).
+HOSTILE_ERRORS = [
+    (np.array([[0.0, np.nan], [1.0, 2.0], [2.0, 1.0]]), 1, "1 NaN and 0 inf"),
+    (np.array([[0.0, -np.inf], [1.0, 2.0], [2.0, 1.0]]), 1, "0 NaN and 1 inf"),
+    (np.empty((0, 3)), 1, "0 sample"),
+    (np.empty((5, 0)), 1, "0 feature"),
+    (np.array([[1.0, 2.0]]), 1, "1 sample"),
+    (np.ones((20, 2)), 1, "zero variance"),
+    (np.column_stack([_RNG.normal(size=20), np.full(20, 3.0)]), 2, r"\['column 1'\]"),
+    (np.repeat([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]], 4, axis=0), 5, "3 distinct rows"),
+    (pd.DataFrame({"a": _RNG.normal(size=10),
+                   "b": pd.Categorical(list("xyxyxyxyxy"))}), 1, r"'b' \(category\)"),
+    (pd.DataFrame({"a": _RNG.normal(size=3), "b": ["u", "v", "w"]}), 1, r"'b'"),
+    (np.array([["1.0", "x"], ["2.0", "y"]], dtype=object), 1, "numbers only"),
+]
+HOSTILE_IDS = ["nan", "inf", "empty", "no-features", "single-row", "all-identical",
+               "zero-variance-column", "k-above-distinct", "categorical", "object-column",
+               "strings"]
 
 
 def pytest_addoption(parser):

@@ -5,8 +5,8 @@ The behaviour of each case is listed in docs/robustness.md."""
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import HOSTILE_ERRORS, HOSTILE_IDS
 
 import bayesgmm as bg
 from bayesgmm.exceptions import ConvergenceWarning, DataWarning
@@ -20,26 +20,7 @@ def _finite(model):
     assert np.isfinite(model.result_.log_likelihood)
 
 
-@pytest.mark.parametrize(
-    ("X", "k", "match"),
-    [
-        (np.array([[0.0, np.nan], [1.0, 2.0], [2.0, 1.0]]), 1, "1 NaN and 0 inf"),
-        (np.array([[0.0, -np.inf], [1.0, 2.0], [2.0, 1.0]]), 1, "0 NaN and 1 inf"),
-        (np.empty((0, 3)), 1, "0 sample"),
-        (np.empty((5, 0)), 1, "0 feature"),
-        (np.array([[1.0, 2.0]]), 1, "1 sample"),
-        (np.ones((20, 2)), 1, "zero variance"),
-        (np.column_stack([RNG.normal(size=20), np.full(20, 3.0)]), 2, r"\['column 1'\]"),
-        (np.repeat([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]], 4, axis=0), 5, "3 distinct rows"),
-        (pd.DataFrame({"a": RNG.normal(size=10),
-                       "b": pd.Categorical(list("xyxyxyxyxy"))}), 1, r"'b' \(category\)"),
-        (pd.DataFrame({"a": RNG.normal(size=3), "b": ["u", "v", "w"]}), 1, r"'b'"),
-        (np.array([["1.0", "x"], ["2.0", "y"]], dtype=object), 1, "numbers only"),
-    ],
-    ids=["nan", "inf", "empty", "no-features", "single-row", "all-identical",
-         "zero-variance-column", "k-above-distinct", "categorical", "object-column",
-         "strings"],
-)
+@pytest.mark.parametrize(("X", "k", "match"), HOSTILE_ERRORS, ids=HOSTILE_IDS)
 def test_clear_error(X, k, match):
     with pytest.raises((ValueError, TypeError), match=match):
         bg.EMGMM(k, random_state=0).fit(X)

@@ -11,7 +11,7 @@ import xarray as xr
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from bayesgmm import em, posterior
+from bayesgmm import criteria, em, posterior
 from bayesgmm._constants import CHAIN, COMPONENT, DRAW, FEATURE, FEATURE_BIS, OBS
 from bayesgmm._validation import (
     check_distinct_rows,
@@ -477,7 +477,7 @@ class BayesGMM(BaseGMM):
         float
         """
         arr = self._validate_predict_data(X)
-        return float(-2.0 * em.log_likelihood(arr, self._point) + 2 * self._n_parameters())
+        return criteria.aic(em.log_likelihood(arr, self._point), self._n_parameters())
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion at the posterior mean (lower is better).
@@ -492,8 +492,8 @@ class BayesGMM(BaseGMM):
         float
         """
         arr = self._validate_predict_data(X)
-        return float(-2.0 * em.log_likelihood(arr, self._point)
-                     + self._n_parameters() * np.log(arr.shape[0]))
+        return criteria.bic(em.log_likelihood(arr, self._point), self._n_parameters(),
+                            arr.shape[0])
 
     # ------------------------------------------------------------------
     # prior predictive
