@@ -65,9 +65,9 @@ class BayesGMM(BaseGMM):
         NUTS chains (ADVI always gives one).
     sampler : str or None, default=None
         NUTS implementation: ``"nutpie"`` (the default: nutpie's Rust NUTS on
-        the cached PyTensor/Numba log-density; see docs/bayes.md for the
-        measurements), ``"nutpie_native"`` (nutpie's own compilation: faster
-        sampling, slower start; for long runs), or a PyMC ``nuts_sampler``
+        the log-density chosen by ``compile_mode``; see docs/bayes.md for the
+        measurements), ``"nutpie_native"`` (nutpie compiles the PyMC model
+        itself: 15-20 s in every new process), or a PyMC ``nuts_sampler``
         (``"pymc"``, ``"numpyro"``, ``"blackjax"`` when installed).
     target_accept : float, default=0.9
         NUTS target acceptance rate; raise it (e.g. 0.95) after divergences.
@@ -92,8 +92,15 @@ class BayesGMM(BaseGMM):
     advi_tol : float, default=1e-3
         ADVI: relative change of the mean loss (negative ELBO) between two
         windows of 1000 steps that counts as converged.
-    compile_mode : {"NUMBA", "CVM"}, default="NUMBA"
-        PyTensor backend for the log-density.
+    compile_mode : {"KERNEL", "NUMBA", "CVM"}, default="KERNEL"
+        Log-density for NUTS with ``sampler="nutpie"``.  ``"KERNEL"``:
+        bayesgmm's own Numba kernel, value and gradient written out by hand
+        (compiled once per machine in about 6 s, then cached on disk; checked
+        against PyMC's ``model.logp()``).  ``"NUMBA"`` / ``"CVM"``: PyTensor
+        compiles the PyMC model's log-density and gradient (about 40 s per
+        model shape on an empty PyTensor cache, 2-3 s afterwards).  With
+        ``sampler="pymc"`` the mode is PyTensor's (``"KERNEL"`` means PyMC's
+        default).
     random_state : int, RandomState instance or None, default=None
         Seed for the EM reference, the sampler and :meth:`sample`.
     progressbar : bool, default=True
@@ -143,7 +150,7 @@ class BayesGMM(BaseGMM):
         reg_covar: float | str = "auto",
         n_steps: int = 20_000,
         advi_tol: float = 1e-3,
-        compile_mode: str = "NUMBA",
+        compile_mode: str = "KERNEL",
         random_state: Any = None,
         progressbar: bool = True,
     ):

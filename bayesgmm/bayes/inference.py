@@ -1,15 +1,17 @@
 """Run NUTS or ADVI on a model from :func:`bayesgmm.bayes.model.build_gmm_model`.
 
-One compiled graph per ``(n_components, n_features, covariance_type, mode)``
-----------------------------------------------------------------------------
-The joint log-density and its gradient are compiled once, as a PyTensor
-function of one flat unconstrained vector, and kept in an in-process cache
-(:data:`_LOGP_CACHE`).  Data and prior settings are shared variables (the
-model's ``pm.Data`` containers), so a new data set or new priors of the same
-shape only update values.  With the default Numba mode, PyTensor also caches
-the machine code on disk, so a new Python process pays a few seconds, not the
-full compilation.  The ``"nutpie"`` sampler (the default) drives nutpie's
-Rust NUTS with that function; ``"pymc"`` runs PyMC's own NUTS (which compiles
+The log-density NUTS runs on
+----------------------------
+By default (``compile_mode="KERNEL"``) the joint log-density and its gradient
+come from bayesgmm's own Numba kernel (:mod:`bayesgmm.bayes.density`): it is
+compiled once per machine in a few seconds (Numba's disk cache), holds no
+state, and runs without the GIL, so chains and concurrent fits run in
+parallel.  The other modes compile PyMC's ``model.logp()`` and its gradient
+with PyTensor, as a function of one flat unconstrained vector kept in an
+in-process cache (:data:`_LOGP_CACHE`) with the data and priors as shared
+variables; that costs about 40 s per model shape on a machine whose PyTensor
+cache is empty.  The ``"nutpie"`` sampler (the default) drives nutpie's Rust
+NUTS with the chosen function; ``"pymc"`` runs PyMC's own NUTS (which compiles
 its own graph).  Everything the user sees (weights, means, covariances) is
 computed from the unconstrained draws with NumPy (:mod:`bayesgmm.bayes.params`),
 so no second graph is compiled for deterministics or the pointwise
@@ -23,8 +25,10 @@ NUTS (one chain).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
+import os
 import threading
 import time
 import warnings
@@ -38,6 +42,8 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
+from bayesgmm.bayes.density import MixtureDensity
+from bayesgmm.bayes.model import ModelData
 from bayesgmm.bayes.params import unconstrained_from_raw
 
 __all__ = [
@@ -48,6 +54,8 @@ __all__ = [
     "available_samplers",
     "clear_cache",
     "compiled_logp",
+    "model_data_of",
+    "model_log_density",
     "raw_from_unconstrained",
     "run_advi",
     "run_nuts",
@@ -59,7 +67,10 @@ DEFAULT_SAMPLER = "nutpie"
 _PYMC_SAMPLERS = ("pymc", "numpyro", "blackjax")
 _SAMPLER_MODULES = {"nutpie": "nutpie", "nutpie_native": "nutpie", "pymc": "pymc",
                     "numpyro": "numpyro", "blackjax": "blackjax"}
-COMPILE_MODES = ("NUMBA", "CVM")
+#: ``"KERNEL"``: bayesgmm's own Numba kernel (:mod:`bayesgmm.bayes.density`,
+#: a few seconds to compile once per machine); ``"NUMBA"``/``"CVM"``: PyTensor
+#: compiles ``model.logp()`` and its gradient (Numba or the C virtual machine).
+COMPILE_MODES = ("KERNEL", "NUMBA", "CVM")
 
 # sample_stats names kept from the samplers, mapped to ArviZ's names
 _NUTPIE_STATS = {
@@ -289,6 +300,57 @@ def compiled_logp(model: pm.Model, mode: str = "NUMBA") -> CompiledLogp:
     return compiled
 
 
+def model_data_of(model: pm.Model) -> ModelData:
+    """The data and prior settings held in a model's data containers.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        From :func:`bayesgmm.bayes.model.build_gmm_model`.
+
+    Returns
+    -------
+    ModelData
+    """
+    values = {name: np.asarray(var.get_value(), dtype=float)
+              for name, var in model.named_vars.items()
+              if isinstance(var, pytensor.compile.SharedVariable)}
+    return ModelData(
+        X_std=values["X_std"], center=model.bayesgmm_center,  # type: ignore[attr-defined]
+        scale=model.bayesgmm_scale,  # type: ignore[attr-defined]
+        weights_concentration=values["weights_concentration"], means_loc=values["means_loc"],
+        means_scale=values["means_scale"], sd_scale=values["sd_scale"],
+        lkj_eta=float(values["lkj_eta"]), reg_diag=values["reg_diag"],
+    )
+
+
+def model_log_density(model: pm.Model, mode: str = "KERNEL") -> MixtureDensity | CompiledLogp:
+    """The ``x -> (log p, gradient)`` function NUTS runs on, for a compile mode.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        From :func:`bayesgmm.bayes.model.build_gmm_model`.
+    mode : {"KERNEL", "NUMBA", "CVM"}, default="KERNEL"
+        See :data:`COMPILE_MODES`.
+
+    Returns
+    -------
+    MixtureDensity or CompiledLogp
+        Both have ``value_and_grad``, ``flatten``, ``names``, ``shapes``,
+        ``slices``, ``n_dim`` and ``compile_seconds``.
+    """
+    if mode != "KERNEL":
+        return compiled_logp(model, mode)
+    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    density = MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"],
+                             model_data_of(model))
+    density.value_and_grad(np.zeros(density.n_dim))  # compiles the kernel on first use
+    density.compile_seconds = time.perf_counter() - start
+    return density
+
+
 _NATIVE_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
@@ -370,14 +432,15 @@ class InferenceOutput:
     n_iter: int | None = None
 
 
-def _jittered_init(compiled: CompiledLogp, init_raw: Mapping[str, np.ndarray] | None,
+def _jittered_init(density: MixtureDensity | CompiledLogp,
+                   init_raw: Mapping[str, np.ndarray] | None,
                    jitter: float) -> Callable[[Any], np.ndarray]:
-    base = None if init_raw is None else compiled.flatten(unconstrained_from_raw(init_raw))
+    base = None if init_raw is None else density.flatten(unconstrained_from_raw(init_raw))
 
     def init(seed: Any) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        start = np.zeros(compiled.n_dim) if base is None else base
-        return start + rng.uniform(-jitter, jitter, size=compiled.n_dim)
+        start = np.zeros(density.n_dim) if base is None else base
+        return start + rng.uniform(-jitter, jitter, size=density.n_dim)
 
     return init
 
@@ -392,6 +455,21 @@ def _model_init(
     return {k: v for k, v in init_raw.items() if k in names}
 
 
+@dataclass(frozen=True)
+class _NutsSettings:
+    """What every NUTS backend is asked to do."""
+
+    draws: int
+    tune: int
+    chains: int
+    cores: int
+    random_seed: int
+    progressbar: bool
+    target_accept: float
+    init_raw: Mapping[str, np.ndarray] | None
+    compile_mode: str
+
+
 def run_nuts(
     model: pm.Model,
     *,
@@ -404,7 +482,7 @@ def run_nuts(
     init_raw: Mapping[str, np.ndarray] | None = None,
     target_accept: float = 0.9,
     cores: int | None = None,
-    compile_mode: str = "NUMBA",
+    compile_mode: str = "KERNEL",
 ) -> InferenceOutput:
     """Sample the model with NUTS.
 
@@ -419,12 +497,11 @@ def run_nuts(
     progressbar : bool, default=True
         Show progress.
     sampler : str, default=DEFAULT_SAMPLER
-        ``"nutpie"`` (nutpie's Rust NUTS calling the cached PyTensor/Numba
-        log-density: compiles in seconds once the disk cache is warm),
-        ``"nutpie_native"`` (nutpie's own compilation into one C callback:
-        about 3x faster per gradient and parallel chains, but 15-20 s to
-        compile in every new process), or a PyMC ``nuts_sampler`` (``"pymc"``,
-        and ``"numpyro"``/``"blackjax"`` if installed).
+        ``"nutpie"`` (nutpie's Rust NUTS calling the log-density chosen by
+        ``compile_mode``), ``"nutpie_native"`` (nutpie compiles the PyMC model
+        itself into one C callback: 15-20 s to compile in every new process),
+        or a PyMC ``nuts_sampler`` (``"pymc"``, and ``"numpyro"``/``"blackjax"``
+        if installed).
     init_raw : mapping, optional
         Starting values of ``w``, ``mu_std``, ``sd_std``, ``cpc_u`` (e.g. from
         the EM fit); each chain starts from a small jitter around them.
@@ -432,8 +509,9 @@ def run_nuts(
         Target acceptance rate of the step-size adaptation.
     cores : int, optional
         Chains run in parallel (default: ``min(chains, cpu count)``).
-    compile_mode : {"NUMBA", "CVM"}, default="NUMBA"
-        PyTensor compile mode for the log-density.
+    compile_mode : {"KERNEL", "NUMBA", "CVM"}, default="KERNEL"
+        Log-density used by ``sampler="nutpie"`` (see :data:`COMPILE_MODES`);
+        ``"pymc"`` compiles with ``"NUMBA"`` or ``"CVM"``.
 
     Returns
     -------
@@ -441,18 +519,41 @@ def run_nuts(
 
     Notes
     -----
-    Fits of the same ``(n_components, n_features, covariance_type)`` share one
+    With ``compile_mode="NUMBA"`` or ``"CVM"`` (or ``sampler="nutpie_native"``),
+    fits of the same ``(n_components, n_features, covariance_type)`` share one
     compiled graph whose data are swapped in place, so they run one at a time
-    in a process: a fit started from another thread waits for the graph's lock
-    (without it, one thread's fit sampled another thread's data).  Separate
-    processes do not share the graph.
+    in a process: a fit started from another thread waits for the graph's lock.
+    The default kernel holds no state, and fits from several threads run at once.
     """
-    with _fit_lock(_model_key(model, compile_mode)):
-        return _run_nuts_unlocked(
-            model, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-            progressbar=progressbar, sampler=sampler, init_raw=init_raw,
-            target_accept=target_accept, cores=cores, compile_mode=compile_mode,
+    if sampler not in _SAMPLER_MODULES:
+        raise ValueError(
+            f"sampler must be one of {list(available_samplers())}; got {sampler!r}."
         )
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(
+            f"compile mode must be one of {list(COMPILE_MODES)}; got {compile_mode!r}."
+        )
+    settings = _NutsSettings(
+        draws=draws, tune=tune, chains=chains,
+        cores=cores or max(1, min(chains, os.cpu_count() or 1)),
+        random_seed=random_seed, progressbar=progressbar, target_accept=target_accept,
+        init_raw=init_raw, compile_mode=compile_mode,
+    )
+    stateless = sampler == "nutpie" and compile_mode == "KERNEL"
+    lock = contextlib.nullcontext() if stateless else _fit_lock(_model_key(model, compile_mode))
+    with lock:
+        if sampler == "nutpie":
+            raw, stats, t_compile, t_sample = _sample_nutpie(model, settings)
+        elif sampler == "nutpie_native":
+            raw, stats, t_compile, t_sample = _sample_nutpie_native(model, settings)
+        else:
+            raw, stats, t_compile, t_sample = _sample_pymc(model, settings, sampler)
+    stats = stats.drop_vars([c for c in stats.coords if c not in ("chain", "draw")])
+    stats = stats.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
+    return InferenceOutput(
+        raw=raw, sample_stats=stats, variational=None,
+        timing={"compile": t_compile, "sample": t_sample},
+    )
 
 
 _FIT_LOCKS: dict[tuple[Any, ...], Any] = {}
@@ -465,125 +566,116 @@ def _fit_lock(key: tuple[Any, ...]) -> Any:
         return _FIT_LOCKS.setdefault(key, threading.RLock())
 
 
-def _run_nuts_unlocked(
-    model: pm.Model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    random_seed: int,
-    progressbar: bool = True,
-    sampler: str = DEFAULT_SAMPLER,
-    init_raw: Mapping[str, np.ndarray] | None = None,
-    target_accept: float = 0.9,
-    cores: int | None = None,
-    compile_mode: str = "NUMBA",
-) -> InferenceOutput:
-    """Body of :func:`run_nuts`, called with the graph's fit lock held."""
-    import os
+_Sampled = tuple[dict[str, np.ndarray], xr.Dataset, float, float]
 
-    cores = cores or max(1, min(chains, os.cpu_count() or 1))
-    if sampler == "nutpie":
-        import nutpie
-        from nutpie.compiled_pyfunc import from_pyfunc
 
-        t0 = time.perf_counter()
-        compiled = compiled_logp(model, compile_mode)
-        t_compile = time.perf_counter() - t0
-        value_and_grad = compiled.value_and_grad
-        names, shapes, slices = compiled.names, compiled.shapes, compiled.slices
-
-        def make_logp_fn() -> Callable[..., Any]:
-            def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-                # chains run in threads: one call at a time (see CompiledLogp.lock)
-                return value_and_grad(x)
-
-            return logp
-
-        def make_expand_fn(*_: Any) -> Callable[..., Any]:
-            def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-                return {n: x[sl].reshape(s) for n, sl, s in zip(names, slices, shapes,
-                                                                 strict=True)}
-
-            return expand
-
-        pyfunc = from_pyfunc(
-            ndim=compiled.n_dim,
-            make_logp_fn=make_logp_fn,
-            make_expand_fn=make_expand_fn,
-            expanded_dtypes=[np.dtype("float64")] * len(names),
-            expanded_shapes=shapes,
-            expanded_names=names,
-            make_initial_point_fn=_jittered_init(compiled, init_raw, 0.1),
-        )
-        t1 = time.perf_counter()
-        trace = nutpie.sample(
-            pyfunc, draws=draws, tune=tune, chains=chains, cores=cores, seed=random_seed,
-            progress_bar=progressbar, target_accept=target_accept,
-        )
-        t_sample = time.perf_counter() - t1
-        post = trace["posterior"].to_dataset()
-        values = {n: post[n].values for n in names}
-        raw = raw_from_unconstrained(values)
-        st = trace["sample_stats"].to_dataset()
-        stats = xr.Dataset({new: st[old] for old, new in _NUTPIE_STATS.items() if old in st})
-    elif sampler == "nutpie_native":
-        import dataclasses
-
-        import nutpie
-
-        t0 = time.perf_counter()
-        compiled_logp_ = compiled_logp(model, compile_mode)  # layout + shared values
-        native = _native_nutpie(model)
-        data = {name: var.get_value() for name, var in compiled_logp_.shared.items()}
-        native = native.with_data(**data)
-        native = dataclasses.replace(
-            native, initial_point_func=_jittered_init(compiled_logp_, init_raw, 0.1))
-        t_compile = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        trace = nutpie.sample(
-            native, draws=draws, tune=tune, chains=chains, cores=cores, seed=random_seed,
-            progress_bar=progressbar, target_accept=target_accept,
-        )
-        t_sample = time.perf_counter() - t1
-        post = trace["posterior"].to_dataset()
+def _nutpie_result(trace: Any, names: tuple[str, ...] | None) -> tuple[dict, xr.Dataset]:
+    """Raw draws and ArviZ-named stats from a nutpie trace."""
+    post = trace["posterior"].to_dataset()
+    if names is None:  # the native model's posterior holds the model variables
         raw = {n: post[n].values for n in ("w", "mu_std", "sd_std", "cpc_u") if n in post}
-        st = trace["sample_stats"].to_dataset()
-        stats = xr.Dataset({new: st[old] for old, new in _NUTPIE_STATS.items() if old in st})
-    elif sampler in _PYMC_SAMPLERS:
-        if importlib.util.find_spec(_SAMPLER_MODULES[sampler]) is None:
-            raise ImportError(
-                f"sampler={sampler!r} needs the package {_SAMPLER_MODULES[sampler]!r}; install it "
-                f"or use one of {list(available_samplers())}."
-            )
-        t0 = time.perf_counter()
-        kwargs: dict[str, Any] = {}
-        if sampler == "pymc":
-            kwargs["compile_kwargs"] = {"mode": compile_mode}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*BLAS.*")
-            trace = pm.sample(
-                draws=draws, tune=tune, chains=chains, cores=cores, model=model,
-                random_seed=random_seed, progressbar=progressbar, nuts_sampler=sampler,
-                initvals=_model_init(model, init_raw),
-                target_accept=target_accept, **kwargs,
-            )
-        t_compile = float("nan")
-        t_sample = time.perf_counter() - t0
-        post = trace["posterior"].to_dataset()
-        raw = {n: post[n].values for n in ("w", "mu_std", "sd_std", "cpc_u") if n in post}
-        st = trace["sample_stats"].to_dataset()
-        stats = xr.Dataset({n: st[n] for n in _PYMC_STATS if n in st})
-    else:
-        raise ValueError(
-            f"sampler must be one of {list(available_samplers())}; got {sampler!r}."
-        )
-    stats = stats.drop_vars([c for c in stats.coords if c not in ("chain", "draw")])
-    stats = stats.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
-    return InferenceOutput(
-        raw=raw, sample_stats=stats, variational=None,
-        timing={"compile": t_compile, "sample": t_sample},
+    else:  # the unconstrained vector's pieces
+        raw = raw_from_unconstrained({n: post[n].values for n in names})
+    st = trace["sample_stats"].to_dataset()
+    stats = xr.Dataset({new: st[old] for old, new in _NUTPIE_STATS.items() if old in st})
+    return raw, stats
+
+
+def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
+    """Sample with nutpie's Rust NUTS over :func:`model_log_density`."""
+    import nutpie
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    t0 = time.perf_counter()
+    density = model_log_density(model, settings.compile_mode)
+    t_compile = time.perf_counter() - t0
+    value_and_grad = density.value_and_grad
+    names, shapes, slices = density.names, density.shapes, density.slices
+
+    def make_logp_fn() -> Callable[..., Any]:
+        def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
+            return value_and_grad(x)
+
+        return logp
+
+    def make_expand_fn(*_: Any) -> Callable[..., Any]:
+        def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
+            return {n: x[sl].reshape(s) for n, sl, s in zip(names, slices, shapes, strict=True)}
+
+        return expand
+
+    pyfunc = from_pyfunc(
+        ndim=density.n_dim,
+        make_logp_fn=make_logp_fn,
+        make_expand_fn=make_expand_fn,
+        expanded_dtypes=[np.dtype("float64")] * len(names),
+        expanded_shapes=shapes,
+        expanded_names=names,
+        make_initial_point_fn=_jittered_init(density, settings.init_raw, 0.1),
     )
+    t1 = time.perf_counter()
+    trace = nutpie.sample(
+        pyfunc, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+        cores=settings.cores, seed=settings.random_seed, progress_bar=settings.progressbar,
+        target_accept=settings.target_accept,
+    )
+    t_sample = time.perf_counter() - t1
+    raw, stats = _nutpie_result(trace, tuple(names))
+    return raw, stats, t_compile, t_sample
+
+
+def _sample_nutpie_native(model: pm.Model, settings: _NutsSettings) -> _Sampled:
+    """Sample with nutpie's own compilation of the PyMC model (one C callback)."""
+    import dataclasses
+
+    import nutpie
+
+    t0 = time.perf_counter()
+    data = model_data_of(model).data_dict()
+    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
+    layout = MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"],
+                            model_data_of(model))
+    native = _native_nutpie(model).with_data(**data)
+    native = dataclasses.replace(
+        native, initial_point_func=_jittered_init(layout, settings.init_raw, 0.1))
+    t_compile = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    trace = nutpie.sample(
+        native, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+        cores=settings.cores, seed=settings.random_seed, progress_bar=settings.progressbar,
+        target_accept=settings.target_accept,
+    )
+    t_sample = time.perf_counter() - t1
+    raw, stats = _nutpie_result(trace, None)
+    return raw, stats, t_compile, t_sample
+
+
+def _sample_pymc(model: pm.Model, settings: _NutsSettings, sampler: str) -> _Sampled:
+    """``pm.sample`` with one of PyMC's ``nuts_sampler`` options."""
+    if importlib.util.find_spec(_SAMPLER_MODULES[sampler]) is None:
+        raise ImportError(
+            f"sampler={sampler!r} needs the package {_SAMPLER_MODULES[sampler]!r}; install it "
+            f"or use one of {list(available_samplers())}."
+        )
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = {}
+    if sampler == "pymc" and settings.compile_mode != "KERNEL":
+        kwargs["compile_kwargs"] = {"mode": settings.compile_mode}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*BLAS.*")
+        trace = pm.sample(
+            draws=settings.draws, tune=settings.tune, chains=settings.chains,
+            cores=settings.cores, model=model, random_seed=settings.random_seed,
+            progressbar=settings.progressbar, nuts_sampler=sampler,
+            initvals=_model_init(model, settings.init_raw),
+            target_accept=settings.target_accept, **kwargs,
+        )
+    t_sample = time.perf_counter() - t0
+    post = trace["posterior"].to_dataset()
+    raw = {n: post[n].values for n in ("w", "mu_std", "sd_std", "cpc_u") if n in post}
+    st = trace["sample_stats"].to_dataset()
+    stats = xr.Dataset({n: st[n] for n in _PYMC_STATS if n in st})
+    return raw, stats, float("nan"), t_sample
 
 
 def _narrow_start(approx: Any, method: str, init_std: float) -> None:

@@ -1,0 +1,274 @@
+"""Log-density and gradient of the bayesgmm model, written in NumPy.
+
+:func:`bayesgmm.bayes.model.build_gmm_model` describes the model to PyMC;
+this module evaluates the same joint log-density (priors, PyMC's transforms
+and their log-Jacobians, and the marginal likelihood) and its gradient with
+NumPy, in the same flat unconstrained coordinates.  Nothing is compiled, so a
+fit starts at once in a fresh process and on a machine whose PyTensor cache is
+empty; the test suite checks value and gradient against PyMC's own compiled
+``model.logp()`` and against finite differences.
+
+The gradient is derived by hand (reverse mode, written out):
+
+- likelihood: with responsibilities ``r_nk``, ``d/dmu_k = P_k sum_n r_nk
+  (z_n - mu_k)`` and ``d/dSigma_k = (P_k S_k P_k - N_k P_k) / 2`` where
+  ``P_k = Sigma_k^-1``, ``S_k = sum_n r_nk (z_n - mu_k)(z_n - mu_k)^T``
+  and ``N_k = sum_n r_nk``;
+- ``Sigma = A A^T + diag(reg)`` with ``A = diag(sd) C``: ``d/dA = 2 G A``;
+- the C-vine map from partial correlations ``z`` to the correlation Cholesky
+  factor ``C`` (``C_ij = z_ij prod_{m<j} sqrt(1 - z_im^2)``): ``dC_ij/dz_ij =
+  C_ij / z_ij`` and ``dC_ij/dz_im = -C_ij z_im / (1 - z_im^2)`` for ``m < j``;
+- PyMC's transforms: simplex (weights), log (standard deviations), log-odds
+  (partial correlations as ``u = (z + 1) / 2``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import betaln, gammaln
+
+from bayesgmm.bayes._kernel import DIAG, FULL, SPHERICAL, TIED, log_density_grad
+from bayesgmm.bayes.model import COVARIANCE_TYPES, ModelData
+
+__all__ = ["MixtureDensity", "parameter_layout"]
+
+_LOG_2PI = np.log(2.0 * np.pi)
+_COV_CODES = {"full": FULL, "tied": TIED, "diag": DIAG, "spherical": SPHERICAL}
+
+
+def parameter_layout(
+    n_components: int, n_features: int, covariance_type: str
+) -> list[tuple[str, tuple[int, ...]]]:
+    """Names and shapes of the unconstrained variables, in the model's order.
+
+    Parameters
+    ----------
+    n_components : int
+        ``K``.
+    n_features : int
+        ``D``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance structure.
+
+    Returns
+    -------
+    list of (str, tuple)
+        PyMC value-variable names (``w_simplex__``, ``mu_std``,
+        ``sd_std_log__``, ``cpc_u_logodds__``) with their shapes, in the
+        order of ``model.free_RVs``.
+
+    Examples
+    --------
+    >>> [name for name, shape in parameter_layout(3, 2, "full")]
+    ['w_simplex__', 'mu_std', 'sd_std_log__', 'cpc_u_logodds__']
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+    K, D = int(n_components), int(n_features)
+    out: list[tuple[str, tuple[int, ...]]] = []
+    if K > 1:
+        out.append(("w_simplex__", (K - 1,)))
+    out.append(("mu_std", (K, D)))
+    sd_shape = {"spherical": (K,), "tied": (D,)}.get(covariance_type, (K, D))
+    out.append(("sd_std_log__", sd_shape))
+    n_pairs = D * (D - 1) // 2
+    if covariance_type in ("full", "tied") and D > 1:
+        out.append(("cpc_u_logodds__", (K, n_pairs) if covariance_type == "full" else (n_pairs,)))
+    return out
+
+
+@dataclass
+class MixtureDensity:
+    """``x -> (log p, gradient)`` of the model over the flat unconstrained vector.
+
+    Same interface as the compiled PyTensor function
+    (:class:`bayesgmm.bayes.inference.CompiledLogp`), so the samplers can use
+    either.
+
+    Parameters
+    ----------
+    n_components, n_features : int
+        ``K`` and ``D``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance structure.
+    data : ModelData
+        Standardized data and prior settings (:func:`bayesgmm.bayes.model.model_data`).
+
+    Attributes
+    ----------
+    names, slices, shapes : list
+        Layout of the value variables in the flat vector.
+    n_dim : int
+        Length of the flat vector.
+    compile_seconds : float
+        Always 0.0 (nothing is compiled); kept for a common interface.
+
+    Examples
+    --------
+    >>> from bayesgmm.bayes.model import model_data
+    >>> X = np.random.default_rng(0).normal(size=(50, 2))
+    >>> dens = MixtureDensity(2, 2, "full", model_data(X, 2))
+    >>> value, grad = dens.value_and_grad(np.zeros(dens.n_dim))
+    >>> grad.shape
+    (11,)
+    """
+
+    n_components: int
+    n_features: int
+    covariance_type: str
+    data: ModelData
+    names: list[str] = field(init=False)
+    slices: list[slice] = field(init=False)
+    shapes: list[tuple[int, ...]] = field(init=False)
+    n_dim: int = field(init=False)
+    compile_seconds: float = field(default=0.0, init=False)
+    hits: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        layout = parameter_layout(self.n_components, self.n_features, self.covariance_type)
+        self.names = [name for name, _ in layout]
+        self.shapes = [shape for _, shape in layout]
+        sizes = [int(np.prod(s)) for s in self.shapes]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(offsets)]
+        self.n_dim = int(offsets[-1])
+        self._prepare()
+
+    # -- data -----------------------------------------------------------------
+
+    def set_data(self, values: Mapping[str, np.ndarray]) -> None:
+        """Replace data or prior settings (keys of :meth:`ModelData.data_dict`).
+
+        Parameters
+        ----------
+        values : mapping
+            ``{container name: value}``; unknown names are ignored.
+        """
+        current = self.data.data_dict()
+        current.update({k: np.asarray(v, dtype=float) for k, v in values.items()
+                        if k in current})
+        fields = {k: current[k] for k in current}
+        fields["lkj_eta"] = float(np.asarray(fields["lkj_eta"]))
+        self.data = ModelData(center=self.data.center, scale=self.data.scale, **fields)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Precompute the kernel's arguments: data, prior settings, constants."""
+        md, K, D = self.data, self.n_components, self.n_features
+        Z = np.ascontiguousarray(md.X_std, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != D:
+            raise ValueError(f"X_std must have shape (n_samples, {D}); got {Z.shape}.")
+        alpha = np.broadcast_to(np.asarray(md.weights_concentration, dtype=float), (K,)).copy()
+        mscale = np.asarray(md.means_scale, dtype=float)
+        sd_shape = self.shapes[self.names.index("sd_std_log__")]
+        s_scale = np.asarray(md.sd_scale, dtype=float)
+        sd_sigma = (np.full(sd_shape, s_scale.mean()) if self.covariance_type == "spherical"
+                    else np.broadcast_to(s_scale, sd_shape))
+        const = -K * np.sum(0.5 * _LOG_2PI + np.log(mscale))  # Normal means
+        const += np.sum(0.5 * np.log(2.0 / np.pi) - np.log(sd_sigma))  # HalfNormal sds
+        if K > 1:  # Dirichlet, with the simplex log-Jacobian's log K
+            const += gammaln(alpha.sum()) - gammaln(alpha).sum() + np.log(K)
+        beta_a = np.zeros(0)
+        if "cpc_u_logodds__" in self.names:  # Beta(a, a) partial correlations
+            cols = np.tril_indices(D, k=-1)[1]
+            beta_a = float(md.lkj_eta) + (D - 2 - cols.astype(float)) / 2.0
+            n_matrices = K if self.covariance_type == "full" else 1
+            const -= n_matrices * np.sum(betaln(beta_a, beta_a))
+        self._kernel_args = (
+            Z,
+            np.ascontiguousarray(md.reg_diag, dtype=np.float64),
+            alpha,
+            np.ascontiguousarray(md.means_loc, dtype=np.float64),
+            np.ascontiguousarray(mscale),
+            np.ascontiguousarray(sd_sigma, dtype=np.float64).ravel(),
+            np.ascontiguousarray(beta_a, dtype=np.float64),
+            float(const),
+            K,
+            _COV_CODES[self.covariance_type],
+        )
+
+    # -- layout ---------------------------------------------------------------
+
+    def flatten(self, point: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Pack unconstrained values into the flat vector.
+
+        Parameters
+        ----------
+        point : mapping
+            Values keyed by value-variable name.
+
+        Returns
+        -------
+        ndarray of shape (n_dim,)
+        """
+        out = np.empty(self.n_dim)
+        for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True):
+            out[sl] = np.broadcast_to(np.asarray(point[name], dtype=float), shape).ravel()
+        return out
+
+    def unflatten(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Split flat vectors (any leading dims) into named arrays.
+
+        Parameters
+        ----------
+        x : ndarray of shape (..., n_dim)
+
+        Returns
+        -------
+        dict
+            Value-variable name to array of shape ``(..., *shape)``.
+        """
+        lead = x.shape[:-1]
+        return {
+            name: x[..., sl].reshape(*lead, *shape)
+            for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True)
+        }
+
+    # -- evaluation -----------------------------------------------------------
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Joint log-density (with log-Jacobians) and its gradient at ``x``.
+
+        Safe to call from several threads at once (the kernel runs without the
+        GIL and writes only into a fresh gradient array).
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_dim,)
+            Flat unconstrained point.
+
+        Returns
+        -------
+        value : float
+            ``-inf`` where a covariance is not positive definite (only possible
+            with ``reg_covar = 0``).
+        grad : ndarray of shape (n_dim,)
+            A fresh array.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.n_dim,):
+            raise ValueError(f"x must have shape ({self.n_dim},); got {x.shape}.")
+        grad = np.empty(self.n_dim)
+        value = log_density_grad(x, grad, *self._kernel_args)
+        return float(value), grad
+
+    def logp(self, x: np.ndarray) -> float:
+        """Joint log-density at ``x`` (see :meth:`value_and_grad`).
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_dim,)
+
+        Returns
+        -------
+        float
+        """
+        return self.value_and_grad(x)[0]
+
+
