@@ -180,7 +180,7 @@ class MixtureDensity:
             beta_a = float(md.lkj_eta) + (D - 2 - cols.astype(float)) / 2.0
             n_matrices = K if self.covariance_type == "full" else 1
             const -= n_matrices * np.sum(betaln(beta_a, beta_a))
-        self._kernel_args = (
+        self.kernel_args = (
             Z,
             np.ascontiguousarray(md.reg_diag, dtype=np.float64),
             alpha,
@@ -255,7 +255,7 @@ class MixtureDensity:
         if x.shape != (self.n_dim,):
             raise ValueError(f"x must have shape ({self.n_dim},); got {x.shape}.")
         grad = np.empty(self.n_dim)
-        value = log_density_grad(x, grad, *self._kernel_args)
+        value = log_density_grad(x, grad, *self.kernel_args)
         return float(value), grad
 
     def logp(self, x: np.ndarray) -> float:

@@ -42,6 +42,7 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
+from bayesgmm.bayes._nutpie_bridge import kernel_model
 from bayesgmm.bayes.density import MixtureDensity
 from bayesgmm.bayes.model import ModelData
 from bayesgmm.bayes.params import unconstrained_from_raw
@@ -604,18 +605,24 @@ def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
 
         return expand
 
-    pyfunc = from_pyfunc(
-        ndim=density.n_dim,
-        make_logp_fn=make_logp_fn,
-        make_expand_fn=make_expand_fn,
-        expanded_dtypes=[np.dtype("float64")] * len(names),
-        expanded_shapes=shapes,
-        expanded_names=names,
-        make_initial_point_fn=_jittered_init(density, settings.init_raw, 0.1),
-    )
+    initial_point = _jittered_init(density, settings.init_raw, 0.1)
+    nutpie_model = None
+    if isinstance(density, MixtureDensity):  # the kernel as a C callback: no GIL while sampling
+        nutpie_model = kernel_model(density, initial_point)
+        t_compile = time.perf_counter() - t0
+    if nutpie_model is None:
+        nutpie_model = from_pyfunc(
+            ndim=density.n_dim,
+            make_logp_fn=make_logp_fn,
+            make_expand_fn=make_expand_fn,
+            expanded_dtypes=[np.dtype("float64")] * len(names),
+            expanded_shapes=shapes,
+            expanded_names=names,
+            make_initial_point_fn=initial_point,
+        )
     t1 = time.perf_counter()
     trace = nutpie.sample(
-        pyfunc, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+        nutpie_model, draws=settings.draws, tune=settings.tune, chains=settings.chains,
         cores=settings.cores, seed=settings.random_seed, progress_bar=settings.progressbar,
         target_accept=settings.target_accept,
     )
