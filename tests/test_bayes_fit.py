@@ -176,15 +176,11 @@ def test_predict_methods(faithful_nuts, faithful):
     assert X.shape == (20, 2) and y.shape == (20,)
 
 
-def test_compiled_graph_is_reused_across_data(faithful_nuts, faithful):
-    from bayesgmm.bayes import inference
-
-    n_graphs = len(inference._LOGP_CACHE)
+def test_compiled_kernel_is_reused_across_data(faithful_nuts, faithful):
     other = faithful * 1.1 + 3.0  # new data, same shape
     fit = _fit(other, n_components=2, draws=100, tune=100, chains=2,
                priors={"lkj_eta": 1.0, "weights_concentration": 2.0})
-    assert len(inference._LOGP_CACHE) == n_graphs
-    assert fit.timing_["compile"] < 0.5
+    assert fit.timing_["compile"] < 0.5  # nothing compiled again in this process
     # the fit really used the new data
     assert_allclose(fit.result_.idata["observed_data"]["X"].values, other.to_numpy())
     order = _match(faithful_nuts.means_ * 1.1 + 3.0, fit.means_)

@@ -65,10 +65,12 @@ class BayesGMM(BaseGMM):
         NUTS chains (ADVI always gives one).
     sampler : str or None, default=None
         NUTS implementation: ``"nutpie"`` (the default: nutpie's Rust NUTS on
-        the log-density chosen by ``compile_mode``; see docs/bayes.md for the
-        measurements), ``"nutpie_native"`` (nutpie compiles the PyMC model
-        itself: 15-20 s in every new process), or a PyMC ``nuts_sampler``
-        (``"pymc"``, ``"numpyro"``, ``"blackjax"`` when installed).
+        bayesgmm's own Numba kernel for this model's log-density and gradient,
+        compiled once per machine in about 6 s; see docs/bayes.md for the
+        measurements), ``"nutpie_native"`` (nutpie compiles the PyMC model with
+        PyTensor: about 40 s on an empty cache, 15-20 s in every new process),
+        or a PyMC ``nuts_sampler`` (``"pymc"``, ``"numpyro"``, ``"blackjax"``
+        when installed), which also compile the PyMC model.
     target_accept : float, default=0.9
         NUTS target acceptance rate; raise it (e.g. 0.95) after divergences.
         Mixtures have narrow regions (small components): 0.9 removed every
@@ -92,15 +94,6 @@ class BayesGMM(BaseGMM):
     advi_tol : float, default=1e-3
         ADVI: relative change of the mean loss (negative ELBO) between two
         windows of 1000 steps that counts as converged.
-    compile_mode : {"KERNEL", "NUMBA", "CVM"}, default="KERNEL"
-        Log-density for NUTS with ``sampler="nutpie"``.  ``"KERNEL"``:
-        bayesgmm's own Numba kernel, value and gradient written out by hand
-        (compiled once per machine in about 6 s, then cached on disk; checked
-        against PyMC's ``model.logp()``).  ``"NUMBA"`` / ``"CVM"``: PyTensor
-        compiles the PyMC model's log-density and gradient (about 40 s per
-        model shape on an empty PyTensor cache, 2-3 s afterwards).  With
-        ``sampler="pymc"`` the mode is PyTensor's (``"KERNEL"`` means PyMC's
-        default).
     random_state : int, RandomState instance or None, default=None
         Seed for the EM reference, the sampler and :meth:`sample`.
     progressbar : bool, default=True
@@ -150,7 +143,6 @@ class BayesGMM(BaseGMM):
         reg_covar: float | str = "auto",
         n_steps: int = 20_000,
         advi_tol: float = 1e-3,
-        compile_mode: str = "KERNEL",
         random_state: Any = None,
         progressbar: bool = True,
     ):
@@ -166,7 +158,6 @@ class BayesGMM(BaseGMM):
         self.reg_covar = reg_covar
         self.n_steps = n_steps
         self.advi_tol = advi_tol
-        self.compile_mode = compile_mode
         self.random_state = random_state
         self.progressbar = progressbar
 
@@ -189,7 +180,6 @@ class BayesGMM(BaseGMM):
                     f"reg_covar must be 'auto' or a finite number >= 0, got {self.reg_covar!r}."
                 )
             validate_positive(self.reg_covar, "reg_covar", allow_zero=True)
-        validate_choice(self.compile_mode, "compile_mode", inference.COMPILE_MODES)
         ta = self.target_accept
         if isinstance(ta, bool) or not isinstance(ta, int | float) or not 0 < ta < 1:
             raise ValueError(
@@ -263,7 +253,6 @@ class BayesGMM(BaseGMM):
                 model, draws=self.draws, tune=self.tune, chains=self.chains,
                 random_seed=seed, progressbar=self.progressbar, sampler=sampler,
                 init_raw=init_raw, target_accept=float(self.target_accept),
-                compile_mode=self.compile_mode,
             )
         else:
             out = inference.run_advi(

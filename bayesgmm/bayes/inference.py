@@ -2,20 +2,18 @@
 
 The log-density NUTS runs on
 ----------------------------
-By default (``compile_mode="KERNEL"``) the joint log-density and its gradient
-come from bayesgmm's own Numba kernel (:mod:`bayesgmm.bayes.density`): it is
-compiled once per machine in a few seconds (Numba's disk cache), holds no
-state, and runs without the GIL, so chains and concurrent fits run in
-parallel.  The other modes compile PyMC's ``model.logp()`` and its gradient
-with PyTensor, as a function of one flat unconstrained vector kept in an
-in-process cache (:data:`_LOGP_CACHE`) with the data and priors as shared
-variables; that costs about 40 s per model shape on a machine whose PyTensor
-cache is empty.  The ``"nutpie"`` sampler (the default) drives nutpie's Rust
-NUTS with the chosen function; ``"pymc"`` runs PyMC's own NUTS (which compiles
-its own graph).  Everything the user sees (weights, means, covariances) is
-computed from the unconstrained draws with NumPy (:mod:`bayesgmm.bayes.params`),
-so no second graph is compiled for deterministics or the pointwise
-log-likelihood.
+With the default sampler, ``"nutpie"``, nutpie's Rust NUTS calls bayesgmm's
+own Numba kernel (:mod:`bayesgmm.bayes.density`), handed over as a C callback
+(:mod:`bayesgmm.bayes._nutpie_bridge`): it is compiled once per machine in a
+few seconds (Numba's disk cache), holds no state, and never takes the GIL
+while sampling, so chains and concurrent fits run in parallel.  The kernel
+computes the same log-density as the PyMC model (checked in the test suite).
+``"nutpie_native"`` lets nutpie compile the PyMC model with PyTensor, and
+``"pymc"`` (or ``"numpyro"``/``"blackjax"``) runs ``pm.sample``; both pay
+PyTensor's compilation (about 40 s per model shape on an empty cache).
+Everything the user sees (weights, means, covariances) is computed from the
+unconstrained draws with NumPy (:mod:`bayesgmm.bayes.params`), so no second
+graph is compiled for deterministics or the pointwise log-likelihood.
 
 ADVI and full-rank ADVI run through :func:`pymc.fit` with a parameter
 convergence callback; the fitted Gaussian approximation is sampled with NumPy
@@ -25,21 +23,18 @@ NUTS (one chain).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import itertools
 import os
 import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import pytensor
-import pytensor.tensor as pt
 import xarray as xr
 
 from bayesgmm.bayes._nutpie_bridge import kernel_model
@@ -54,7 +49,6 @@ __all__ = [
     "LossWindowConvergence",
     "available_samplers",
     "clear_cache",
-    "compiled_logp",
     "model_data_of",
     "model_log_density",
     "raw_from_unconstrained",
@@ -63,16 +57,11 @@ __all__ = [
 ]
 
 SUPPORTED_METHODS = ("nuts", "advi", "fullrank_advi")
-#: Chosen after measuring (docs/bayes.md): nutpie driving the cached Numba graph.
+#: Chosen after measuring (docs/bayes.md): nutpie driving bayesgmm's Numba kernel.
 DEFAULT_SAMPLER = "nutpie"
 _PYMC_SAMPLERS = ("pymc", "numpyro", "blackjax")
 _SAMPLER_MODULES = {"nutpie": "nutpie", "nutpie_native": "nutpie", "pymc": "pymc",
                     "numpyro": "numpyro", "blackjax": "blackjax"}
-#: ``"KERNEL"``: bayesgmm's own Numba kernel (:mod:`bayesgmm.bayes.density`,
-#: a few seconds to compile once per machine); ``"NUMBA"``/``"CVM"``: PyTensor
-#: compiles ``model.logp()`` and its gradient (Numba or the C virtual machine).
-COMPILE_MODES = ("KERNEL", "NUMBA", "CVM")
-
 # sample_stats names kept from the samplers, mapped to ArviZ's names
 _NUTPIE_STATS = {
     "diverging": "diverging",
@@ -109,196 +98,8 @@ def available_samplers() -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------
-# compiled log-density (cached)
+# the log-density
 # ---------------------------------------------------------------------------
-
-
-@dataclass
-class CompiledLogp:
-    """A compiled ``x -> (logp, grad)`` over the flat unconstrained vector.
-
-    Attributes
-    ----------
-    fn : callable
-        PyTensor function of the flat vector returning ``(logp, grad)``.
-    shared : dict
-        The model's data containers (shared variables) by name.
-    names, slices, shapes : list
-        Layout of the value variables in the flat vector.
-    n_dim : int
-        Length of the flat vector.
-    compile_seconds : float
-        Time the first compilation took in this process.
-    lock : threading.Lock
-        Held around every call of ``fn``: a PyTensor function is not
-        thread-safe (with ``trust_input=True`` it writes its argument into
-        shared input storage, then runs), and nutpie calls the log-density from
-        one worker thread per chain.  Without the lock a thread switch between
-        the two steps evaluates one chain at another chain's point (seen as a
-        Numba ``TypingError`` on ``None`` input in an SBC study of 200 fits).
-    """
-
-    fn: Callable[..., Any]
-    shared: dict[str, Any]
-    names: list[str]
-    slices: list[slice]
-    shapes: list[tuple[int, ...]]
-    n_dim: int
-    compile_seconds: float
-    hits: int = field(default=0)
-    lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log-density and gradient at ``x``, safe to call from several threads.
-
-        Parameters
-        ----------
-        x : ndarray of shape (n_dim,)
-            Flat unconstrained point (float64).
-
-        Returns
-        -------
-        value : float
-        grad : ndarray of shape (n_dim,)
-            A fresh array (never a buffer the next call reuses).
-        """
-        with self.lock:
-            val, grad = self.fn(x)
-            return float(val), np.array(grad, dtype=float, copy=True)
-
-    def set_data(self, values: Mapping[str, np.ndarray]) -> None:
-        """Set the data containers (data and prior settings).
-
-        Parameters
-        ----------
-        values : mapping
-            ``{container name: value}``.
-        """
-        for name, value in values.items():
-            if name in self.shared:  # containers the graph does not use are skipped
-                self.shared[name].set_value(np.asarray(value, dtype=float))
-
-    def flatten(self, point: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Pack unconstrained values into the flat vector.
-
-        Parameters
-        ----------
-        point : mapping
-            Values keyed by value-variable name.
-
-        Returns
-        -------
-        ndarray of shape (n_dim,)
-        """
-        out = np.empty(self.n_dim)
-        for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True):
-            out[sl] = np.broadcast_to(np.asarray(point[name], dtype=float), shape).ravel()
-        return out
-
-    def unflatten(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Split flat vectors (any leading dims) into named arrays.
-
-        Parameters
-        ----------
-        x : ndarray of shape (..., n_dim)
-
-        Returns
-        -------
-        dict
-            Value-variable name to array of shape ``(..., *shape)``.
-        """
-        lead = x.shape[:-1]
-        return {
-            name: x[..., sl].reshape(*lead, *shape)
-            for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True)
-        }
-
-
-_LOGP_CACHE: dict[tuple[Any, ...], CompiledLogp] = {}
-
-
-def clear_cache() -> None:
-    """Forget every compiled log-density of this process.
-
-    Examples
-    --------
-    >>> clear_cache()
-    """
-    _LOGP_CACHE.clear()
-    _NATIVE_CACHE.clear()
-
-
-def _model_key(model: pm.Model, mode: str) -> tuple[Any, ...]:
-    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
-    return (spec["n_components"], spec["n_features"], spec["covariance_type"], mode)
-
-
-def compiled_logp(model: pm.Model, mode: str = "NUMBA") -> CompiledLogp:
-    """Compiled log-density and gradient of a bayesgmm model, cached per shape.
-
-    Parameters
-    ----------
-    model : pymc.Model
-        From :func:`bayesgmm.bayes.model.build_gmm_model`.
-    mode : {"NUMBA", "CVM"}, default="NUMBA"
-        PyTensor compile mode (Numba, or the C virtual machine).
-
-    Returns
-    -------
-    CompiledLogp
-        Cached object; its data containers are set to ``model``'s values.
-    """
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode must be one of {list(COMPILE_MODES)}; got {mode!r}.")
-    key = _model_key(model, mode)
-    values = {
-        name: var.get_value() for name, var in model.named_vars.items()
-        if isinstance(var, pytensor.compile.SharedVariable)
-    }
-    cached = _LOGP_CACHE.get(key)
-    if cached is not None:
-        cached.hits += 1
-        cached.set_data(values)
-        return cached
-    start = time.perf_counter()
-    names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
-    k = model.bayesgmm_spec["n_components"]  # type: ignore[attr-defined]
-    static = [(k - 1,) if name == "w_simplex__" else model.rvs_to_values[rv].type.shape
-              for name, rv in zip(names, model.free_RVs, strict=True)]
-    del k
-    if all(dim is not None for shape in static for dim in shape):
-        shapes = [tuple(int(d) for d in shape) for shape in static]
-    else:  # evaluating the initial point compiles a (small) function
-        point = model.initial_point()
-        shapes = [tuple(np.shape(point[n])) for n in names]
-    sizes = [int(np.prod(s)) for s in shapes]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(offsets)]
-    n_dim = int(offsets[-1])
-    flat = pt.vector("x", dtype="float64", shape=(n_dim,))
-    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    logp = model.logp()
-    grads = pt.grad(logp, value_vars)
-    grad = pt.concatenate([g.ravel() for g in grads])
-    replace = {
-        v: flat[sl].reshape(shape)
-        for v, sl, shape in zip(value_vars, slices, shapes, strict=True)
-    }
-    logp, grad = pytensor.graph.graph_replace([logp, grad], replace, strict=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*BLAS.*")
-        fn = pytensor.function([flat], [logp, grad], mode=mode, trust_input=True)
-        fn(np.zeros(n_dim))  # Numba compiles lazily: pay it here
-    shared = {
-        v.name: v for v in fn.get_shared()
-    }
-    compiled = CompiledLogp(
-        fn=fn, shared=shared, names=names, slices=slices, shapes=shapes, n_dim=n_dim,
-        compile_seconds=time.perf_counter() - start,
-    )
-    compiled.set_data({k: v for k, v in values.items() if k in shared})
-    _LOGP_CACHE[key] = compiled
-    return compiled
 
 
 def model_data_of(model: pm.Model) -> ModelData:
@@ -325,44 +126,58 @@ def model_data_of(model: pm.Model) -> ModelData:
     )
 
 
-def model_log_density(model: pm.Model, mode: str = "KERNEL") -> MixtureDensity | CompiledLogp:
-    """The ``x -> (log p, gradient)`` function NUTS runs on, for a compile mode.
+def model_log_density(model: pm.Model) -> MixtureDensity:
+    """The kernel's ``x -> (log p, gradient)`` for a model.
 
     Parameters
     ----------
     model : pymc.Model
         From :func:`bayesgmm.bayes.model.build_gmm_model`.
-    mode : {"KERNEL", "NUMBA", "CVM"}, default="KERNEL"
-        See :data:`COMPILE_MODES`.
 
     Returns
     -------
-    MixtureDensity or CompiledLogp
-        Both have ``value_and_grad``, ``flatten``, ``names``, ``shapes``,
-        ``slices``, ``n_dim`` and ``compile_seconds``.
+    MixtureDensity
+        Built from the model's data containers; Numba compiles (or loads from
+        its disk cache) the kernel on the first evaluation.
+
+    Examples
+    --------
+    >>> from bayesgmm.bayes.model import build_gmm_model
+    >>> X = np.random.default_rng(0).normal(size=(30, 2))
+    >>> density = model_log_density(build_gmm_model(X, 2, "diag"))
+    >>> density.names
+    ['w_simplex__', 'mu_std', 'sd_std_log__']
     """
-    if mode != "KERNEL":
-        return compiled_logp(model, mode)
     spec = model.bayesgmm_spec  # type: ignore[attr-defined]
-    start = time.perf_counter()
-    density = MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"],
-                             model_data_of(model))
-    density.value_and_grad(np.zeros(density.n_dim))  # compiles the kernel on first use
-    density.compile_seconds = time.perf_counter() - start
-    return density
+    return MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"],
+                          model_data_of(model))
 
 
 _NATIVE_CACHE: dict[tuple[Any, ...], Any] = {}
+_NATIVE_GUARD = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget the models nutpie compiled in this process (``sampler="nutpie_native"``).
+
+    Examples
+    --------
+    >>> clear_cache()
+    """
+    with _NATIVE_GUARD:
+        _NATIVE_CACHE.clear()
 
 
 def _native_nutpie(model: pm.Model) -> Any:
-    """Compile the model with nutpie itself (one Numba C callback), cached per shape."""
+    """Compile the PyMC model with nutpie itself (one Numba C callback), cached per shape."""
     import nutpie
 
-    key = _model_key(model, "nutpie_native")
-    if key not in _NATIVE_CACHE:
-        _NATIVE_CACHE[key] = nutpie.compile_pymc_model(model)
-    return _NATIVE_CACHE[key]
+    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
+    key = (spec["n_components"], spec["n_features"], spec["covariance_type"])
+    with _NATIVE_GUARD:
+        if key not in _NATIVE_CACHE:
+            _NATIVE_CACHE[key] = nutpie.compile_pymc_model(model)
+        return _NATIVE_CACHE[key]
 
 
 def raw_from_unconstrained(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -433,7 +248,7 @@ class InferenceOutput:
     n_iter: int | None = None
 
 
-def _jittered_init(density: MixtureDensity | CompiledLogp,
+def _jittered_init(density: MixtureDensity,
                    init_raw: Mapping[str, np.ndarray] | None,
                    jitter: float) -> Callable[[Any], np.ndarray]:
     base = None if init_raw is None else density.flatten(unconstrained_from_raw(init_raw))
@@ -468,7 +283,6 @@ class _NutsSettings:
     progressbar: bool
     target_accept: float
     init_raw: Mapping[str, np.ndarray] | None
-    compile_mode: str
 
 
 def run_nuts(
@@ -483,7 +297,6 @@ def run_nuts(
     init_raw: Mapping[str, np.ndarray] | None = None,
     target_accept: float = 0.9,
     cores: int | None = None,
-    compile_mode: str = "KERNEL",
 ) -> InferenceOutput:
     """Sample the model with NUTS.
 
@@ -498,9 +311,9 @@ def run_nuts(
     progressbar : bool, default=True
         Show progress.
     sampler : str, default=DEFAULT_SAMPLER
-        ``"nutpie"`` (nutpie's Rust NUTS calling the log-density chosen by
-        ``compile_mode``), ``"nutpie_native"`` (nutpie compiles the PyMC model
-        itself into one C callback: 15-20 s to compile in every new process),
+        ``"nutpie"`` (nutpie's Rust NUTS calling bayesgmm's Numba kernel),
+        ``"nutpie_native"`` (nutpie compiles the PyMC model with PyTensor:
+        about 40 s on an empty PyTensor cache, 15-20 s in every new process),
         or a PyMC ``nuts_sampler`` (``"pymc"``, and ``"numpyro"``/``"blackjax"``
         if installed).
     init_raw : mapping, optional
@@ -510,9 +323,6 @@ def run_nuts(
         Target acceptance rate of the step-size adaptation.
     cores : int, optional
         Chains run in parallel (default: ``min(chains, cpu count)``).
-    compile_mode : {"KERNEL", "NUMBA", "CVM"}, default="KERNEL"
-        Log-density used by ``sampler="nutpie"`` (see :data:`COMPILE_MODES`);
-        ``"pymc"`` compiles with ``"NUMBA"`` or ``"CVM"``.
 
     Returns
     -------
@@ -520,51 +330,32 @@ def run_nuts(
 
     Notes
     -----
-    With ``compile_mode="NUMBA"`` or ``"CVM"`` (or ``sampler="nutpie_native"``),
-    fits of the same ``(n_components, n_features, covariance_type)`` share one
-    compiled graph whose data are swapped in place, so they run one at a time
-    in a process: a fit started from another thread waits for the graph's lock.
-    The default kernel holds no state, and fits from several threads run at once.
+    Nothing is shared between fits but compiled code (the kernel holds no
+    state; nutpie's native model is copied with each fit's data), so fits from
+    several threads run at once.
     """
     if sampler not in _SAMPLER_MODULES:
         raise ValueError(
             f"sampler must be one of {list(available_samplers())}; got {sampler!r}."
         )
-    if compile_mode not in COMPILE_MODES:
-        raise ValueError(
-            f"compile mode must be one of {list(COMPILE_MODES)}; got {compile_mode!r}."
-        )
     settings = _NutsSettings(
         draws=draws, tune=tune, chains=chains,
         cores=cores or max(1, min(chains, os.cpu_count() or 1)),
         random_seed=random_seed, progressbar=progressbar, target_accept=target_accept,
-        init_raw=init_raw, compile_mode=compile_mode,
+        init_raw=init_raw,
     )
-    stateless = sampler == "nutpie" and compile_mode == "KERNEL"
-    lock = contextlib.nullcontext() if stateless else _fit_lock(_model_key(model, compile_mode))
-    with lock:
-        if sampler == "nutpie":
-            raw, stats, t_compile, t_sample = _sample_nutpie(model, settings)
-        elif sampler == "nutpie_native":
-            raw, stats, t_compile, t_sample = _sample_nutpie_native(model, settings)
-        else:
-            raw, stats, t_compile, t_sample = _sample_pymc(model, settings, sampler)
+    if sampler == "nutpie":
+        raw, stats, t_compile, t_sample = _sample_nutpie(model, settings)
+    elif sampler == "nutpie_native":
+        raw, stats, t_compile, t_sample = _sample_nutpie_native(model, settings)
+    else:
+        raw, stats, t_compile, t_sample = _sample_pymc(model, settings, sampler)
     stats = stats.drop_vars([c for c in stats.coords if c not in ("chain", "draw")])
     stats = stats.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
     return InferenceOutput(
         raw=raw, sample_stats=stats, variational=None,
         timing={"compile": t_compile, "sample": t_sample},
     )
-
-
-_FIT_LOCKS: dict[tuple[Any, ...], Any] = {}
-_FIT_LOCKS_GUARD = threading.Lock()
-
-
-def _fit_lock(key: tuple[Any, ...]) -> Any:
-    """The re-entrant lock serializing fits that share the compiled graph ``key``."""
-    with _FIT_LOCKS_GUARD:
-        return _FIT_LOCKS.setdefault(key, threading.RLock())
 
 
 _Sampled = tuple[dict[str, np.ndarray], xr.Dataset, float, float]
@@ -588,8 +379,7 @@ def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
     from nutpie.compiled_pyfunc import from_pyfunc
 
     t0 = time.perf_counter()
-    density = model_log_density(model, settings.compile_mode)
-    t_compile = time.perf_counter() - t0
+    density = model_log_density(model)
     value_and_grad = density.value_and_grad
     names, shapes, slices = density.names, density.shapes, density.slices
 
@@ -606,11 +396,10 @@ def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
         return expand
 
     initial_point = _jittered_init(density, settings.init_raw, 0.1)
-    nutpie_model = None
-    if isinstance(density, MixtureDensity):  # the kernel as a C callback: no GIL while sampling
-        nutpie_model = kernel_model(density, initial_point)
-        t_compile = time.perf_counter() - t0
-    if nutpie_model is None:
+    # the kernel as a C callback (compiled or loaded here): no GIL while sampling
+    nutpie_model = kernel_model(density, initial_point)
+    if nutpie_model is None:  # this nutpie lacks the low-level interface: through Python
+        density.value_and_grad(np.zeros(density.n_dim))  # compile or load the kernel
         nutpie_model = from_pyfunc(
             ndim=density.n_dim,
             make_logp_fn=make_logp_fn,
@@ -620,6 +409,7 @@ def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
             expanded_names=names,
             make_initial_point_fn=initial_point,
         )
+    t_compile = time.perf_counter() - t0
     t1 = time.perf_counter()
     trace = nutpie.sample(
         nutpie_model, draws=settings.draws, tune=settings.tune, chains=settings.chains,
@@ -638,11 +428,10 @@ def _sample_nutpie_native(model: pm.Model, settings: _NutsSettings) -> _Sampled:
     import nutpie
 
     t0 = time.perf_counter()
-    data = model_data_of(model).data_dict()
+    md = model_data_of(model)
     spec = model.bayesgmm_spec  # type: ignore[attr-defined]
-    layout = MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"],
-                            model_data_of(model))
-    native = _native_nutpie(model).with_data(**data)
+    layout = MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"], md)
+    native = _native_nutpie(model).with_data(**md.data_dict())
     native = dataclasses.replace(
         native, initial_point_func=_jittered_init(layout, settings.init_raw, 0.1))
     t_compile = time.perf_counter() - t0
@@ -665,9 +454,6 @@ def _sample_pymc(model: pm.Model, settings: _NutsSettings, sampler: str) -> _Sam
             f"or use one of {list(available_samplers())}."
         )
     t0 = time.perf_counter()
-    kwargs: dict[str, Any] = {}
-    if sampler == "pymc" and settings.compile_mode != "KERNEL":
-        kwargs["compile_kwargs"] = {"mode": settings.compile_mode}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*BLAS.*")
         trace = pm.sample(
@@ -675,7 +461,7 @@ def _sample_pymc(model: pm.Model, settings: _NutsSettings, sampler: str) -> _Sam
             cores=settings.cores, model=model, random_seed=settings.random_seed,
             progressbar=settings.progressbar, nuts_sampler=sampler,
             initvals=_model_init(model, settings.init_raw),
-            target_accept=settings.target_accept, **kwargs,
+            target_accept=settings.target_accept,
         )
     t_sample = time.perf_counter() - t0
     post = trace["posterior"].to_dataset()

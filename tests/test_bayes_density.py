@@ -1,0 +1,167 @@
+"""The Numba kernel behind NUTS: value and gradient against PyMC and finite
+differences, thread safety, and the C-callback route into nutpie."""
+
+import threading
+import warnings
+
+import numpy as np
+import pytensor
+import pytest
+from numpy.testing import assert_allclose
+from pytensor.compile.mode import Mode
+
+import bayesgmm as bg
+from bayesgmm.bayes import _nutpie_bridge, inference
+from bayesgmm.bayes.density import MixtureDensity, parameter_layout
+from bayesgmm.bayes.model import build_gmm_model, model_data
+
+# (K, D) pairs: one component, 1-D, and the unrolled (D <= 5) and batched (D > 5)
+# covariance algebra of the PyMC model
+SHAPES = {
+    "full": [(1, 1), (3, 2), (2, 3), (2, 6)],
+    "tied": [(1, 1), (3, 2), (2, 6)],
+    "diag": [(3, 1), (3, 2), (2, 3)],
+    "spherical": [(1, 3), (3, 2)],
+}
+CASES = [(kind, k, d) for kind, shapes in SHAPES.items() for k, d in shapes]
+
+
+def _problem(kind, k, d, seed=0, n=40):
+    """Data with unequal scales and offsets, non-default priors and floors."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.3, 4.0, d) + rng.normal(0, 5, d)
+    priors = {"weights_concentration": rng.uniform(0.5, 3.0, k), "lkj_eta": 1.7,
+              "sd_scale": rng.uniform(0.5, 2.0, d) * X.std(axis=0),
+              "means_scale": 3.0 * X.std(axis=0), "means_loc": X.mean(axis=0) + 0.3}
+    reg = rng.uniform(0.01, 0.1, d) * X.var(axis=0)
+    return X, priors, reg
+
+
+def _pymc_reference(model):
+    """PyMC's own log-density and gradient of ``model``, PyTensor's Python implementations.
+
+    ``cxx=""`` and the "py" linker skip every C and Numba compilation (about 1 s per
+    model instead of 30-40 s on an empty cache); speed does not matter here.
+    """
+    mode = Mode(linker="py", optimizer="fast_compile")
+    with pytensor.config.change_flags(cxx=""):
+        return model.compile_logp(mode=mode), model.compile_dlogp(mode=mode)
+
+
+@pytest.mark.parametrize(("kind", "k", "d"), CASES)
+def test_kernel_equals_pymc_model_logp_and_gradient(kind, k, d):
+    X, priors, reg = _problem(kind, k, d)
+    model = build_gmm_model(X, k, kind, priors, reg)
+    density = MixtureDensity(k, d, kind, model_data(X, k, priors, reg, kind))
+    assert density.names == [model.rvs_to_values[rv].name for rv in model.free_RVs]
+    logp, dlogp = _pymc_reference(model)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x = rng.normal(scale=0.7, size=density.n_dim)
+        value, grad = density.value_and_grad(x)
+        point = density.unflatten(x)
+        # same formulas evaluated in another order: agreement to rounding error
+        assert_allclose(value, logp(point), rtol=1e-11)
+        assert_allclose(grad, dlogp(point), rtol=1e-9, atol=1e-9 * np.abs(grad).max())
+
+
+@pytest.mark.parametrize("kind", list(SHAPES))
+def test_kernel_gradient_matches_finite_differences(kind):
+    # independent of PyMC: central differences, error O(h^2) ~ 1e-8 relative
+    k, d = 3, 3
+    X, priors, reg = _problem(kind, k, d, seed=5, n=60)
+    density = MixtureDensity(k, d, kind, model_data(X, k, priors, reg, kind))
+    x = np.random.default_rng(2).normal(scale=0.5, size=density.n_dim)
+    _, grad = density.value_and_grad(x)
+    h = 1e-5
+    numeric = np.array([
+        (density.logp(x + h * e) - density.logp(x - h * e)) / (2 * h)
+        for e in np.eye(density.n_dim)
+    ])
+    assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6 * np.abs(grad).max())
+
+
+def test_layout_follows_the_model():
+    assert [n for n, _ in parameter_layout(1, 2, "diag")] == ["mu_std", "sd_std_log__"]
+    assert dict(parameter_layout(4, 3, "tied"))["cpc_u_logodds__"] == (3,)
+    assert dict(parameter_layout(4, 3, "spherical"))["sd_std_log__"] == (4,)
+    with pytest.raises(ValueError, match="covariance_type"):
+        parameter_layout(2, 2, "banded")
+
+
+def test_not_positive_definite_gives_minus_inf():
+    # with no floor, standard deviations of exp(-800) = 0 make a singular covariance
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    density = MixtureDensity(2, 2, "full", model_data(X, 2, None, 0.0, "full"))
+    point = {"w_simplex__": np.zeros(1), "mu_std": np.zeros((2, 2)),
+             "sd_std_log__": np.full((2, 2), -800.0), "cpc_u_logodds__": np.zeros((2, 1))}
+    value, grad = density.value_and_grad(density.flatten(point))
+    assert value == -np.inf and np.all(grad == 0.0)
+    with pytest.raises(ValueError, match=r"x must have shape \(11,\)"):
+        density.value_and_grad(np.zeros(3))
+
+
+def test_set_data_equals_a_fresh_density():
+    X, priors, reg = _problem("full", 2, 2, seed=3)
+    X2, priors2, reg2 = _problem("full", 2, 2, seed=4, n=55)
+    density = MixtureDensity(2, 2, "full", model_data(X, 2, priors, reg, "full"))
+    fresh = MixtureDensity(2, 2, "full", model_data(X2, 2, priors2, reg2, "full"))
+    density.set_data(model_data(X2, 2, priors2, reg2, "full").data_dict())
+    x = np.random.default_rng(0).normal(size=density.n_dim)
+    assert density.value_and_grad(x)[0] == fresh.value_and_grad(x)[0]
+
+
+def test_threads_evaluate_the_kernel_at_once():
+    # the kernel runs without the GIL and writes only into its own gradient array:
+    # every threaded result must equal the serial one exactly
+    X, priors, reg = _problem("full", 3, 3, n=400)
+    density = MixtureDensity(3, 3, "full", model_data(X, 3, priors, reg, "full"))
+    points = np.random.default_rng(0).normal(scale=0.3, size=(6, density.n_dim))
+    serial = [density.value_and_grad(x) for x in points]
+    errors = []
+
+    def work(i):
+        for _ in range(200):
+            value, grad = density.value_and_grad(points[i])
+            if value != serial[i][0] or not np.array_equal(grad, serial[i][1]):
+                errors.append(i)
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(points))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_c_callback_and_python_route_give_the_same_draws(monkeypatch):
+    # The C callback (no Python while sampling) and nutpie's from_pyfunc route call
+    # the same kernel: with the same seed the draws agree to rounding.
+    assert _nutpie_bridge.HAVE_INTERFACE  # a nutpie upgrade that drops it must be noticed
+    X = bg.datasets.make_blobs_gmm(150, 2, 3, random_state=0).X
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # short run: ESS warnings are not the point
+            est = bg.BayesGMM(3, draws=80, tune=80, chains=2, random_state=4,
+                              progressbar=False).fit(X)
+        return est.result_.idata["posterior"]["means"].values, est.timing_
+
+    via_c, timing = fit()
+    monkeypatch.setattr(inference, "kernel_model", lambda density, init: None)
+    via_python, _ = fit()
+    assert_allclose(via_c, via_python, rtol=1e-9, atol=1e-12)
+    assert timing["compile"] < 60.0 and np.isfinite(timing["sample"])
+
+
+def test_pack_arguments_layout():
+    X, priors, reg = _problem("tied", 2, 3)
+    density = MixtureDensity(2, 3, "tied", model_data(X, 2, priors, reg, "tied"))
+    buf = _nutpie_bridge.pack_arguments(density.kernel_args, density.n_dim)
+    assert buf.dtype == np.float64 and buf.flags.c_contiguous
+    length, n, d, k, code, n_dim, const = buf[:7]
+    assert code == density.kernel_args[9]  # the covariance code
+    assert (length, n, d, k, n_dim) == (buf.size, 40, 3, 2, density.n_dim)
+    assert const == density.kernel_args[7]
+    assert_allclose(buf[7:7 + 120], density.kernel_args[0].ravel())
