@@ -1,8 +1,8 @@
 """Hostile input for BayesGMM: a clear error, or a fit without NaN parameters.
 
 The same catalogue as tests/test_hostile.py (EM).  Fits are very short NUTS
-runs on one compiled graph per (K, D) (mostly K=2, D=2, full), so the file
-stays within a few tens of seconds.
+runs on the compiled kernel (and a few ADVI fits), so the file stays within a
+few tens of seconds.
 """
 
 import warnings

@@ -7,7 +7,7 @@ same flat unconstrained coordinates, with one Numba kernel
 (:mod:`bayesgmm.bayes._kernel`).  The kernel compiles in about 6 s once per
 machine (then loads from Numba's disk cache in a fraction of a second),
 against about 40 s for PyTensor to compile PyMC's graph of the same model on
-an empty cache, and it evaluates 1.2-3.7x faster (docs/bayes.md).  The test
+an empty cache, and it evaluates 1.0-2.1x faster (docs/bayes.md).  The test
 suite checks value and gradient against PyMC's own ``model.logp()`` and
 against finite differences.
 

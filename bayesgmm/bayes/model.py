@@ -2,10 +2,12 @@
 
 The model is written once for all components (no Python loop over components)
 and works on standardized data: ``Z = (X - center) / scale``.  Every
-hyperparameter, and the data, is a :func:`pymc.Data` container, so the same
-compiled log-density can be reused for any data set and any prior setting of
-the same ``(n_components, n_features, covariance_type)``; only those three
-numbers change the graph.
+hyperparameter, and the data, is a :func:`pymc.Data` container, so a compiled
+graph (ADVI, the PyMC samplers) can be reused for any data set and any prior
+setting of the same ``(n_components, n_features, covariance_type)``; only
+those three numbers change the graph.  The default NUTS sampler evaluates the
+same log-density with bayesgmm's own kernel instead
+(:mod:`bayesgmm.bayes.density`), checked against this model in the tests.
 
 Parameterization (standardized units)
 -------------------------------------
