@@ -165,3 +165,38 @@ def test_pack_arguments_layout():
     assert (length, n, d, k, n_dim) == (buf.size, 40, 3, 2, density.n_dim)
     assert const == density.kernel_args[7]
     assert_allclose(buf[7:7 + 120], density.kernel_args[0].ravel())
+
+
+def _call_logp_callback(density, x):
+    """Call the compiled C callback the way nutpie's Rust core does."""
+    import ctypes
+
+    logp_cb, _ = _nutpie_bridge._compiled_callbacks()
+    buf = _nutpie_bridge.pack_arguments(density.kernel_args, density.n_dim)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad, value = np.empty(density.n_dim), np.empty(1)
+    ptr = ctypes.POINTER(ctypes.c_double)
+    code = logp_cb.ctypes(density.n_dim, x.ctypes.data_as(ptr), grad.ctypes.data_as(ptr),
+                          value.ctypes.data_as(ptr), buf.ctypes.data_as(ptr))
+    return code, value[0], grad
+
+
+@pytest.mark.parametrize(("kind", "k", "d"), [("full", 3, 2), ("spherical", 2, 3)])
+def test_c_callback_returns_the_kernel_values(kind, k, d):
+    X, priors, reg = _problem(kind, k, d, seed=7)
+    density = MixtureDensity(k, d, kind, model_data(X, k, priors, reg, kind))
+    x = np.random.default_rng(3).normal(size=density.n_dim)
+    code, value, grad = _call_logp_callback(density, x)
+    expected_value, expected_grad = density.value_and_grad(x)
+    assert code == 0
+    assert_allclose(value, expected_value, rtol=1e-13)
+    assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-13)
+
+
+def test_c_callback_reports_a_bad_point():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    density = MixtureDensity(2, 2, "full", model_data(X, 2, None, 0.0, "full"))
+    x = np.zeros(density.n_dim)
+    x[density.slices[density.names.index("sd_std_log__")]] = -800.0
+    code, value, _ = _call_logp_callback(density, x)
+    assert code == 4 and value == -np.inf  # the code nutpie's PyMC backend uses for it

@@ -4,7 +4,9 @@ Called through :class:`bayesgmm.bayes.density.MixtureDensity`, which owns the
 layout of the flat vector and the constants; the derivation of the gradient is
 in that module's docstring.  One function for every covariance structure
 (``cov_code``), compiled once per machine (``cache=True``) in a few seconds,
-and run without the GIL so that NUTS chains evaluate in parallel.
+and run without the GIL so that NUTS chains evaluate in parallel.  The C
+callbacks nutpie's Rust core calls (:func:`logp_callback`,
+:func:`expand_callback`) are at the end of this file.
 """
 
 from __future__ import annotations
@@ -284,3 +286,76 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
                 grad[off_cpc + c * P + p] = a * (1.0 - 2.0 * u) + g_z * 2.0 * u * (1.0 - u)
                 p += 1
     return value
+
+
+# ---------------------------------------------------------------------------
+# C callbacks for nutpie (compiled by bayesgmm.bayes._nutpie_bridge).  They live
+# in this file because Numba's disk cache checks only the source file of the
+# function it caches: a change to the kernel must invalidate them too.
+# ---------------------------------------------------------------------------
+
+#: Length of the data buffer's header (:func:`bayesgmm.bayes._nutpie_bridge.pack_arguments`).
+HEADER = 7
+
+LOGP_SIGNATURE = nb.types.int64(
+    nb.types.uint64,
+    nb.types.CPointer(nb.types.float64),
+    nb.types.CPointer(nb.types.float64),
+    nb.types.CPointer(nb.types.float64),
+    nb.types.CPointer(nb.types.float64),
+)
+EXPAND_SIGNATURE = nb.types.int64(
+    nb.types.uint64,
+    nb.types.uint64,
+    nb.types.CPointer(nb.types.float64),
+    nb.types.CPointer(nb.types.float64),
+    nb.types.CPointer(nb.types.float64),
+)
+
+
+def logp_callback(dim, x_ptr, grad_ptr, logp_ptr, buf_ptr):  # pragma: no cover - compiled
+    """Log-density callback for nutpie: 0 on success, 3/4 for a non-finite gradient/value."""
+    head = nb.carray(buf_ptr, (HEADER,))
+    N, D, K = int(head[1]), int(head[2]), int(head[3])
+    cov_code, n_dim = int(head[4]), int(head[5])
+    if dim != n_dim:
+        return -1
+    buf = nb.carray(buf_ptr, (int(head[0]),))
+    n_sd = K if cov_code == SPHERICAL else (D if cov_code == TIED else K * D)
+    o = HEADER
+    Z = buf[o:o + N * D].reshape((N, D))
+    o += N * D
+    reg = buf[o:o + D]
+    o += D
+    alpha = buf[o:o + K]
+    o += K
+    loc = buf[o:o + D]
+    o += D
+    mscale = buf[o:o + D]
+    o += D
+    sd_sigma = buf[o:o + n_sd]
+    o += n_sd
+    beta_a = buf[o:]
+    x = nb.carray(x_ptr, (n_dim,))
+    grad = nb.carray(grad_ptr, (n_dim,))
+    value = log_density_grad(x, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, head[6],
+                             K, cov_code)
+    logp = nb.carray(logp_ptr, (1,))
+    logp[0] = value
+    if not np.isfinite(value):
+        return 4
+    for i in range(n_dim):
+        if not np.isfinite(grad[i]):
+            return 3
+    return 0
+
+
+def expand_callback(dim, expanded, x_ptr, out_ptr, buf_ptr):  # pragma: no cover - compiled
+    """Draw-storage callback for nutpie: the stored values are the flat vector itself."""
+    if dim != expanded:
+        return -1
+    x = nb.carray(x_ptr, (dim,))
+    out = nb.carray(out_ptr, (dim,))
+    for i in range(dim):
+        out[i] = x[i]
+    return 0

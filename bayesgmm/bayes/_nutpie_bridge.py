@@ -29,27 +29,15 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from bayesgmm.bayes._kernel import log_density_grad
+from bayesgmm.bayes._kernel import (
+    EXPAND_SIGNATURE,
+    HEADER,
+    LOGP_SIGNATURE,
+    expand_callback,
+    logp_callback,
+)
 
 __all__ = ["HAVE_INTERFACE", "KernelModel", "kernel_model", "pack_arguments"]
-
-_HEADER = 7
-
-_LOGP_SIGNATURE = nb.types.int64(
-    nb.types.uint64,
-    nb.types.CPointer(nb.types.float64),
-    nb.types.CPointer(nb.types.float64),
-    nb.types.CPointer(nb.types.float64),
-    nb.types.CPointer(nb.types.float64),
-)
-_EXPAND_SIGNATURE = nb.types.int64(
-    nb.types.uint64,
-    nb.types.uint64,
-    nb.types.CPointer(nb.types.float64),
-    nb.types.CPointer(nb.types.float64),
-    nb.types.CPointer(nb.types.float64),
-)
-
 
 def pack_arguments(kernel_args: tuple[Any, ...], n_dim: int) -> np.ndarray:
     """Pack the kernel's arguments into the callback's float64 buffer.
@@ -70,62 +58,16 @@ def pack_arguments(kernel_args: tuple[Any, ...], n_dim: int) -> np.ndarray:
     Z, reg, alpha, loc, mscale, sd_sigma, beta_a, const, K, cov_code = kernel_args
     N, D = Z.shape
     arrays = [Z.ravel(), reg, alpha, loc, mscale, sd_sigma, beta_a]
-    length = _HEADER + sum(a.size for a in arrays)
+    length = HEADER + sum(a.size for a in arrays)
     header = np.array([length, N, D, K, cov_code, n_dim, const], dtype=np.float64)
     return np.ascontiguousarray(np.concatenate([header, *arrays]), dtype=np.float64)
-
-
-def _logp_callback(dim, x_ptr, grad_ptr, logp_ptr, buf_ptr):  # pragma: no cover - compiled
-    head = nb.carray(buf_ptr, (_HEADER,))
-    N, D, K = int(head[1]), int(head[2]), int(head[3])
-    cov_code, n_dim = int(head[4]), int(head[5])
-    if dim != n_dim:
-        return -1
-    buf = nb.carray(buf_ptr, (int(head[0]),))
-    n_sd = K if cov_code == 3 else (D if cov_code == 1 else K * D)
-    o = _HEADER
-    Z = buf[o:o + N * D].reshape((N, D))
-    o += N * D
-    reg = buf[o:o + D]
-    o += D
-    alpha = buf[o:o + K]
-    o += K
-    loc = buf[o:o + D]
-    o += D
-    mscale = buf[o:o + D]
-    o += D
-    sd_sigma = buf[o:o + n_sd]
-    o += n_sd
-    beta_a = buf[o:]
-    x = nb.carray(x_ptr, (n_dim,))
-    grad = nb.carray(grad_ptr, (n_dim,))
-    value = log_density_grad(x, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, head[6],
-                             K, cov_code)
-    logp = nb.carray(logp_ptr, (1,))
-    logp[0] = value
-    if not np.isfinite(value):
-        return 4
-    for i in range(n_dim):
-        if not np.isfinite(grad[i]):
-            return 3
-    return 0
-
-
-def _expand_callback(dim, expanded, x_ptr, out_ptr, buf_ptr):  # pragma: no cover - compiled
-    if dim != expanded:
-        return -1
-    x = nb.carray(x_ptr, (dim,))
-    out = nb.carray(out_ptr, (dim,))
-    for i in range(dim):
-        out[i] = x[i]
-    return 0
 
 
 @functools.cache
 def _compiled_callbacks() -> tuple[Any, Any]:
     """Compile (or load from Numba's disk cache) the two C callbacks, once per process."""
-    return (nb.cfunc(_LOGP_SIGNATURE, cache=True)(_logp_callback),
-            nb.cfunc(_EXPAND_SIGNATURE, cache=True)(_expand_callback))
+    return (nb.cfunc(LOGP_SIGNATURE, cache=True)(logp_callback),
+            nb.cfunc(EXPAND_SIGNATURE, cache=True)(expand_callback))
 
 
 try:  # nutpie's low-level interface (not a documented API)
