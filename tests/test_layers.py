@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bayesgmm"
-NUMPY_ONLY = ["_validation.py", "em.py", "criteria.py", "bayes/relabel.py", "bayes/params.py"]
+NUMPY_ONLY = ["_validation.py", "em.py", "criteria.py", "bayes/relabel.py", "bayes/params.py",
+              "bayes/_kernel.py"]
 HEAVY = {"pymc", "pytensor", "matplotlib", "arviz", "nutpie"}
 
 
