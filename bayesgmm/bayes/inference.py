@@ -373,9 +373,24 @@ def _nutpie_result(trace: Any, names: tuple[str, ...] | None) -> tuple[dict, xr.
     return raw, stats
 
 
+def _run_nutpie(nutpie_model: Any, settings: _NutsSettings,
+                names: tuple[str, ...] | None) -> tuple[dict, xr.Dataset, float]:
+    """Run :func:`nutpie.sample`; raw draws, stats and sampling seconds."""
+    import nutpie
+
+    t0 = time.perf_counter()
+    trace = nutpie.sample(
+        nutpie_model, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+        cores=settings.cores, seed=settings.random_seed, progress_bar=settings.progressbar,
+        target_accept=settings.target_accept,
+    )
+    t_sample = time.perf_counter() - t0
+    raw, stats = _nutpie_result(trace, names)
+    return raw, stats, t_sample
+
+
 def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
     """Sample with nutpie's Rust NUTS over :func:`model_log_density`."""
-    import nutpie
     from nutpie.compiled_pyfunc import from_pyfunc
 
     t0 = time.perf_counter()
@@ -410,14 +425,7 @@ def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
             make_initial_point_fn=initial_point,
         )
     t_compile = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    trace = nutpie.sample(
-        nutpie_model, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-        cores=settings.cores, seed=settings.random_seed, progress_bar=settings.progressbar,
-        target_accept=settings.target_accept,
-    )
-    t_sample = time.perf_counter() - t1
-    raw, stats = _nutpie_result(trace, tuple(names))
+    raw, stats, t_sample = _run_nutpie(nutpie_model, settings, tuple(names))
     return raw, stats, t_compile, t_sample
 
 
@@ -425,24 +433,14 @@ def _sample_nutpie_native(model: pm.Model, settings: _NutsSettings) -> _Sampled:
     """Sample with nutpie's own compilation of the PyMC model (one C callback)."""
     import dataclasses
 
-    import nutpie
 
     t0 = time.perf_counter()
-    md = model_data_of(model)
-    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
-    layout = MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"], md)
-    native = _native_nutpie(model).with_data(**md.data_dict())
+    layout = model_log_density(model)  # the flat vector's layout, for the starting points
+    native = _native_nutpie(model).with_data(**layout.data.data_dict())
     native = dataclasses.replace(
         native, initial_point_func=_jittered_init(layout, settings.init_raw, 0.1))
     t_compile = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    trace = nutpie.sample(
-        native, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-        cores=settings.cores, seed=settings.random_seed, progress_bar=settings.progressbar,
-        target_accept=settings.target_accept,
-    )
-    t_sample = time.perf_counter() - t1
-    raw, stats = _nutpie_result(trace, None)
+    raw, stats, t_sample = _run_nutpie(native, settings, None)
     return raw, stats, t_compile, t_sample
 
 
