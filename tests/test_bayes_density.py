@@ -101,16 +101,6 @@ def test_not_positive_definite_gives_minus_inf():
         density.value_and_grad(np.zeros(3))
 
 
-def test_set_data_equals_a_fresh_density():
-    X, priors, reg = _problem("full", 2, 2, seed=3)
-    X2, priors2, reg2 = _problem("full", 2, 2, seed=4, n=55)
-    density = MixtureDensity(2, 2, "full", model_data(X, 2, priors, reg, "full"))
-    fresh = MixtureDensity(2, 2, "full", model_data(X2, 2, priors2, reg2, "full"))
-    density.set_data(model_data(X2, 2, priors2, reg2, "full").data_dict())
-    x = np.random.default_rng(0).normal(size=density.n_dim)
-    assert density.value_and_grad(x)[0] == fresh.value_and_grad(x)[0]
-
-
 def test_threads_evaluate_the_kernel_at_once():
     # the kernel runs without the GIL and writes only into its own gradient array:
     # every threaded result must equal the serial one exactly

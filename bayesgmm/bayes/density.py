@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.special import betaln, gammaln
@@ -90,9 +91,8 @@ def parameter_layout(
 class MixtureDensity:
     """``x -> (log p, gradient)`` of the model over the flat unconstrained vector.
 
-    Same interface as the compiled PyTensor function
-    (:class:`bayesgmm.bayes.inference.CompiledLogp`), so the samplers can use
-    either.
+    The data and prior settings are fixed at construction (building one is
+    cheap: nothing is compiled per data set).
 
     Parameters
     ----------
@@ -131,6 +131,7 @@ class MixtureDensity:
     slices: list[slice] = field(init=False)
     shapes: list[tuple[int, ...]] = field(init=False)
     n_dim: int = field(init=False)
+    kernel_args: tuple[Any, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         layout = parameter_layout(self.n_components, self.n_features, self.covariance_type)
@@ -140,28 +141,10 @@ class MixtureDensity:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(offsets)]
         self.n_dim = int(offsets[-1])
-        self._prepare()
+        self.kernel_args = self._kernel_arguments()
 
-    # -- data -----------------------------------------------------------------
-
-    def set_data(self, values: Mapping[str, np.ndarray]) -> None:
-        """Replace data or prior settings (keys of :meth:`ModelData.data_dict`).
-
-        Parameters
-        ----------
-        values : mapping
-            ``{container name: value}``; unknown names are ignored.
-        """
-        current = self.data.data_dict()
-        current.update({k: np.asarray(v, dtype=float) for k, v in values.items()
-                        if k in current})
-        fields = {k: current[k] for k in current}
-        fields["lkj_eta"] = float(np.asarray(fields["lkj_eta"]))
-        self.data = ModelData(center=self.data.center, scale=self.data.scale, **fields)
-        self._prepare()
-
-    def _prepare(self) -> None:
-        """Precompute the kernel's arguments: data, prior settings, constants."""
+    def _kernel_arguments(self) -> tuple[Any, ...]:
+        """The kernel's arguments: data, prior settings, normalizing constants."""
         md, K, D = self.data, self.n_components, self.n_features
         Z = np.ascontiguousarray(md.X_std, dtype=np.float64)
         if Z.ndim != 2 or Z.shape[1] != D:
@@ -182,7 +165,7 @@ class MixtureDensity:
             beta_a = float(md.lkj_eta) + (D - 2 - cols.astype(float)) / 2.0
             n_matrices = K if self.covariance_type == "full" else 1
             const -= n_matrices * np.sum(betaln(beta_a, beta_a))
-        self.kernel_args = (
+        return (
             Z,
             np.ascontiguousarray(md.reg_diag, dtype=np.float64),
             alpha,
