@@ -24,6 +24,191 @@ def _softplus(x: float) -> float:
 
 
 @nb.njit(cache=True, nogil=True)
+def _log_weights(theta, K):  # pragma: no cover - compiled
+    """Log-weights from the simplex-transformed vector: f = [y, -sum y], f - lse(f)."""
+    log_w = np.zeros(K)
+    if K == 1:
+        return log_w
+    total = 0.0
+    for k in range(K - 1):
+        log_w[k] = theta[k]
+        total += theta[k]
+    log_w[K - 1] = -total
+    top = log_w.max()
+    acc = 0.0
+    for k in range(K):
+        acc += np.exp(log_w[k] - top)
+    return log_w - (top + np.log(acc))
+
+
+@nb.njit(cache=True, nogil=True)
+def _standard_deviations(theta, off_sd, Kc, D, cov_code):  # pragma: no cover - compiled
+    """Standard deviations ``sd[c, d]`` of stored matrix ``c``, feature ``d`` (from log sd)."""
+    sd = np.empty((Kc, D))
+    for c in range(Kc):
+        for d in range(D):
+            if cov_code == SPHERICAL:
+                sd[c, d] = np.exp(theta[off_sd + c])
+            elif cov_code == TIED:
+                sd[c, d] = np.exp(theta[off_sd + d])
+            else:
+                sd[c, d] = np.exp(theta[off_sd + c * D + d])
+    return sd
+
+
+@nb.njit(cache=True, nogil=True)
+def _correlation_factors(theta, off_cpc, Kc, D):  # pragma: no cover - compiled
+    """C-vine Cholesky factors ``C`` of the correlations, with the pieces their gradient needs.
+
+    Returns ``C``, ``SR`` (``prod_{m<j} sqrt(1 - z_im^2)`` at ``[i, j]``), ``Zm``
+    (the partial correlations ``z`` at ``[i, j]``) and ``U`` (``u = (z + 1) / 2``
+    per pair), each per stored matrix.
+    """
+    P = D * (D - 1) // 2
+    C = np.zeros((Kc, D, D))
+    SR = np.zeros((Kc, D, D))
+    Zm = np.zeros((Kc, D, D))
+    U = np.zeros((Kc, P))
+    for c in range(Kc):
+        p = 0
+        for i in range(D):
+            rem = 1.0
+            for j in range(i):
+                u = 1.0 / (1.0 + np.exp(-theta[off_cpc + c * P + p]))
+                U[c, p] = u
+                z = 2.0 * u - 1.0
+                Zm[c, i, j] = z
+                SR[c, i, j] = np.sqrt(rem)
+                C[c, i, j] = z * SR[c, i, j]
+                rem *= 1.0 - z * z
+                p += 1
+            SR[c, i, i] = np.sqrt(rem)
+            C[c, i, i] = SR[c, i, i]
+    return C, SR, Zm, U
+
+
+@nb.njit(cache=True, nogil=True)
+def _inverse_cholesky(C, sd, reg):  # pragma: no cover - compiled
+    """``W = L^-1`` and ``log det L`` for ``L L^T = diag(sd) C C^T diag(sd) + diag(reg)``.
+
+    Returns ``ok=False`` when a matrix is not positive definite.
+    """
+    Kc, D = sd.shape
+    W = np.zeros((Kc, D, D))
+    log_det = np.zeros(Kc)
+    L = np.zeros((D, D))
+    cov = np.zeros((D, D))
+    for c in range(Kc):
+        for i in range(D):
+            for j in range(i + 1):
+                acc = 0.0
+                for m in range(j + 1):
+                    acc += C[c, i, m] * C[c, j, m]
+                cov[i, j] = sd[c, i] * sd[c, j] * acc
+            cov[i, i] += reg[i]
+        for i in range(D):  # Cholesky
+            for j in range(i + 1):
+                acc = cov[i, j]
+                for m in range(j):
+                    acc -= L[i, m] * L[j, m]
+                if i == j:
+                    if not acc > 0.0:
+                        return W, log_det, False
+                    L[i, i] = np.sqrt(acc)
+                else:
+                    L[i, j] = acc / L[j, j]
+        for j in range(D):  # W = L^-1, column by column
+            W[c, j, j] = 1.0 / L[j, j]
+            for i in range(j + 1, D):
+                acc = 0.0
+                for m in range(j, i):
+                    acc += L[i, m] * W[c, m, j]
+                W[c, i, j] = -acc / L[i, i]
+        for i in range(D):
+            log_det[c] += np.log(L[i, i])
+    return W, log_det, True
+
+
+@nb.njit(cache=True, nogil=True)
+def _likelihood_pass(Z, mu, log_w, W, log_det, chol):  # pragma: no cover - compiled
+    """Marginal log-likelihood and the responsibility-weighted statistics of ``y = W (z - mu)``.
+
+    Returns ``loglik``, ``Nk`` (sum of responsibilities), ``B`` (sum of ``r y``)
+    and ``M`` (sum of ``r y y^T``, lower triangle; diagonal only when not ``chol``).
+    """
+    N, D = Z.shape
+    K = mu.shape[0]
+    shared = W.shape[0] == 1 and K > 1
+    loglik = 0.0
+    Nk = np.zeros(K)
+    B = np.zeros((K, D))
+    M = np.zeros((K, D, D))
+    y = np.zeros((K, D))
+    lc = np.empty(K)
+    for n in range(N):
+        for k in range(K):
+            c = 0 if shared else k
+            sq = 0.0
+            for i in range(D):
+                if chol:
+                    acc = 0.0
+                    for j in range(i + 1):
+                        acc += W[c, i, j] * (Z[n, j] - mu[k, j])
+                else:
+                    acc = W[c, i, i] * (Z[n, i] - mu[k, i])
+                y[k, i] = acc
+                sq += acc * acc
+            lc[k] = log_w[k] - 0.5 * sq - log_det[c] - D * _HALF_LOG_2PI
+        top = lc.max()
+        acc = 0.0
+        for k in range(K):
+            acc += np.exp(lc[k] - top)
+        lse = top + np.log(acc)
+        loglik += lse
+        for k in range(K):
+            r = np.exp(lc[k] - lse)
+            Nk[k] += r
+            for i in range(D):
+                ry = r * y[k, i]
+                B[k, i] += ry
+                if chol:
+                    for j in range(i + 1):
+                        M[k, i, j] += ry * y[k, j]
+                else:
+                    M[k, i, i] += ry * y[k, i]
+    return loglik, Nk, B, M
+
+
+@nb.njit(cache=True, nogil=True)
+def _sigma_gradient(M, Nk, W):  # pragma: no cover - compiled
+    """dL/dSigma = W^T (M - N I) W / 2 per stored matrix (summed over components sharing it)."""
+    K, D = M.shape[0], M.shape[1]
+    Kc = W.shape[0]
+    G = np.zeros((Kc, D, D))
+    T = np.zeros((D, D))
+    TW = np.zeros((D, D))
+    for k in range(K):
+        c = 0 if Kc == 1 else k
+        for i in range(D):
+            for j in range(i + 1):
+                T[i, j] = M[k, i, j] - (Nk[k] if i == j else 0.0)
+                T[j, i] = T[i, j]
+        for i in range(D):  # TW = T W (W lower)
+            for b in range(D):
+                acc = 0.0
+                for j in range(b, D):
+                    acc += T[i, j] * W[c, j, b]
+                TW[i, b] = acc
+        for a in range(D):  # G += W^T TW / 2
+            for b in range(D):
+                acc = 0.0
+                for i in range(a, D):
+                    acc += W[c, i, a] * TW[i, b]
+                G[c, a, b] += 0.5 * acc
+    return G
+
+
+@nb.njit(cache=True, nogil=True)
 def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, const,
                      n_components, cov_code):  # pragma: no cover - compiled
     """Write the gradient into ``grad`` and return the log-density (``-inf`` if not PD).
@@ -52,143 +237,35 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
     cov_code : int
         ``FULL``, ``TIED``, ``DIAG`` or ``SPHERICAL``.
     """
-    N, D = Z.shape
+    D = Z.shape[1]
     K = n_components
     chol = (cov_code == FULL or cov_code == TIED) and D > 1
-    Kc = 1 if (cov_code == TIED and D > 1) else K  # matrices actually stored
+    Kc = 1 if (cov_code == TIED and D > 1) else K  # covariance matrices actually stored
     P = D * (D - 1) // 2
     off_mu = K - 1 if K > 1 else 0
     off_sd = off_mu + K * D
     n_sd = K if cov_code == SPHERICAL else (D if cov_code == TIED else K * D)
     off_cpc = off_sd + n_sd
     grad[:] = 0.0
-    value = const
 
-    # weights: simplex transform
-    log_w = np.zeros(K)
-    if K > 1:
-        total = 0.0
-        for k in range(K - 1):
-            log_w[k] = theta[k]
-            total += theta[k]
-        log_w[K - 1] = -total
-        top = log_w.max()
-        acc = 0.0
-        for k in range(K):
-            acc += np.exp(log_w[k] - top)
-        lse = top + np.log(acc)
-        for k in range(K):
-            log_w[k] -= lse
-
-    # standard deviation of each (matrix, feature)
-    sd = np.empty((Kc, D))
-    for c in range(Kc):
-        for d in range(D):
-            if cov_code == SPHERICAL:
-                sd[c, d] = np.exp(theta[off_sd + c])
-            elif cov_code == TIED:
-                sd[c, d] = np.exp(theta[off_sd + d])
-            else:
-                sd[c, d] = np.exp(theta[off_sd + c * D + d])
-
-    # W = L^-1 of every covariance matrix, log-determinants
-    W = np.zeros((Kc, D, D))
-    log_det = np.zeros(Kc)
-    C = np.zeros((Kc, D, D))
-    SR = np.zeros((Kc, D, D))
-    Zm = np.zeros((Kc, D, D))
-    U = np.zeros((Kc, P))
+    log_w = _log_weights(theta, K)
+    mu = theta[off_mu:off_mu + K * D].reshape((K, D))
+    sd = _standard_deviations(theta, off_sd, Kc, D, cov_code)
     if chol:
-        L = np.zeros((D, D))
-        cov = np.zeros((D, D))
-        for c in range(Kc):
-            p = 0
-            for i in range(D):  # C-vine: correlation Cholesky factor from partial correlations
-                rem = 1.0
-                for j in range(i):
-                    u = 1.0 / (1.0 + np.exp(-theta[off_cpc + c * P + p]))
-                    U[c, p] = u
-                    z = 2.0 * u - 1.0
-                    Zm[c, i, j] = z
-                    SR[c, i, j] = np.sqrt(rem)
-                    C[c, i, j] = z * SR[c, i, j]
-                    rem *= 1.0 - z * z
-                    p += 1
-                SR[c, i, i] = np.sqrt(rem)
-                C[c, i, i] = SR[c, i, i]
-            for i in range(D):
-                for j in range(i + 1):
-                    acc = 0.0
-                    for m in range(j + 1):
-                        acc += C[c, i, m] * C[c, j, m]
-                    cov[i, j] = sd[c, i] * sd[c, j] * acc
-                cov[i, i] += reg[i]
-            for i in range(D):  # Cholesky
-                for j in range(i + 1):
-                    acc = cov[i, j]
-                    for m in range(j):
-                        acc -= L[i, m] * L[j, m]
-                    if i == j:
-                        if not acc > 0.0:
-                            grad[:] = 0.0
-                            return -np.inf
-                        L[i, i] = np.sqrt(acc)
-                    else:
-                        L[i, j] = acc / L[j, j]
-            for j in range(D):  # W = L^-1, column by column
-                W[c, j, j] = 1.0 / L[j, j]
-                for i in range(j + 1, D):
-                    acc = 0.0
-                    for m in range(j, i):
-                        acc += L[i, m] * W[c, m, j]
-                    W[c, i, j] = -acc / L[i, i]
-            for i in range(D):
-                log_det[c] += np.log(L[i, i])
-    else:
+        C, SR, Zm, U = _correlation_factors(theta, off_cpc, Kc, D)
+        W, log_det, ok = _inverse_cholesky(C, sd, reg)
+        if not ok:
+            return -np.inf
+    else:  # diagonal covariances: W = diag(1 / sqrt(var))
+        W = np.zeros((Kc, D, D))
+        log_det = np.zeros(Kc)
         for c in range(Kc):
             for d in range(D):
                 var = sd[c, d] * sd[c, d] + reg[d]
                 W[c, d, d] = 1.0 / np.sqrt(var)
                 log_det[c] += 0.5 * np.log(var)
-
-    # likelihood: one pass over the points, sufficient statistics per component
-    mu = theta[off_mu:off_mu + K * D].reshape((K, D))
-    Nk = np.zeros(K)
-    B = np.zeros((K, D))
-    M = np.zeros((K, D, D))
-    y = np.zeros((K, D))
-    lc = np.empty(K)
-    for n in range(N):
-        for k in range(K):
-            c = 0 if Kc == 1 else k
-            sq = 0.0
-            for i in range(D):
-                if chol:
-                    acc = 0.0
-                    for j in range(i + 1):
-                        acc += W[c, i, j] * (Z[n, j] - mu[k, j])
-                else:
-                    acc = W[c, i, i] * (Z[n, i] - mu[k, i])
-                y[k, i] = acc
-                sq += acc * acc
-            lc[k] = log_w[k] - 0.5 * sq - log_det[c] - D * _HALF_LOG_2PI
-        top = lc.max()
-        acc = 0.0
-        for k in range(K):
-            acc += np.exp(lc[k] - top)
-        lse = top + np.log(acc)
-        value += lse
-        for k in range(K):
-            r = np.exp(lc[k] - lse)
-            Nk[k] += r
-            for i in range(D):
-                ry = r * y[k, i]
-                B[k, i] += ry
-                if chol:
-                    for j in range(i + 1):
-                        M[k, i, j] += ry * y[k, j]
-                else:
-                    M[k, i, i] += ry * y[k, i]
+    value, Nk, B, M = _likelihood_pass(Z, mu, log_w, W, log_det, chol)
+    value += const
 
     # weights: Dirichlet prior + log-Jacobian = sum alpha log w (+ const)
     if K > 1:
@@ -200,7 +277,7 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
         for k in range(K - 1):
             grad[k] = alpha[k] + Nk[k] - total * np.exp(log_w[k]) - g_last
 
-    # means: Normal prior + likelihood
+    # means: Normal prior + likelihood (W^T B)
     for k in range(K):
         c = 0 if Kc == 1 else k
         for j in range(D):
@@ -233,28 +310,7 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
                     grad[off_sd + k * D + d] += g
         return value
 
-    # dL/dSigma = W^T (M - N I) W / 2, summed over components sharing a matrix
-    G = np.zeros((Kc, D, D))
-    T = np.zeros((D, D))
-    TW = np.zeros((D, D))
-    for k in range(K):
-        c = 0 if Kc == 1 else k
-        for i in range(D):
-            for j in range(i + 1):
-                T[i, j] = M[k, i, j] - (Nk[k] if i == j else 0.0)
-                T[j, i] = T[i, j]
-        for i in range(D):  # TW = T W (W lower)
-            for b in range(D):
-                acc = 0.0
-                for j in range(b, D):
-                    acc += T[i, j] * W[c, j, b]
-                TW[i, b] = acc
-        for a in range(D):  # G += W^T TW / 2
-            for b in range(D):
-                acc = 0.0
-                for i in range(a, D):
-                    acc += W[c, i, a] * TW[i, b]
-                G[c, a, b] += 0.5 * acc
+    G = _sigma_gradient(M, Nk, W)
     g_A = np.zeros((D, D))
     g_C = np.zeros((D, D))
     for c in range(Kc):
@@ -282,6 +338,7 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
                 u = U[c, p]
                 a = beta_a[p]
                 ylog = theta[off_cpc + c * P + p]
+                # Beta(a, a) prior with the log-odds log-Jacobian: a (log u + log(1 - u))
                 value -= a * (_softplus(-ylog) + _softplus(ylog))
                 grad[off_cpc + c * P + p] = a * (1.0 - 2.0 * u) + g_z * 2.0 * u * (1.0 - u)
                 p += 1
