@@ -12,6 +12,12 @@ is a function of the parameters that does not depend on the labels, so its
 rank is uniform under correct inference whatever the sampler's labelling.  The
 log-likelihood of the simulated data set is reported as well (also invariant).
 
+Every ``covariance_type`` of the model is supported: :func:`sample_prior`
+draws from that type's prior, and only the covariance entries the type leaves
+free are ranked (the lower triangle per component for ``full``, once for the
+shared ``tied`` matrix, the variances for ``diag``, one variance per component
+for ``spherical``); zeros and copies fixed by the structure carry no information.
+
 The statistics (ranks, chi-square, ECDF bands) use NumPy and SciPy only;
 fitting goes through the public :class:`~bayesgmm.BayesGMM`, imported when a
 study runs, and matplotlib only inside :func:`plot_ecdf_difference`.
@@ -28,6 +34,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 from scipy.special import logsumexp
+
+from bayesgmm._constants import COVARIANCE_TYPES
 
 __all__ = [
     "SBCResult",
@@ -71,6 +79,15 @@ def _lkj_cholesky(eta: float, n_features: int, size: int, rng: np.random.Generat
     return L
 
 
+def _check_covariance_type(covariance_type: Any) -> str:
+    """Return ``covariance_type`` if it is one of :data:`COVARIANCE_TYPES`."""
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {list(COVARIANCE_TYPES)}, got {covariance_type!r}."
+        )
+    return str(covariance_type)
+
+
 def sample_prior(
     n_components: int,
     n_features: int,
@@ -78,15 +95,30 @@ def sample_prior(
     reg_covar: float,
     size: int,
     random_state: int | np.random.Generator | None = None,
+    *,
+    covariance_type: str = "full",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw full-covariance mixture parameters from BayesGMM's prior.
+    """Draw mixture parameters from BayesGMM's prior.
 
-    The prior is that of ``BayesGMM(covariance_type="full", priors=priors,
-    reg_covar=reg_covar)`` when every prior key is given (data units), so that
-    it does not depend on the data: ``w ~ Dirichlet(alpha)``, ``mu_kd ~
-    Normal(means_loc_d, means_scale_d)``, ``sd_kd ~ HalfNormal(sd_scale_d)``,
-    correlation ``~ LKJ(lkj_eta)``, ``Sigma_k = diag(sd_k) Omega_k diag(sd_k) +
-    reg_covar I``.
+    The prior is that of ``BayesGMM(covariance_type=covariance_type,
+    priors=priors, reg_covar=reg_covar)`` when every prior key is given (data
+    units), so that it does not depend on the data.  The model works in
+    standardized units ``(X - center) / scale`` and divides every data-unit
+    prior setting by ``scale``; multiplying back, the prior in data units is
+    (all draws independent):
+
+    - ``w ~ Dirichlet(alpha)`` and ``mu_kd ~ Normal(means_loc_d, means_scale_d)``;
+    - ``full``: ``sd_kd ~ HalfNormal(sd_scale_d)``, correlation ``Omega_k ~
+      LKJ(lkj_eta)`` per component, ``Sigma_k = diag(sd_k) Omega_k diag(sd_k)
+      + reg_covar I``;
+    - ``tied``: one ``sd_d ~ HalfNormal(sd_scale_d)`` and one ``Omega ~
+      LKJ(lkj_eta)`` shared by every component, ``Sigma_k = diag(sd) Omega
+      diag(sd) + reg_covar I``;
+    - ``diag``: ``Sigma_k = diag(sd_k^2) + reg_covar I``, ``sd_kd ~
+      HalfNormal(sd_scale_d)``;
+    - ``spherical``: ``Sigma_k = (sd_k^2 + reg_covar) I`` with ``sd_k ~
+      HalfNormal(mean_d sd_scale_d)`` (the model divides every feature by the
+      same scale and uses the mean of the standardized ``sd_scale``).
 
     Parameters
     ----------
@@ -96,24 +128,29 @@ def sample_prior(
         Number of features ``D``.
     priors : mapping
         All of ``weights_concentration``, ``means_loc``, ``means_scale``,
-        ``sd_scale``, ``lkj_eta`` (floats or arrays as in ``BayesGMM``).
+        ``sd_scale`` and, for ``full`` and ``tied``, ``lkj_eta`` (floats or
+        arrays as in ``BayesGMM``).
     reg_covar : float
         Floor added to every variance (data units).
     size : int
         Number of draws.
     random_state : int, Generator or None, default=None
         Seed.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure of the model.
 
     Returns
     -------
     weights : ndarray of shape (size, K)
     means : ndarray of shape (size, K, D)
     covariances : ndarray of shape (size, K, D, D)
+        Full matrices whatever ``covariance_type`` (as in ``BayesGMM``'s posterior).
 
     Raises
     ------
     ValueError
-        If a prior key is missing (the default would depend on the data).
+        If a prior key is missing (the default would depend on the data) or
+        ``covariance_type`` is unknown.
 
     Examples
     --------
@@ -122,12 +159,18 @@ def sample_prior(
     >>> w, m, c = sample_prior(2, 2, pri, 1e-9, 5, random_state=0)
     >>> w.shape, m.shape, c.shape
     ((5, 2), (5, 2, 2), (5, 2, 2, 2))
+    >>> _, _, c = sample_prior(2, 2, pri, 0.0, 5, random_state=0, covariance_type="spherical")
+    >>> bool(np.all(c[..., 0, 1] == 0) and np.all(c[..., 0, 0] == c[..., 1, 1]))
+    True
     """
-    required = ("weights_concentration", "means_loc", "means_scale", "sd_scale", "lkj_eta")
+    covariance_type = _check_covariance_type(covariance_type)
+    required = ["weights_concentration", "means_loc", "means_scale", "sd_scale"]
+    if covariance_type in ("full", "tied"):
+        required.append("lkj_eta")
     missing = [key for key in required if key not in priors or priors[key] is None]
     if missing:
         raise ValueError(
-            f"priors must give every key {list(required)} so that the prior does not "
+            f"priors must give every key {required} so that the prior does not "
             f"depend on the data; missing {missing}."
         )
     rng = np.random.default_rng(random_state)
@@ -136,14 +179,26 @@ def sample_prior(
     loc = np.broadcast_to(np.asarray(priors["means_loc"], float), (D,))
     mscale = np.broadcast_to(np.asarray(priors["means_scale"], float), (D,))
     sscale = np.broadcast_to(np.asarray(priors["sd_scale"], float), (D,))
-    eta = float(priors["lkj_eta"])
     weights = rng.dirichlet(alpha, size=size) if K > 1 else np.ones((size, 1))
     means = loc + mscale * rng.standard_normal((size, K, D))
-    sd = np.abs(sscale * rng.standard_normal((size, K, D)))
-    chol = _lkj_cholesky(eta, D, size * K, rng).reshape(size, K, D, D)
-    A = sd[..., :, None] * chol
-    cov = A @ np.swapaxes(A, -1, -2) + float(reg_covar) * np.eye(D)
-    return weights, means, cov
+    eye = np.eye(D)
+    if covariance_type == "full":
+        sd = np.abs(sscale * rng.standard_normal((size, K, D)))
+        chol = _lkj_cholesky(float(priors["lkj_eta"]), D, size * K, rng).reshape(size, K, D, D)
+        A = sd[..., :, None] * chol
+        cov = A @ np.swapaxes(A, -1, -2)
+    elif covariance_type == "tied":
+        sd = np.abs(sscale * rng.standard_normal((size, D)))
+        chol = _lkj_cholesky(float(priors["lkj_eta"]), D, size, rng)
+        A = sd[..., :, None] * chol
+        cov = np.broadcast_to((A @ np.swapaxes(A, -1, -2))[:, None], (size, K, D, D))
+    elif covariance_type == "diag":
+        sd = np.abs(sscale * rng.standard_normal((size, K, D)))
+        cov = sd[..., :, None] ** 2 * eye
+    else:  # spherical
+        sd = np.abs(float(np.mean(sscale)) * rng.standard_normal((size, K)))
+        cov = sd[..., None, None] ** 2 * eye
+    return weights, means, cov + float(reg_covar) * eye
 
 
 def simulate_data(
@@ -220,22 +275,36 @@ def label_invariant_quantities(
     means: np.ndarray,
     covariances: np.ndarray,
     X: np.ndarray | None = None,
+    *,
+    covariance_type: str = "full",
 ) -> tuple[list[str], np.ndarray]:
     """Scalar test quantities that do not depend on the labels.
 
     Components are sorted by their first mean coordinate (an order statistic);
     then ``weights[k]`` (all but the last, which is determined), every
-    ``means[k, d]`` and the lower triangle ``covariances[k, i, j]``, ``j <= i``,
-    of the sorted components, and, when ``X`` is given, ``loglik``, the
-    log-likelihood of ``X``.
+    ``means[k, d]`` of the sorted components, the free covariance entries
+    and, when ``X`` is given, ``loglik``, the log-likelihood of ``X``.  The
+    covariance entries are those the model does not fix:
+
+    ============  ==============================================================
+    type          covariance quantities
+    ============  ==============================================================
+    ``full``      lower triangle ``covariances[k,i,j]``, ``j <= i``, per component
+    ``tied``      lower triangle of the shared matrix, ``covariances[:,i,j]``
+    ``diag``      variances ``covariances[k,d,d]``
+    ``spherical`` one variance per component, ``covariances[k,0,0]``
+    ============  ==============================================================
 
     Parameters
     ----------
     weights : ndarray of shape (S, K)
     means : ndarray of shape (S, K, D)
     covariances : ndarray of shape (S, K, D, D)
+        Full matrices.
     X : ndarray of shape (N, D) or None, default=None
         Data for the ``loglik`` quantity.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Which covariance entries are free.
 
     Returns
     -------
@@ -250,7 +319,11 @@ def label_invariant_quantities(
     ['weights[0]', 'means[0,0]', 'means[1,0]', 'covariances[0,0,0]', 'covariances[1,0,0]']
     >>> v.tolist()
     [[0.7, -1.0, 2.0, 4.0, 1.0]]
+    >>> label_invariant_quantities(np.array([[0.3, 0.7]]), np.zeros((1, 2, 2)),
+    ...     np.tile(np.eye(2), (1, 2, 1, 1)), covariance_type="tied")[0][-3:]
+    ['covariances[:,0,0]', 'covariances[:,1,0]', 'covariances[:,1,1]']
     """
+    covariance_type = _check_covariance_type(covariance_type)
     S, K, D = means.shape
     order = np.argsort(means[:, :, 0], axis=1, kind="stable")
     idx = np.arange(S)[:, None]
@@ -264,11 +337,18 @@ def label_invariant_quantities(
         for d in range(D):
             names.append(f"means[{k},{d}]")
             cols.append(m[:, k, d])
-    for k in range(K):
-        for i in range(D):
-            for j in range(i + 1):
-                names.append(f"covariances[{k},{i},{j}]")
-                cols.append(c[:, k, i, j])
+    if covariance_type == "full":
+        entries = [(f"covariances[{k},{i},{j}]", k, i, j)
+                   for k in range(K) for i in range(D) for j in range(i + 1)]
+    elif covariance_type == "tied":  # one matrix shared by the components: rank it once
+        entries = [(f"covariances[:,{i},{j}]", 0, i, j) for i in range(D) for j in range(i + 1)]
+    elif covariance_type == "diag":
+        entries = [(f"covariances[{k},{d},{d}]", k, d, d) for k in range(K) for d in range(D)]
+    else:  # spherical: the same variance on every feature
+        entries = [(f"covariances[{k},0,0]", k, 0, 0) for k in range(K)]
+    for name, k, i, j in entries:
+        names.append(name)
+        cols.append(c[:, k, i, j])
     if X is not None:
         names.append("loglik")
         cols.append(mixture_log_likelihood(X, weights, means, covariances))
@@ -557,6 +637,10 @@ class SBCResult:
         Wall time per fit.
     n_failed : int
         Replications whose fit raised (skipped).
+    config : dict
+        Priors, ``reg_covar``, ``n_keep``, seed and fit settings.
+    covariance_type : str
+        BayesGMM ``covariance_type``; default ``"full"``.
     """
 
     names: list[str]
@@ -571,6 +655,7 @@ class SBCResult:
     seconds: np.ndarray
     n_failed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    covariance_type: str = "full"
 
     def chi_square(self, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Chi-square statistic and p-value per quantity (see :func:`chi_square_uniformity`).
@@ -660,14 +745,15 @@ def run_sbc(
     fit_kwargs: Mapping[str, Any] | None = None,
     random_state: int = 0,
     callback: Callable[[int, SBCResult], None] | None = None,
+    covariance_type: str = "full",
 ) -> SBCResult:
-    """Run simulation-based calibration of BayesGMM (full covariance).
+    """Run simulation-based calibration of BayesGMM.
 
     Each replication draws parameters with :func:`sample_prior`, simulates
-    ``n_samples`` rows, fits ``BayesGMM(covariance_type="full", priors=priors,
-    reg_covar=reg_covar, method=method, **fit_kwargs)``, keeps ``n_keep``
-    evenly spaced draws per chain and records the rank of every label-invariant
-    quantity.
+    ``n_samples`` rows, fits ``BayesGMM(covariance_type=covariance_type,
+    priors=priors, reg_covar=reg_covar, method=method, **fit_kwargs)``, keeps
+    ``n_keep`` evenly spaced draws per chain and records the rank of every
+    label-invariant quantity (see :func:`label_invariant_quantities`).
 
     Parameters
     ----------
@@ -689,10 +775,19 @@ def run_sbc(
         Seed of the study; replication ``i`` is reproducible on its own.
     callback : callable or None, default=None
         Called as ``callback(i, partial_result)`` after each replication.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure of the prior draws and of the fitted model.
 
     Returns
     -------
     SBCResult
+
+    Raises
+    ------
+    ValueError
+        If ``covariance_type`` is unknown or a prior key is missing.
+    RuntimeError
+        If every replication failed to fit.
 
     Examples
     --------
@@ -702,6 +797,10 @@ def run_sbc(
     >>> res.ranks.shape, res.n_ranks  # doctest: +SKIP
     ((3, 6), 101)
     """
+    covariance_type = _check_covariance_type(covariance_type)
+    # fail before any fit on a missing prior key
+    sample_prior(n_components, n_features, priors, reg_covar, 1, 0,
+                 covariance_type=covariance_type)
     from bayesgmm.bayes.estimator import BayesGMM
 
     kwargs: dict[str, Any] = {"draws": 200, "tune": 200, "chains": 2, "progressbar": False}
@@ -713,11 +812,12 @@ def run_sbc(
     for i in range(n_replications):
         ss = np.random.SeedSequence([random_state, i])
         rng = np.random.default_rng(ss)
-        w, m, c = sample_prior(n_components, n_features, priors, reg_covar, 1, rng)
+        w, m, c = sample_prior(n_components, n_features, priors, reg_covar, 1, rng,
+                               covariance_type=covariance_type)
         X = simulate_data(w[0], m[0], c[0], n_samples, rng)
-        est = BayesGMM(n_components, covariance_type="full", method=method, priors=priors,
-                       reg_covar=reg_covar, random_state=int(rng.integers(2**31 - 1)),
-                       **kwargs)
+        est = BayesGMM(n_components, covariance_type=covariance_type, method=method,
+                       priors=priors, reg_covar=reg_covar,
+                       random_state=int(rng.integers(2**31 - 1)), **kwargs)
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():
@@ -734,10 +834,11 @@ def run_sbc(
         pm_ = post["means"].values[:, keep]
         pc = post["covariances"].values[:, keep]
         s = n_chain * keep.size
-        names, truth = label_invariant_quantities(w, m, c, X)
+        names, truth = label_invariant_quantities(w, m, c, X, covariance_type=covariance_type)
         _, q = label_invariant_quantities(pw.reshape(s, *pw.shape[2:]),
                                           pm_.reshape(s, *pm_.shape[2:]),
-                                          pc.reshape(s, *pc.shape[2:]), X)
+                                          pc.reshape(s, *pc.shape[2:]), X,
+                                          covariance_type=covariance_type)
         ranks.append(rank_statistic(truth[0], q, rng))
         rhat.append(float(np.nanmax(_rhat(q.reshape(n_chain, keep.size, -1))))
                     if n_chain > 1 else np.nan)
@@ -750,7 +851,9 @@ def run_sbc(
             n_failed=n_failed,
             config={"priors": {k: np.asarray(v).tolist() for k, v in priors.items()},
                     "reg_covar": reg_covar, "n_keep": n_keep, "random_state": random_state,
+                    "covariance_type": covariance_type,
                     **{k: v for k, v in kwargs.items() if k != "progressbar"}},
+            covariance_type=covariance_type,
         )
         if callback is not None:
             callback(i, result)
@@ -812,8 +915,8 @@ def plot_ecdf_difference(
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("fractional rank")
         ax.set_ylabel("ECDF - uniform CDF")
-        ax.set_title(title or f"{res.method}, K={res.n_components}, D={res.n_features}, "
-                     f"R={res.ranks.shape[0]}")
+        ax.set_title(title or f"{res.method}, {res.covariance_type}, K={res.n_components}, "
+                     f"D={res.n_features}, R={res.ranks.shape[0]}")
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

@@ -1,5 +1,7 @@
 """Simulation-based calibration: the rank/band/chi-square helpers and a slow study."""
 
+import contextlib
+import sys
 import warnings
 
 import numpy as np
@@ -223,25 +225,227 @@ def test_plot_ecdf_difference_marks_outside():
 
 
 # ----------------------------------------------------------------------
+# every covariance type: prior draws, test quantities, wiring
+# ----------------------------------------------------------------------
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+#: Non-default settings, different per component and per feature, so that a
+#: broadcast or averaging error shows in the marginals.
+PRIORS_3D = {"weights_concentration": [2.0, 5.0], "means_loc": [1.0, -2.0, 0.5],
+             "means_scale": [0.5, 3.0, 1.0], "sd_scale": [0.5, 2.0, 1.1], "lkj_eta": 1.5}
+REG = 0.01
+
+
+@pytest.mark.parametrize("function", ["sample_prior", "label_invariant_quantities", "run_sbc"])
+def test_covariance_type_is_validated(function):
+    with pytest.raises(ValueError, match=r"covariance_type must be one of .*'banded'"):
+        if function == "sample_prior":
+            cal.sample_prior(2, 2, PRIORS, 1e-9, 3, covariance_type="banded")
+        elif function == "label_invariant_quantities":
+            w, m, c = cal.sample_prior(2, 2, PRIORS, 1e-9, 3)
+            cal.label_invariant_quantities(w, m, c, covariance_type="banded")
+        else:  # raises before any fit
+            cal.run_sbc(1, priors=PRIORS, covariance_type="banded")
+
+
+def test_lkj_eta_needed_only_with_correlations():
+    pri = {k: v for k, v in PRIORS.items() if k != "lkj_eta"}
+    for cov_type in ("diag", "spherical"):
+        cal.sample_prior(2, 2, pri, 1e-9, 3, covariance_type=cov_type)
+    for cov_type in ("full", "tied"):
+        with pytest.raises(ValueError, match="lkj_eta"):
+            cal.sample_prior(2, 2, pri, 1e-9, 3, covariance_type=cov_type)
+
+
+def test_full_is_the_default_and_its_draws_are_unchanged():
+    # the same random stream as before covariance_type existed: the default
+    # is "full", and the first draw is pinned (published SBC studies reproduce)
+    a = cal.sample_prior(2, 2, PRIORS, 1e-9, 4, random_state=3)
+    b = cal.sample_prior(2, 2, PRIORS, 1e-9, 4, random_state=3, covariance_type="full")
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # values of the first draw from the code of the published study (before this option)
+    np.testing.assert_allclose(a[0][0], [0.6533446582161446, 0.34665534178385554], rtol=1e-12)
+    np.testing.assert_allclose(a[1][0, 1], [2.873276108879292, -0.5994063871997399], rtol=1e-12)
+    np.testing.assert_allclose(a[2][0, 1], [[0.00837530797967009, 0.01765651068776297],
+                                            [0.01765651068776297, 0.44903984736009267]],
+                               rtol=1e-12)  # same operations: rounding differences only
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_sample_prior_structure(cov_type):
+    w, m, c = cal.sample_prior(2, 3, PRIORS_3D, REG, 500, random_state=0,
+                               covariance_type=cov_type)
+    assert w.shape == (500, 2) and m.shape == (500, 2, 3) and c.shape == (500, 2, 3, 3)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-12)  # rounding only
+    np.testing.assert_array_equal(c, np.swapaxes(c, -1, -2))
+    assert np.all(np.linalg.eigvalsh(c) >= REG * (1 - 1e-9))  # the floor bounds every eigenvalue
+    off = ~np.eye(3, dtype=bool)
+    var = np.diagonal(c, axis1=-2, axis2=-1)
+    if cov_type in ("diag", "spherical"):
+        assert np.all(c[..., off] == 0.0)
+    else:
+        assert np.all(c[..., off] != 0.0)
+    if cov_type == "spherical":
+        np.testing.assert_array_equal(var, var[..., :1] * np.ones(3))
+    else:
+        assert np.all(var[..., 0] != var[..., 1])
+    if cov_type == "tied":
+        np.testing.assert_array_equal(c[:, 0], c[:, 1])
+    else:
+        assert np.all(c[:, 0, 0, 0] != c[:, 1, 0, 0])
+
+
+def _ks(sample, dist):
+    return stats.kstest(np.ravel(sample), dist.cdf).pvalue
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_sample_prior_marginals_match_scipy(cov_type):
+    # Every marginal of the prior in data units against its scipy.stats law, by
+    # KS on 4000 draws.  The null is exact and the seed fixed; about 15 tests per
+    # type at 1e-4 each keep the chance of a false alarm for any seed near 0.15 %.
+    n = 4000
+    w, m, c = cal.sample_prior(2, 3, PRIORS_3D, REG, n, random_state=1,
+                               covariance_type=cov_type)
+    pvals = {}
+    a = np.asarray(PRIORS_3D["weights_concentration"])
+    pvals["weights[0]"] = _ks(w[:, 0], stats.beta(a[0], a.sum() - a[0]))  # Dirichlet marginal
+    for d in range(3):
+        law = stats.norm(PRIORS_3D["means_loc"][d], PRIORS_3D["means_scale"][d])
+        for k in range(2):
+            pvals[f"means[{k},{d}]"] = _ks(m[:, k, d], law)
+    sd = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1) - REG)  # (n, K, D)
+    sscale = np.asarray(PRIORS_3D["sd_scale"])
+    if cov_type == "spherical":  # one sd per component, sigma = mean of sd_scale
+        law = stats.halfnorm(scale=sscale.mean())
+        for k in range(2):
+            pvals[f"sd[{k}]"] = _ks(sd[:, k, 0], law)
+        # and it is not the first feature's scale (the check has power)
+        assert _ks(sd[:, :, 0], stats.halfnorm(scale=sscale[0])) < 1e-6
+    else:
+        for d in range(3):
+            for k in range(1 if cov_type == "tied" else 2):
+                pvals[f"sd[{k},{d}]"] = _ks(sd[:, k, d], stats.halfnorm(scale=sscale[d]))
+    if cov_type in ("full", "tied"):
+        # LKJ(eta) in D dims: (r + 1) / 2 ~ Beta(eta - 1 + D/2, eta - 1 + D/2) for every pair
+        b = PRIORS_3D["lkj_eta"] - 1 + 3 / 2
+        corr = (c - REG * np.eye(3)) / (sd[..., :, None] * sd[..., None, :])
+        for i, j in [(1, 0), (2, 0), (2, 1)]:
+            pvals[f"corr[{i},{j}]"] = _ks((corr[:, 0, i, j] + 1) / 2, stats.beta(b, b))
+    assert min(pvals.values()) > 1e-4, {k: round(v, 5) for k, v in pvals.items()}
+    # components independent: weights aside, the two components' sds are uncorrelated
+    # (|r| of 4000 independent pairs exceeds 0.07 with probability 1e-5)
+    if cov_type != "tied":
+        assert abs(np.corrcoef(sd[:, 0, 0], sd[:, 1, 0])[0, 1]) < 0.07
+
+
+@pytest.mark.parametrize("cov_type", ["tied", "diag", "spherical"])
+def test_sample_prior_matches_bayesgmm_prior_every_type(cov_type):
+    # the NumPy draws against PyMC's forward sampling of the model itself
+    # (BayesGMM.prior_predictive), every test quantity of the type, two-sample KS;
+    # the data only set the standardization, which must cancel
+    pri = {**PRIORS, "means_loc": [1.0, -2.0], "sd_scale": [0.5, 2.0]}
+    w, m, c = cal.sample_prior(2, 2, pri, 1e-3, 2000, random_state=0, covariance_type=cov_type)
+    X = np.random.default_rng(0).normal([5.0, -1.0], [10.0, 0.3], size=(30, 2))
+    est = bg.BayesGMM(2, covariance_type=cov_type, priors=pri, reg_covar=1e-3, random_state=1)
+    prior = est.prior_predictive(X, draws=2000)["prior"].to_dataset()
+    names, ours = cal.label_invariant_quantities(w, m, c, covariance_type=cov_type)
+    _, theirs = cal.label_invariant_quantities(
+        prior["weights"].values[0], prior["means"].values[0], prior["covariances"].values[0],
+        covariance_type=cov_type)
+    pvals = [stats.ks_2samp(ours[:, p], theirs[:, p]).pvalue for p in range(len(names))]
+    # up to 8 quantities under an exact null, fixed seeds; 1e-3 each keeps the family rate ~1 %
+    assert min(pvals) > 1e-3, dict(zip(names, np.round(pvals, 4), strict=True))
+
+
+@pytest.mark.parametrize(("cov_type", "n_cov"), [("full", 2 * 3), ("tied", 3), ("diag", 2 * 2),
+                                                 ("spherical", 2)])
+def test_label_invariant_quantities_rank_free_entries_only(cov_type, n_cov):
+    w, m, c = cal.sample_prior(2, 2, PRIORS, 1e-9, 20, random_state=2, covariance_type=cov_type)
+    X = cal.simulate_data(w[0], m[0], c[0], 15, random_state=0)
+    names, q = cal.label_invariant_quantities(w, m, c, X, covariance_type=cov_type)
+    cov_names = [n for n in names if n.startswith("covariances")]
+    assert len(cov_names) == n_cov and len(names) == 1 + 4 + n_cov + 1
+    assert len(set(names)) == len(names)
+    # no column is a constant (fixed zero) or a copy of another
+    assert np.all(q.std(axis=0) > 0)
+    assert np.linalg.matrix_rank(np.corrcoef(q.T)) == q.shape[1]
+    # the labels do not matter
+    perm = np.array([1, 0])
+    names2, q2 = cal.label_invariant_quantities(w[:, perm], m[:, perm], c[:, perm], X,
+                                                covariance_type=cov_type)
+    assert names2 == names
+    np.testing.assert_allclose(q2, q, rtol=1e-12)  # same numbers, reordered sums only
+
+
+@pytest.mark.parametrize("cov_type", ["tied", "diag", "spherical"])
+def test_run_sbc_wiring_every_type(cov_type):
+    # two replications of a tiny NUTS fit: ranks of the type's quantities in range
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = cal.run_sbc(2, n_components=2, n_features=2, n_samples=40, priors=PRIORS,
+                          reg_covar=1e-9, n_keep=10, covariance_type=cov_type,
+                          fit_kwargs={"draws": 50, "tune": 50, "chains": 2}, random_state=3)
+    names, _ = cal.label_invariant_quantities(*cal.sample_prior(2, 2, PRIORS, 1e-9, 1, 0,
+                                                                covariance_type=cov_type),
+                                              np.zeros((1, 2)), covariance_type=cov_type)
+    assert res.names == names
+    assert res.covariance_type == cov_type and res.config["covariance_type"] == cov_type
+    assert res.ranks.shape == (2, len(names)) and res.n_ranks == 2 * 10 + 1
+    assert res.ranks.min() >= 0 and res.ranks.max() <= 20
+    assert res.divergences.shape == (2,) and res.max_rhat.shape == (2,)
+    assert res.n_failed == 0
+    table = res.table(n_bins=2)
+    assert list(table.index) == names
+
+
+# ----------------------------------------------------------------------
 # the study itself (slow)
 # ----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _exceptions_swallowed_by_c_callbacks():
+    """Collect the exceptions that C callbacks report through ``sys.unraisablehook``.
+
+    The NUTS kernel reaches nutpie as a Numba ``cfunc``; an exception raised in
+    it cannot propagate: Numba prints it ("Exception ignored in: CPUContext")
+    and the callback returns 0, i.e. success, without writing the log-density.
+    """
+    seen: list[str] = []
+    old = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(getattr(u.exc_type, "__name__", "?"))
+    try:
+        yield seen
+    finally:
+        sys.unraisablehook = old
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("n_features", [1, 2])
-def test_sbc_nuts_is_calibrated(n_features):
+@pytest.mark.parametrize(("cov_type", "n_features"),
+                         [("full", 1), ("full", 2), ("tied", 2), ("diag", 2), ("spherical", 2)])
+def test_sbc_nuts_is_calibrated(cov_type, n_features):
     # R=60 replications, 100 kept draws each (2 chains x 200, every 4th).  Every
     # quantity must pass a chi-square test (5 bins, 12 expected per bin) and stay
     # inside its simultaneous ECDF band, both at family-wise level 1 % (Bonferroni
     # over the quantities): a calibrated sampler fails with probability <= 2 %.
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _exceptions_swallowed_by_c_callbacks() as swallowed:
         warnings.simplefilter("ignore")
         res = cal.run_sbc(60, n_components=2, n_features=n_features, n_samples=60,
                           priors=PRIORS, reg_covar=1e-9, method="nuts", n_keep=50,
-                          random_state=11)
+                          random_state=11, covariance_type=cov_type)
     assert res.n_failed == 0
     alpha = 0.01 / len(res.names)
     _, p = res.chi_square(n_bins=5)
     assert p.min() > alpha, dict(zip(res.names, p.round(4), strict=True))
     inside, p_band = res.band_test(prob=1 - alpha, n_simulations=4000)
     assert inside.all(), dict(zip(res.names, p_band.round(4), strict=True))
+    if swallowed:
+        # Known kernel defect (bayesgmm/bayes/_kernel.py, not calibration code): when a
+        # partial correlation's log-odds exceeds about 36.7, u rounds to 1, z = +-1 and
+        # z / (1 - z^2) raises ZeroDivisionError inside the C callback, which nutpie
+        # then takes for a successful evaluation.  Calibration passed; reported in
+        # docs/calibration.md ("A kernel defect found by SBC").
+        pytest.xfail(f"{len(swallowed)} exception(s) swallowed by the NUTS kernel's C "
+                     f"callback: {sorted(set(swallowed))}")
