@@ -190,3 +190,29 @@ def test_c_callback_reports_a_bad_point():
     x[density.slices[density.names.index("sd_std_log__")]] = -800.0
     code, value, _ = _call_logp_callback(density, x)
     assert code == 4 and value == -np.inf  # the code nutpie's PyMC backend uses for it
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+@pytest.mark.parametrize("log_odds", [-60.0, 40.0, 60.0])
+def test_partial_correlation_at_plus_minus_one_stays_finite(kind, log_odds):
+    # Found by SBC: beyond |log-odds| ~ 37, z = 2u - 1 rounds to +-1 and the old
+    # gradient's z / (1 - z^2) divided by zero, an exception the C callback swallowed
+    # (nutpie then read an unwritten value as a success).  1 - z^2 = 4 u (1 - u) is
+    # now formed from log u and log(1 - u), and the division cancels.
+    X, priors, reg = _problem(kind, 2, 3, seed=8)
+    density = MixtureDensity(2, 3, kind, model_data(X, 2, priors, reg, kind))
+    x = np.random.default_rng(5).normal(scale=0.3, size=density.n_dim)
+    cpc = density.slices[density.names.index("cpc_u_logodds__")]
+    x[cpc.start] = log_odds  # the first pair of the first matrix
+    code, value, grad = _call_logp_callback(density, x)
+    assert code == 0 and np.isfinite(value) and np.all(np.isfinite(grad))
+    expected_value, expected_grad = density.value_and_grad(x)
+    assert_allclose(value, expected_value, rtol=1e-13)
+    assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-13)
+    # the gradient along that coordinate still matches central differences
+    # (the log-density is nearly linear there: slope about -a)
+    h = 1e-3
+    e = np.zeros(density.n_dim)
+    e[cpc.start] = 1.0
+    numeric = (density.logp(x + h * e) - density.logp(x - h * e)) / (2 * h)
+    assert_allclose(grad[cpc.start], numeric, rtol=1e-6)

@@ -18,12 +18,12 @@ FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _softplus(x: float) -> float:
     return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _log_weights(theta, K):  # pragma: no cover - compiled
     """Log-weights from the simplex-transformed vector: f = [y, -sum y], f - lse(f)."""
     log_w = np.zeros(K)
@@ -41,7 +41,7 @@ def _log_weights(theta, K):  # pragma: no cover - compiled
     return log_w - (top + np.log(acc))
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _standard_deviations(theta, off_sd, Kc, D, cov_code):  # pragma: no cover - compiled
     """Standard deviations ``sd[c, d]`` of stored matrix ``c``, feature ``d`` (from log sd)."""
     sd = np.empty((Kc, D))
@@ -56,38 +56,42 @@ def _standard_deviations(theta, off_sd, Kc, D, cov_code):  # pragma: no cover - 
     return sd
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _correlation_factors(theta, off_cpc, Kc, D):  # pragma: no cover - compiled
     """C-vine Cholesky factors ``C`` of the correlations, with the pieces their gradient needs.
 
     Returns ``C``, ``SR`` (``prod_{m<j} sqrt(1 - z_im^2)`` at ``[i, j]``), ``Zm``
-    (the partial correlations ``z`` at ``[i, j]``) and ``U`` (``u = (z + 1) / 2``
-    per pair), each per stored matrix.
+    (the partial correlations ``z`` at ``[i, j]``) and ``Q`` (``1 - z^2`` at
+    ``[i, j]``), each per stored matrix.  With ``y`` the log-odds of
+    ``u = (z + 1) / 2``, ``z = tanh(y / 2)`` and ``1 - z^2 = 4 u (1 - u)`` is
+    computed from ``log u`` and ``log(1 - u)``: it stays positive where ``z``
+    itself rounds to +-1 (``|y|`` above about 37).
     """
     P = D * (D - 1) // 2
     C = np.zeros((Kc, D, D))
     SR = np.zeros((Kc, D, D))
     Zm = np.zeros((Kc, D, D))
-    U = np.zeros((Kc, P))
+    Q = np.zeros((Kc, D, D))
     for c in range(Kc):
         p = 0
         for i in range(D):
             rem = 1.0
             for j in range(i):
-                u = 1.0 / (1.0 + np.exp(-theta[off_cpc + c * P + p]))
-                U[c, p] = u
-                z = 2.0 * u - 1.0
+                y = theta[off_cpc + c * P + p]
+                z = np.tanh(0.5 * y)
+                q = 4.0 * np.exp(-(_softplus(y) + _softplus(-y)))
                 Zm[c, i, j] = z
+                Q[c, i, j] = q
                 SR[c, i, j] = np.sqrt(rem)
                 C[c, i, j] = z * SR[c, i, j]
-                rem *= 1.0 - z * z
+                rem *= q
                 p += 1
             SR[c, i, i] = np.sqrt(rem)
             C[c, i, i] = SR[c, i, i]
-    return C, SR, Zm, U
+    return C, SR, Zm, Q
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _inverse_cholesky(C, sd, reg):  # pragma: no cover - compiled
     """``W = L^-1`` and ``log det L`` for ``L L^T = diag(sd) C C^T diag(sd) + diag(reg)``.
 
@@ -129,7 +133,7 @@ def _inverse_cholesky(C, sd, reg):  # pragma: no cover - compiled
     return W, log_det, True
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _likelihood_pass(Z, mu, log_w, W, log_det, chol):  # pragma: no cover - compiled
     """Marginal log-likelihood and the responsibility-weighted statistics of ``y = W (z - mu)``.
 
@@ -179,7 +183,7 @@ def _likelihood_pass(Z, mu, log_w, W, log_det, chol):  # pragma: no cover - comp
     return loglik, Nk, B, M
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _sigma_gradient(M, Nk, W):  # pragma: no cover - compiled
     """dL/dSigma = W^T (M - N I) W / 2 per stored matrix (summed over components sharing it)."""
     K, D = M.shape[0], M.shape[1]
@@ -208,7 +212,7 @@ def _sigma_gradient(M, Nk, W):  # pragma: no cover - compiled
     return G
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, const,
                      n_components, cov_code):  # pragma: no cover - compiled
     """Write the gradient into ``grad`` and return the log-density (``-inf`` if not PD).
@@ -252,7 +256,7 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
     mu = theta[off_mu:off_mu + K * D].reshape((K, D))
     sd = _standard_deviations(theta, off_sd, Kc, D, cov_code)
     if chol:
-        C, SR, Zm, U = _correlation_factors(theta, off_cpc, Kc, D)
+        C, SR, Zm, Q = _correlation_factors(theta, off_cpc, Kc, D)
         W, log_det, ok = _inverse_cholesky(C, sd, reg)
         if not ok:
             return -np.inf
@@ -333,14 +337,16 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
                 after = 0.0
                 for j in range(m + 1, i + 1):
                     after += g_C[i, j] * C[c, i, j]
-                z = Zm[c, i, m]
-                g_z = g_C[i, m] * SR[c, i, m] - z / (1.0 - z * z) * after
-                u = U[c, p]
+                # dL/dz = g_C[i, m] SR[i, m] - z / (1 - z^2) * after and dz/dy =
+                # 2 u (1 - u) = (1 - z^2) / 2: their product has no division
+                z, q = Zm[c, i, m], Q[c, i, m]
+                g_y = 0.5 * (g_C[i, m] * SR[c, i, m] * q - z * after)
                 a = beta_a[p]
                 ylog = theta[off_cpc + c * P + p]
-                # Beta(a, a) prior with the log-odds log-Jacobian: a (log u + log(1 - u))
+                # Beta(a, a) prior with the log-odds log-Jacobian: a (log u + log(1 - u)),
+                # whose derivative is a (1 - 2 u) = -a z
                 value -= a * (_softplus(-ylog) + _softplus(ylog))
-                grad[off_cpc + c * P + p] = a * (1.0 - 2.0 * u) + g_z * 2.0 * u * (1.0 - u)
+                grad[off_cpc + c * P + p] = g_y - a * z
                 p += 1
     return value
 
@@ -395,9 +401,13 @@ def logp_callback(dim, x_ptr, grad_ptr, logp_ptr, buf_ptr):  # pragma: no cover 
     beta_a = buf[o:]
     x = nb.carray(x_ptr, (n_dim,))
     grad = nb.carray(grad_ptr, (n_dim,))
-    value = log_density_grad(x, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, head[6],
-                             K, cov_code)
     logp = nb.carray(logp_ptr, (1,))
+    logp[0] = np.nan
+    try:  # an exception must not reach nutpie as success (Numba would print it, return 0)
+        value = log_density_grad(x, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a,
+                                 head[6], K, cov_code)
+    except Exception:
+        return 1
     logp[0] = value
     if not np.isfinite(value):
         return 4
