@@ -4,7 +4,7 @@
 this module evaluates the same joint log-density (priors, PyMC's transforms
 and their log-Jacobians, and the marginal likelihood) and its gradient, in the
 same flat unconstrained coordinates, with one Numba kernel
-(:mod:`bayesgmm.bayes._kernel`).  The kernel compiles in about 6 s once per
+(:mod:`bayesgmm.bayes._kernel`).  The kernel compiles in 6-10 s once per
 machine (then loads from Numba's disk cache in a fraction of a second),
 against about 40 s for PyTensor to compile PyMC's graph of the same model on
 an empty cache, and it evaluates 1.0-2.1x faster (docs/bayes.md).  The test

@@ -66,7 +66,7 @@ class BayesGMM(BaseGMM):
     sampler : str or None, default=None
         NUTS implementation: ``"nutpie"`` (the default: nutpie's Rust NUTS on
         bayesgmm's own Numba kernel for this model's log-density and gradient,
-        compiled once per machine in about 6 s; see docs/bayes.md for the
+        compiled once per machine in 6-10 s; see docs/bayes.md for the
         measurements), ``"nutpie_native"`` (nutpie compiles the PyMC model with
         PyTensor: about 40 s on an empty cache, 15-20 s in every new process),
         or a PyMC ``nuts_sampler`` (``"pymc"``, ``"numpyro"``, ``"blackjax"``
