@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from scipy.special import logsumexp
 
 from bayesgmm._constants import COVARIANCE_TYPES
+from bayesgmm.posterior import pointwise_log_likelihood
 
 __all__ = [
     "SBCResult",
@@ -259,15 +259,7 @@ def mixture_log_likelihood(
     ...                              np.zeros((1, 1, 1)), np.ones((1, 1, 1, 1)))[0])
     -0.9189385332046727
     """
-    D = X.shape[1]
-    chol = np.linalg.cholesky(covariances)  # (S, K, D, D)
-    resid = X[None, None, :, :] - means[:, :, None, :]  # (S, K, N, D)
-    y = np.linalg.solve(chol, np.swapaxes(resid, -1, -2))  # (S, K, D, N)
-    sq = np.sum(y**2, axis=-2)  # (S, K, N)
-    log_det = np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (S, K)
-    log_comp = (np.log(weights)[..., None] - 0.5 * sq - log_det[..., None]
-                - 0.5 * D * np.log(2.0 * np.pi))
-    return logsumexp(log_comp, axis=1).sum(axis=-1)
+    return pointwise_log_likelihood(X, weights, means, covariances).sum(axis=-1)
 
 
 def label_invariant_quantities(
