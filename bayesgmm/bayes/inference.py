@@ -389,43 +389,40 @@ def _run_nutpie(nutpie_model: Any, settings: _NutsSettings,
     return raw, stats, t_sample
 
 
-def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
-    """Sample with nutpie's Rust NUTS over :func:`model_log_density`."""
+def _python_model(density: MixtureDensity, initial_point: Callable[[Any], np.ndarray]) -> Any:
+    """The kernel for nutpie through Python calls (when the C-callback route is missing)."""
     from nutpie.compiled_pyfunc import from_pyfunc
 
-    t0 = time.perf_counter()
-    density = model_log_density(model)
-    value_and_grad = density.value_and_grad
-    names, shapes, slices = density.names, density.shapes, density.slices
+    density.value_and_grad(np.zeros(density.n_dim))  # compile or load the kernel
 
     def make_logp_fn() -> Callable[..., Any]:
-        def logp(x: np.ndarray, **_: Any) -> tuple[float, np.ndarray]:
-            return value_and_grad(x)
-
-        return logp
+        return lambda x, **_: density.value_and_grad(x)
 
     def make_expand_fn(*_: Any) -> Callable[..., Any]:
-        def expand(x: np.ndarray, **_: Any) -> dict[str, np.ndarray]:
-            return {n: x[sl].reshape(s) for n, sl, s in zip(names, slices, shapes, strict=True)}
+        return lambda x, **_: density.unflatten(x)
 
-        return expand
+    return from_pyfunc(
+        ndim=density.n_dim,
+        make_logp_fn=make_logp_fn,
+        make_expand_fn=make_expand_fn,
+        expanded_dtypes=[np.dtype("float64")] * len(density.names),
+        expanded_shapes=density.shapes,
+        expanded_names=density.names,
+        make_initial_point_fn=initial_point,
+    )
 
+
+def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
+    """Sample with nutpie's Rust NUTS over :func:`model_log_density`."""
+    t0 = time.perf_counter()
+    density = model_log_density(model)
     initial_point = _jittered_init(density, settings.init_raw, 0.1)
     # the kernel as a C callback (compiled or loaded here): no GIL while sampling
     nutpie_model = kernel_model(density, initial_point)
-    if nutpie_model is None:  # this nutpie lacks the low-level interface: through Python
-        density.value_and_grad(np.zeros(density.n_dim))  # compile or load the kernel
-        nutpie_model = from_pyfunc(
-            ndim=density.n_dim,
-            make_logp_fn=make_logp_fn,
-            make_expand_fn=make_expand_fn,
-            expanded_dtypes=[np.dtype("float64")] * len(names),
-            expanded_shapes=shapes,
-            expanded_names=names,
-            make_initial_point_fn=initial_point,
-        )
+    if nutpie_model is None:  # this nutpie lacks the low-level interface
+        nutpie_model = _python_model(density, initial_point)
     t_compile = time.perf_counter() - t0
-    raw, stats, t_sample = _run_nutpie(nutpie_model, settings, tuple(names))
+    raw, stats, t_sample = _run_nutpie(nutpie_model, settings, tuple(density.names))
     return raw, stats, t_compile, t_sample
 
 
