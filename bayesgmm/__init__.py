@@ -12,6 +12,7 @@ from bayesgmm.exceptions import (
     DataWarning,
     DiagnosticsWarning,
     DifferentModelError,
+    SamplerFallbackWarning,
 )
 from bayesgmm.reporting import report
 from bayesgmm.results import GMMResult, load
@@ -29,6 +30,7 @@ __all__ = [
     "DifferentModelError",
     "GMMResult",
     "MethodComparison",
+    "SamplerFallbackWarning",
     "__version__",
     "compare",
     "compare_k",

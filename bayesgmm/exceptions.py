@@ -9,6 +9,7 @@ __all__ = [
     "DiagnosticsWarning",
     "DifferentModelError",
     "NotFittedError",
+    "SamplerFallbackWarning",
 ]
 
 
@@ -30,3 +31,7 @@ class DiagnosticsWarning(UserWarning):
 
 class DifferentModelError(ValueError):
     """A saved file does not describe the model it is being loaded as."""
+
+
+class SamplerFallbackWarning(UserWarning):
+    """The fast sampling route failed or is unavailable; a slower, correct route ran instead."""

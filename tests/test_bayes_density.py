@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose
 from pytensor.compile.mode import Mode
 
 import bayesgmm as bg
-from bayesgmm.bayes import _nutpie_bridge, inference
+from bayesgmm.bayes import _nutpie_bridge
 from bayesgmm.bayes.density import MixtureDensity, parameter_layout
 from bayesgmm.bayes.model import build_gmm_model, model_data
 
@@ -128,7 +128,8 @@ def test_threads_evaluate_the_kernel_at_once():
 def test_c_callback_and_python_route_give_the_same_draws(monkeypatch):
     # The C callback (no Python while sampling) and nutpie's from_pyfunc route call
     # the same kernel: with the same seed the draws agree to rounding.
-    assert _nutpie_bridge.HAVE_INTERFACE  # a nutpie upgrade that drops it must be noticed
+    # a nutpie outside the tested range, or one that changes the interface, must be noticed
+    assert _nutpie_bridge.interface_problem() is None
     X = bg.datasets.make_blobs_gmm(150, 2, 3, random_state=0).X
 
     def fit():
@@ -139,7 +140,7 @@ def test_c_callback_and_python_route_give_the_same_draws(monkeypatch):
         return est.result_.idata["posterior"]["means"].values, est.timing_
 
     via_c, timing = fit()
-    monkeypatch.setattr(inference, "kernel_model", lambda density, init: None)
+    monkeypatch.setattr(_nutpie_bridge, "interface_problem", lambda: "simulated")
     via_python, _ = fit()
     assert_allclose(via_c, via_python, rtol=1e-9, atol=1e-12)
     assert timing["compile"] < 60.0 and np.isfinite(timing["sample"])
@@ -216,3 +217,84 @@ def test_partial_correlation_at_plus_minus_one_stays_finite(kind, log_odds):
     e[cpc.start] = 1.0
     numeric = (density.logp(x + h * e) - density.logp(x - h * e)) / (2 * h)
     assert_allclose(grad[cpc.start], numeric, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# nutpie's private interface: version bound, signature check, fallback
+# ---------------------------------------------------------------------------
+
+
+def _small_fit(**kwargs):
+    X = bg.datasets.make_blobs_gmm(120, 2, 2, random_state=1).X
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = bg.BayesGMM(2, draws=60, tune=60, chains=2, random_state=0,
+                          progressbar=False, **kwargs).fit(X)
+    fallbacks = [w for w in caught if issubclass(w.category, bg.SamplerFallbackWarning)]
+    return est, fallbacks
+
+
+def test_pyproject_bound_matches_the_tested_range():
+    # The dependency bound and the bridge's own check must name the same releases.
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    spec = next(d for d in meta["project"]["dependencies"] if d.startswith("nutpie"))
+    low, high = _nutpie_bridge.TESTED_NUTPIE
+    assert spec == f"nutpie>={'.'.join(map(str, low))},<{'.'.join(map(str, high[:2]))}"
+
+
+def test_interface_check_names_a_changed_signature(monkeypatch):
+    # nutpie 0.16.8's hook took five arguments; that is what broke fits before the check.
+    from nutpie import compile_pymc
+
+    def old_hook(self, settings, init_mean, cores, progress_type, store):
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(compile_pymc.CompiledPyMCModel, "_make_sampler", old_hook)
+    problem = _nutpie_bridge.interface_problem()
+    assert problem is not None and "progress_type, store)" in problem
+    with pytest.raises(RuntimeError, match="_make_sampler takes"):
+        _nutpie_bridge.kernel_model(None, lambda seed: None)
+
+
+@pytest.mark.parametrize("version, ok", [("0.16.8", False), ("0.16.9", True),
+                                         ("0.16.11", True), ("0.17.0", False),
+                                         ("1.0.0rc1", False)])
+def test_interface_check_enforces_the_version_range(monkeypatch, version, ok):
+    monkeypatch.setattr(_nutpie_bridge._lib, "__version__", version, raising=False)
+    problem = _nutpie_bridge.interface_problem()
+    assert (problem is None) is ok
+    if not ok:
+        assert version in problem and "tested range" in problem
+
+
+def test_incompatible_nutpie_interface_falls_back_with_one_warning(monkeypatch):
+    # Simulate nutpie 0.16.8: the sampler calls _make_sampler with seven arguments but the
+    # model implements five -> TypeError inside nutpie.sample.  The check is bypassed
+    # (it would have caught this) to prove that a failure *during* the route also falls back.
+    reference, none = _small_fit()
+    assert none == []
+
+    def _make_sampler(self, settings, init_mean, cores, progress_type, store):
+        raise AssertionError("nutpie >= 0.16.9 passes seven arguments")
+
+    monkeypatch.setattr(_nutpie_bridge.KernelModel, "_make_sampler", _make_sampler)
+    est, fallbacks = _small_fit()
+    assert len(fallbacks) == 1
+    assert "TypeError" in str(fallbacks[0].message)
+    assert "_make_sampler" in str(fallbacks[0].message)
+    # the fallback samples the same kernel with the same seed: the same draws
+    assert_allclose(est.result_.idata["posterior"]["means"].values,
+                    reference.result_.idata["posterior"]["means"].values, rtol=1e-9, atol=1e-12)
+
+
+def test_fast_route_is_skipped_when_the_check_fails(monkeypatch):
+    called = []
+    monkeypatch.setattr(_nutpie_bridge, "interface_problem", lambda: "nutpie 9.9 is outside")
+    monkeypatch.setattr(_nutpie_bridge, "kernel_model", lambda *a: called.append(a))
+    est, fallbacks = _small_fit()
+    assert called == [] and len(fallbacks) == 1
+    assert "nutpie 9.9 is outside" in str(fallbacks[0].message)
+    assert np.isfinite(est.result_.log_likelihood)

@@ -9,8 +9,13 @@ so chains never touch Python while sampling.
 
 This uses nutpie's low-level model interface (``nutpie._lib``: ``LogpFunc``,
 ``ExpandFunc``, ``PyMcModel``, ``PySampler``), the same one nutpie's own PyMC
-backend builds on.  It is not a documented API, so :func:`kernel_model`
-checks it is there and callers fall back to ``from_pyfunc`` when it is not.
+backend builds on.  It is not a documented API, so it is guarded three ways:
+the package requires the nutpie versions it was tested with
+(:data:`TESTED_NUTPIE`), :func:`interface_problem` checks the names and the
+signature of the ``_make_sampler`` hook nutpie calls (against nutpie's own
+PyMC backend, which nutpie keeps in step with its sampler), and callers
+(:func:`bayesgmm.bayes.inference.run_nuts`) fall back to nutpie's public
+``from_pyfunc`` route with a warning when the check fails or the route raises.
 
 The data and prior settings travel in one float64 buffer, passed as the
 callback's ``user_data`` pointer: a header (length, N, D, K, covariance code,
@@ -22,6 +27,7 @@ cached on disk by Numba like the kernel.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +43,16 @@ from bayesgmm.bayes._kernel import (
     logp_callback,
 )
 
-__all__ = ["HAVE_INTERFACE", "KernelModel", "kernel_model", "pack_arguments"]
+__all__ = ["TESTED_NUTPIE", "KernelModel", "interface_problem", "kernel_model",
+           "pack_arguments"]
+
+#: nutpie releases whose private interface this module was tested with: [lower, upper).
+TESTED_NUTPIE = ((0, 16, 9), (0, 17, 0))
+#: Arguments nutpie's sampler passes to ``CompiledModel._make_sampler`` (nutpie >= 0.16.9;
+#: 0.16.8 passed five: no ``extra_callback`` and ``extra_callback_rate``).
+MAKE_SAMPLER_ARGS = ("self", "settings", "init_mean", "cores", "progress_type",
+                     "extra_callback", "extra_callback_rate", "store")
+
 
 def pack_arguments(kernel_args: tuple[Any, ...], n_dim: int) -> np.ndarray:
     """Pack the kernel's arguments into the callback's float64 buffer.
@@ -76,7 +91,55 @@ try:  # nutpie's low-level interface (not a documented API)
 except ImportError:  # pragma: no cover - depends on the installed nutpie
     _lib, CompiledModel = None, object
 _NEEDED = ("LogpFunc", "ExpandFunc", "PyMcModel", "PyVariable", "PySampler")
-HAVE_INTERFACE = _lib is not None and all(hasattr(_lib, name) for name in _NEEDED)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """``"0.16.11"`` -> ``(0, 16, 11)``; a pre-release suffix is dropped."""
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def interface_problem() -> str | None:
+    """Why the C-callback route cannot be used with the installed nutpie.
+
+    Returns
+    -------
+    str or None
+        None when nutpie's version is in :data:`TESTED_NUTPIE`, ``nutpie._lib``
+        has the classes this module builds, and nutpie's own PyMC backend has
+        the ``_make_sampler`` signature :class:`KernelModel` implements;
+        otherwise one sentence saying what differs.
+
+    Examples
+    --------
+    >>> interface_problem() is None
+    True
+    """
+    if _lib is None:
+        return "nutpie's low-level module nutpie._lib could not be imported"
+    version = str(getattr(_lib, "__version__", "unknown"))
+    low, high = TESTED_NUTPIE
+    if not low <= _version_tuple(version) < high:
+        return (f"nutpie {version} is outside the tested range "
+                f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))}")
+    missing = [name for name in _NEEDED if not hasattr(_lib, name)]
+    if missing:
+        return f"nutpie {version}'s _lib lacks {', '.join(missing)}"
+    try:
+        from nutpie.compile_pymc import CompiledPyMCModel
+
+        found = tuple(inspect.signature(CompiledPyMCModel._make_sampler).parameters)
+    except (ImportError, AttributeError, TypeError, ValueError) as err:
+        return f"nutpie {version}'s _make_sampler could not be inspected ({err})"
+    if found != MAKE_SAMPLER_ARGS:
+        return (f"nutpie {version}'s _make_sampler takes ({', '.join(found)}), "
+                f"not ({', '.join(MAKE_SAMPLER_ARGS)})")
+    return None
 
 
 def _no_transform_adapter(*args: Any, **kwargs: Any) -> Any:
@@ -145,7 +208,7 @@ class KernelModel(CompiledModel):  # type: ignore[misc, valid-type]
                                         progress_type, extra_callback, extra_callback_rate, store)
 
 
-def kernel_model(density: Any, initial_point: Callable[[Any], np.ndarray]) -> KernelModel | None:
+def kernel_model(density: Any, initial_point: Callable[[Any], np.ndarray]) -> KernelModel:
     """A nutpie model running the kernel of ``density`` without Python in the loop.
 
     Compiles the C callbacks on first use (cached on disk by Numba).
@@ -159,11 +222,16 @@ def kernel_model(density: Any, initial_point: Callable[[Any], np.ndarray]) -> Ke
 
     Returns
     -------
-    KernelModel or None
-        None when the installed nutpie lacks the low-level interface.
+    KernelModel
+
+    Raises
+    ------
+    RuntimeError
+        When :func:`interface_problem` finds the installed nutpie incompatible.
     """
-    if not HAVE_INTERFACE:
-        return None
+    problem = interface_problem()
+    if problem is not None:
+        raise RuntimeError(problem)
     _compiled_callbacks()
     buffer = pack_arguments(density.kernel_args, density.n_dim)
     buffer.flags.writeable = False

@@ -37,10 +37,11 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
-from bayesgmm.bayes._nutpie_bridge import kernel_model
+from bayesgmm.bayes import _nutpie_bridge
 from bayesgmm.bayes.density import MixtureDensity
 from bayesgmm.bayes.model import ModelData
 from bayesgmm.bayes.params import unconstrained_from_raw
+from bayesgmm.exceptions import SamplerFallbackWarning
 
 __all__ = [
     "DEFAULT_SAMPLER",
@@ -413,16 +414,38 @@ def _python_model(density: MixtureDensity, initial_point: Callable[[Any], np.nda
 
 
 def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
-    """Sample with nutpie's Rust NUTS over :func:`model_log_density`."""
+    """Sample with nutpie's Rust NUTS over :func:`model_log_density`.
+
+    The kernel goes to nutpie as a C callback (no GIL while sampling) through
+    nutpie's private interface.  If that interface is not the tested one, or
+    the route raises anything but an interrupt, the same kernel is sampled
+    through nutpie's public ``from_pyfunc`` instead, with one
+    :class:`~bayesgmm.exceptions.SamplerFallbackWarning` naming why.
+    """
     t0 = time.perf_counter()
     density = model_log_density(model)
     initial_point = _jittered_init(density, settings.init_raw, 0.1)
-    # the kernel as a C callback (compiled or loaded here): no GIL while sampling
-    nutpie_model = kernel_model(density, initial_point)
-    if nutpie_model is None:  # this nutpie lacks the low-level interface
-        nutpie_model = _python_model(density, initial_point)
+    names = tuple(density.names)
+    problem = _nutpie_bridge.interface_problem()
+    if problem is None:
+        try:
+            nutpie_model = _nutpie_bridge.kernel_model(density, initial_point)
+            t_compile = time.perf_counter() - t0
+            raw, stats, t_sample = _run_nutpie(nutpie_model, settings, names)
+            return raw, stats, t_compile, t_sample
+        except Exception as err:  # any failure of the fast route falls back
+            problem = f"{type(err).__name__}: {err}"
+    warnings.warn(
+        f"bayesgmm: nutpie's fast C-callback route is unavailable ({problem}); sampling the "
+        "same model through nutpie's public Python interface instead (same draws, slower "
+        "with several chains). Install a nutpie in the tested range to restore it.",
+        SamplerFallbackWarning,
+        stacklevel=4,
+    )
+    t0 = time.perf_counter()
+    nutpie_model = _python_model(density, initial_point)
     t_compile = time.perf_counter() - t0
-    raw, stats, t_sample = _run_nutpie(nutpie_model, settings, tuple(density.names))
+    raw, stats, t_sample = _run_nutpie(nutpie_model, settings, names)
     return raw, stats, t_compile, t_sample
 
 
