@@ -1,0 +1,38 @@
+"""Ctrl-C stops the work: KeyboardInterrupt propagates and no fitted state is left behind.
+
+The interrupt is delivered the way a terminal delivers it, as SIGINT to the main
+thread (``_thread.interrupt_main``) from a timer, while the work is running.
+"""
+
+import _thread
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+
+
+def _interrupt_after(seconds):
+    timer = threading.Timer(seconds, _thread.interrupt_main)
+    timer.start()
+    return timer
+
+
+def test_ctrl_c_stops_an_em_fit_and_sets_nothing():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100_000, 6))
+    model = bg.EMGMM(6, tol=0.0, max_iter=100_000, random_state=0)  # would run for minutes
+    timer = _interrupt_after(0.5)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 30.0  # stopped, not run to max_iter
+    assert not hasattr(model, "result_") and not hasattr(model, "weights_")
+    # the engine's worker threads were released: a new fit works normally
+    small = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful())
+    assert small.converged_
