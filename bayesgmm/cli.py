@@ -1,31 +1,154 @@
 """Command line: ``bayesgmm demo`` and ``bayesgmm fit DATA.csv``.
 
-A thin layer over the public API. Errors in the user's input end with a
-one-line message on stderr and exit status 2.
+A thin layer over the public API. The contract (what is read how, what is
+left out, the exit statuses) is in :data:`FIT_EPILOG`, printed by
+``bayesgmm fit --help``, and in docs/robustness.md:
+
+- 0: the report was written;
+- 1: no fit succeeded, so no report was written;
+- 2: bad input or options: one line on stderr, nothing written, no fitting;
+- 130: interrupted with Ctrl-C: one line on stderr, no partial output.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import os
+import re
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple, NoReturn
 
+import numpy as np
 import pandas as pd
 
 import bayesgmm as bg
 from bayesgmm._constants import COVARIANCE_TYPES
 from bayesgmm.selection import METHODS
 
-__all__ = ["main"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_NO_FIT", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+#: No (method, K) fit succeeded; no report is written.
+EXIT_NO_FIT = 1
+#: Bad input or options; nothing is written.
+EXIT_USAGE = 2
+#: Interrupted (Ctrl-C), as shells report SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
+#: Separators the sniffer tries, in order of preference on ties.
+_SEPARATORS = (",", ";", "\t", "|", " ")
+_SEP_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'", " ": "space"}
+#: Cells read as missing (refused for now: a later version will model them).
+_MISSING = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A", "None"})
+_BOOLS = frozenset({"true", "false"})
+_COMMA_DECIMAL = re.compile(r"^[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?$")
+_POINT_DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$")
+_THOUSANDS_POINT = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+#: Lines the separator and decimal mark are sniffed from.
+_SNIFF_LINES = 100
+#: (leading bytes, what the file is, what to do).
+_MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip -k)"),
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook?)", "export the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0", "an Excel .xls or other OLE file", "export the sheet as CSV"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2 -k)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz -k)"),
+    (b"%PDF", "a PDF document", "export the table as CSV"),
+    (b"\x89HDF", "an HDF5/netCDF file", "read it with bayesgmm.load or xarray"),
+    (b"\x00\x00\xfe\xff", "UTF-32 text", "save it as UTF-8 CSV"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text", "save it as UTF-8 CSV"),
+    (b"\xff\xfe", "UTF-16 text", "save it as UTF-8 CSV (Excel: 'CSV UTF-8')"),
+    (b"\xfe\xff", "UTF-16 text", "save it as UTF-8 CSV (Excel: 'CSV UTF-8')"),
+)
+
+FIT_EPILOG = """\
+How DATA is read:
+  - UTF-8 text (a byte-order mark is fine), or Windows-1252 if it is not UTF-8.
+    gzip, zip/Excel, UTF-16 and other binary files are refused.
+  - The first row is the header; names lose surrounding spaces, so ' x ' is
+    selected as --columns x. Lines with no values at all are skipped.
+  - The separator (, ; tab | or space) and the decimal mark (. or ,) are
+    sniffed from the first 100 lines; --sep and --decimal override them.
+    A semicolon file with decimal commas (European spreadsheets) is read as
+    numbers. The line 'read DATA: ...' says what was used.
+
+Left out unless --columns names them (one line says what and why):
+  - an unnamed first column of unique values: row names (R's write.csv,
+    pandas' to_csv index);
+  - a column of unique consecutive integers (e.g. 1..N): an id;
+  - unnamed columns with no values (trailing separators).
+
+Refused in one line on stderr, with exit status 2, before any fitting and
+with nothing written: a missing, empty, compressed, binary or UTF-16 file;
+rows whose number of fields differs from the header's; text or TRUE/FALSE
+columns; blank or NA cells (missing values are not supported here yet);
+infinite values; constant columns; fewer rows than components; --columns
+naming no column or an unknown one; --k, --methods, --draws/--chains < 1,
+--tune/--seed < 0; --out naming an existing file.
+
+Exit status:
+  0    the report was written to --out (report.html, report.md, tables).
+  1    no fit succeeded: one line on stderr with the first failure; no report.
+  2    bad input or options: one line on stderr; nothing written.
+  130  interrupted (Ctrl-C): one line on stderr; no partial output (an --out
+       folder created by this run is removed).
+"""
 
 
 class UsageError(Exception):
     """Bad input from the command line user (exit status 2)."""
 
 
+class NoFitError(Exception):
+    """No fit succeeded (exit status 1)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (a :class:`UsageError`)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+class CSVData(NamedTuple):
+    """A CSV file read by :func:`read_table`.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The features, float64, one column per feature.
+    sep : str
+        The separator used.
+    decimal : str
+        The decimal mark used.
+    notes : list of str
+        One-line notes for the user (encoding, columns left out).
+    """
+
+    frame: pd.DataFrame
+    sep: str
+    decimal: str
+    notes: list[str]
+
+
 def parse_k_range(text: str) -> list[int]:
     """Parse ``"3"`` or ``"1-6"`` into a list of component counts.
+
+    Parameters
+    ----------
+    text : str
+        One number or a range ``low-high``.
+
+    Returns
+    -------
+    list of int
+        The component counts.
 
     Examples
     --------
@@ -44,40 +167,24 @@ def parse_k_range(text: str) -> list[int]:
     return list(range(low, high + 1))
 
 
-def read_table(path: str, columns: str | None) -> pd.DataFrame:
-    """Read a CSV with a header and keep the numeric columns asked for."""
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"no such file: {path}")
-    try:
-        frame = pd.read_csv(file)
-    except pd.errors.EmptyDataError:
-        raise UsageError(f"{path} is empty") from None
-    if frame.empty:
-        raise UsageError(f"{path} has a header but no rows")
-    if columns:
-        names = [c.strip() for c in columns.split(",") if c.strip()]
-        missing = [c for c in names if c not in frame.columns]
-        if missing:
-            raise UsageError(f"--columns: {missing} not in {path} (has {list(frame.columns)})")
-        frame = frame[names]
-    for name in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[name]):
-            raise UsageError(
-                f"column {name!r} is not numeric (e.g. {frame[name].iloc[0]!r}); "
-                "choose numeric columns with --columns"
-            )
-        if frame[name].isna().all():
-            raise UsageError(f"column {name!r} holds no numbers (all missing); "
-                             "leave it out with --columns")
-    if frame.isna().any().any():
-        bad = [c for c in frame.columns if frame[c].isna().any()]
-        raise UsageError(f"columns {bad} have missing values; drop those rows first")
-    return frame
-
-
 def parse_methods(text: str) -> tuple[str, ...]:
-    """Parse ``"em,advi,nuts"`` into method names, rejecting unknown ones."""
+    """Parse ``"em,advi,nuts"`` into method names, rejecting unknown ones.
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated method names.
+
+    Returns
+    -------
+    tuple of str
+        The methods.
+
+    Examples
+    --------
+    >>> parse_methods("em, nuts")
+    ('em', 'nuts')
+    """
     methods = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
@@ -86,25 +193,418 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return methods
 
 
-def run_comparison(X: pd.DataFrame, ks: list[int], methods: tuple[str, ...], args,
-                   title: str) -> None:
-    """Fit, print the table and verdict, and write the report into ``args.out``."""
+def parse_columns(text: str | None) -> list[str] | None:
+    """Parse ``--columns``: comma-separated names, stripped of spaces.
+
+    Parameters
+    ----------
+    text : str or None
+        The option's value; ``None`` means every usable column.
+
+    Returns
+    -------
+    list of str or None
+        The names, in order.
+
+    Examples
+    --------
+    >>> parse_columns(" x , y")
+    ['x', 'y']
+    """
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise UsageError(f"--columns names no column (got {text!r}); give comma-separated "
+                         "header names, e.g. --columns x,y")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"--columns names {twice} more than once")
+    return names
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers ``>= minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _separator(text: str) -> str:
+    """An argparse ``type`` for ``--sep``: one character, or ``tab``/``space``."""
+    value = {"tab": "\t", "\\t": "\t", "space": " "}.get(text.lower(), text)
+    if len(value) != 1 or value in "\"\r\n" or value.isalnum() or value == ".":
+        raise argparse.ArgumentTypeError(
+            f"must be one separator character such as , ; | or tab, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# reading the file
+# --------------------------------------------------------------------------
+
+
+def _read_text(file: Path, notes: list[str]) -> str:
+    """The file's text; refuses empty, compressed, binary and UTF-16 files."""
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {file}: {err.strerror or err}") from None
+    for magic, what, fix in _MAGIC:
+        if raw.startswith(magic):
+            raise UsageError(f"{file} is {what}, not a CSV text file; {fix}")
+    head = raw[:8192]
+    nul_even, nul_odd = head[0::2].count(0), head[1::2].count(0)
+    if min(nul_even, nul_odd) == 0 and max(nul_even, nul_odd) > len(head) // 4:
+        raise UsageError(f"{file} looks like UTF-16 text (no byte-order mark), not a CSV "
+                         "text file; save it as UTF-8 CSV")
+    if b"\x00" in head:
+        raise UsageError(f"{file} holds binary data (NUL bytes), not CSV text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            raise UsageError(f"{file} is neither UTF-8 nor Windows-1252 text (binary?); "
+                             "save it as UTF-8 CSV") from None
+        notes.append(f"{file.name} is not UTF-8: read it as Windows-1252")
+    if any(ch < " " and ch not in "\t\r\n\f" for ch in text[:8192]):
+        raise UsageError(f"{file} holds control characters (binary data?), not CSV text")
+    if not text.strip():
+        raise UsageError(f"{file} is empty")
+    return text
+
+
+def _blank(row: list[str]) -> bool:
+    return all(not cell.strip() for cell in row)
+
+
+def _rows(lines, sep: str) -> list[tuple[int, list[str]]]:
+    """Non-blank rows with their line numbers (csv quoting rules)."""
+    if sep == " ":
+        lines = (line.strip() + "\n" for line in lines)
+    reader = csv.reader(lines, delimiter=sep, strict=True, skipinitialspace=sep == " ")
+    out = []
+    for row in reader:
+        if not _blank(row):
+            out.append((reader.line_num, row))
+    return out
+
+
+def _sniff_separator(sample: list[str]) -> str:
+    """The separator giving every sampled line the header's number of fields."""
+    best, best_score = ",", (-1.0,)
+    for rank, sep in enumerate(_SEPARATORS):
+        try:
+            rows = [row for _, row in _rows(sample, sep)]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        header, body = len(rows[0]), [len(r) for r in rows[1:]]
+        if header < 2 and not (body and all(n == header + 1 for n in body)):
+            continue
+        exact = all(n == header for n in body)
+        short = bool(body) and all(n == header + 1 for n in body)  # R row names
+        if sep == " " and not (exact or short):
+            continue  # spaces inside text would look like a ragged file
+        agree = np.mean([n == header for n in body]) if body else 1.0
+        score = (2.0 if exact else 1.0 if short else 0.0, agree, header, -rank)
+        if score > best_score:
+            best, best_score = sep, score
+    return best
+
+
+def _sniff_decimal(sample_rows: list[list[str]], sep: str, file: Path) -> str:
+    """``","`` if the sampled cells of a non-comma file hold decimal commas and no points.
+
+    In a comma-separated file a quoted ``"1,234"`` is more likely a thousands
+    separator, so decimal commas there need ``--decimal ,``.
+    """
+    if sep == ",":
+        return "."
+    cells = [c.strip() for row in sample_rows for c in row]
+    comma = next((c for c in cells if _COMMA_DECIMAL.match(c)), None)
+    if comma is None:
+        return "."
+    point = next((c for c in cells if _POINT_DECIMAL.match(c)), None)
+    if point is not None:
+        raise UsageError(f"{file} mixes decimal commas ({comma!r}) and decimal points "
+                         f"({point!r}); say which is meant with --decimal , or --decimal .")
+    return ","
+
+
+def _number_text(cell: str, decimal: str) -> str:
+    """A cell written with ``decimal`` as text that :func:`pandas.to_numeric` reads."""
+    if decimal != ",":
+        return cell
+    if _THOUSANDS_POINT.match(cell):
+        cell = cell.replace(".", "")  # 1.234,5
+    elif "." in cell:
+        return "not a number"
+    return cell.replace(",", ".")
+
+
+def _parse_column(name: str, cells: list[str], lines: list[int],
+                  decimal: str) -> tuple[np.ndarray | None, str | None]:
+    """Numbers of one column, or ``None`` and the one-line reason it cannot be used."""
+    cells = [c.strip() for c in cells]
+    n = len(cells)
+    missing = np.array([c in _MISSING for c in cells])
+    if missing.all():
+        return None, (f"column {name!r} holds no numbers (all {n} cells blank or NA); "
+                      "leave it out with --columns")
+    present = [c for c, m in zip(cells, missing, strict=True) if not m]
+    if all(c.lower() in _BOOLS for c in present):
+        return None, (f"column {name!r} holds TRUE/FALSE values, not measurements; "
+                      "leave it out with --columns (or recode it as 0/1 if it is meant)")
+    text = pd.Series([_number_text(c, decimal) for c in cells], dtype=object)
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~missing & np.isnan(values))
+    if bad.size:
+        example = cells[bad[0]]
+        hint = ""
+        if decimal == "." and _COMMA_DECIMAL.match(example):
+            hint = "; for decimal commas pass --decimal ,"
+        elif decimal == "," and _POINT_DECIMAL.match(example):
+            hint = "; the file was read with decimal commas: pass --decimal . if points are meant"
+        return None, (f"column {name!r} is not numeric (e.g. {example!r} on line "
+                      f"{lines[bad[0]]}){hint}; choose numeric columns with --columns")
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        return None, (f"column {name!r} has {infinite.size} infinite value(s) (e.g. "
+                      f"{cells[infinite[0]]!r} on line {lines[infinite[0]]}); remove or "
+                      "replace them")
+    if missing.any():
+        where = ", ".join(str(lines[i]) for i in np.flatnonzero(missing)[:5])
+        more = ", ..." if missing.sum() > 5 else ""
+        return None, (f"column {name!r} has blank or NA cells in {int(missing.sum())} of {n} "
+                      f"rows (lines {where}{more}); missing values are not supported by the "
+                      "command line yet: drop those rows or leave the column out with "
+                      "--columns")
+    if n > 1 and np.ptp(values) == 0:
+        return None, (f"column {name!r} is constant (every row is {values[0]:g}) and cannot "
+                      "separate clusters; leave it out with --columns")
+    return values, None
+
+
+def _is_id(cells: list[str]) -> bool:
+    """Unique consecutive integers (in any order), at least 3 of them."""
+    cells = [c.strip() for c in cells]
+    if len(cells) < 3 or not all(_INTEGER.match(c) for c in cells):
+        return False
+    values = np.sort(np.array([int(c) for c in cells]))
+    return bool(np.array_equal(values, np.arange(values[0], values[0] + len(values))))
+
+
+def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
+               decimal: str | None = None) -> CSVData:
+    """Read a CSV file with a header as users write them, and keep the features.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    columns : str, optional
+        Comma-separated header names to use (``--columns``); by default
+        every column except row names, ids and empty unnamed columns.
+    sep : str, optional
+        Separator; sniffed from the first 100 lines by default.
+    decimal : {".", ","}, optional
+        Decimal mark; sniffed by default.
+
+    Returns
+    -------
+    CSVData
+        ``frame`` (float64 features), ``sep``, ``decimal`` and ``notes``.
+
+    Raises
+    ------
+    UsageError
+        With a one-line message, for anything that cannot be fitted as it is.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no such file: {path}")
+    wanted = parse_columns(columns)
+    notes: list[str] = []
+    text = _read_text(file, notes)
+    head = text[:1 << 16].splitlines()[:_SNIFF_LINES]
+    if sep is None:
+        sep = _sniff_separator(head)
+    try:
+        rows = _rows(io.StringIO(text, newline=""), sep)
+    except csv.Error as err:
+        raise UsageError(f"{file} is not valid CSV ({err}); check its quotes") from None
+    if len(rows) < 2:
+        raise UsageError(f"{path} has a header but no rows")
+    header = [h.strip() for h in rows[0][1]]
+    body = rows[1:]
+    widths = {len(row) for _, row in body}
+    if len(widths) == 1 and widths == {len(header) + 1}:
+        header = ["", *header]  # R's write.table: no header field over the row names
+    ragged = [(line, len(row)) for line, row in body if len(row) != len(header)]
+    if ragged:
+        line, width = ragged[0]
+        raise UsageError(
+            f"{path}: {len(ragged)} row(s) do not have the header's {len(header)} fields "
+            f"(line {line} has {width}; separator {_SEP_NAMES.get(sep, repr(sep))}); "
+            "fix the file, or pass --sep if the separator is wrong")
+    if decimal is None:
+        decimal = _sniff_decimal([row for _, row in body[:_SNIFF_LINES]], sep, file)
+    lines = [line for line, _ in body]
+    cols = [[row[j] for _, row in body] for j in range(len(header))]
+    named = {}
+    for j, name in enumerate(header):
+        if name and name in named:
+            raise UsageError(f"the header names column {name!r} twice (fields {named[name] + 1} "
+                             f"and {j + 1}); rename one")
+        named.setdefault(name, j)
+    left_out: list[str] = []
+    if wanted is not None:
+        unknown = [c for c in wanted if c not in named]
+        if unknown:
+            shown = [h for h in header if h]
+            raise UsageError(f"--columns: {unknown} not in {path} (has {shown})")
+        chosen = [(c, named[c]) for c in wanted]
+    else:
+        chosen = []
+        for j, name in enumerate(header):
+            cells = [c.strip() for c in cols[j]]
+            if not name and all(c in _MISSING for c in cells):
+                left_out.append(f"empty unnamed field {j + 1} (trailing separators?)")
+            elif not name and j == 0 and len(set(cells)) == len(cells):
+                left_out.append("the unnamed first column (row names)")
+            elif _is_id(cells):
+                what = repr(name) if name else f"unnamed field {j + 1}"
+                left_out.append(f"{what} (unique consecutive integers "
+                                f"{min(map(int, cells))}..{max(map(int, cells))}: an id)")
+            else:
+                chosen.append((name or f"column {j + 1}", j))
+        if not chosen:
+            raise UsageError(f"{path} has no columns left to fit after leaving out "
+                             f"{'; '.join(left_out)}; name columns with --columns")
+    data, problems = {}, []
+    for name, j in chosen:
+        values, problem = _parse_column(name, cols[j], lines, decimal)
+        if problem:
+            problems.append(problem)
+        else:
+            data[name] = values
+    if problems:
+        usable = ",".join(data)
+        fix = f" (e.g. --columns {usable})" if wanted is None and usable else ""
+        raise UsageError(problems[0] + fix)
+    if left_out:
+        notes.append(f"left out {'; '.join(left_out)}; name it in --columns to use it")
+    frame = pd.DataFrame(data, dtype=float)
+    return CSVData(frame, sep, decimal, notes)
+
+
+# --------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------
+
+
+def check_out(out: str) -> Path:
+    """Refuse an ``--out`` that cannot become a report folder, before any fitting.
+
+    Parameters
+    ----------
+    out : str
+        The ``--out`` option.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (not created yet).
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out: {out} is an existing file; give a folder for the report "
+                         "(report.html, report.md and tables)")
+    ancestor = folder.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"--out: {ancestor} is a file, so {out} cannot be a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: no permission to write in {ancestor}")
+    return folder
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_comparison(X: pd.DataFrame, ks: list[int], methods: tuple[str, ...],
+                   args: argparse.Namespace, title: str) -> None:
+    """Fit, print the table and verdict, and write the report into ``args.out``.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        The features.
+    ks : list of int
+        Component counts.
+    methods : tuple of str
+        Methods to fit.
+    args : argparse.Namespace
+        The parsed options (``out``, ``covariance``, ``seed``, ``draws``...).
+    title : str
+        Report title.
+    """
+    out = check_out(args.out)
     bayes = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
-    cmp = bg.compare_k(X, ks, methods=methods, covariance_type=args.covariance,
-                       random_state=args.seed, progressbar=not args.quiet, bayes_kwargs=bayes)
+    try:
+        cmp = bg.compare_k(X, ks, methods=methods, covariance_type=args.covariance,
+                           random_state=args.seed, progressbar=not args.quiet,
+                           bayes_kwargs=bayes)
+    except ValueError as err:
+        raise UsageError(_one_line(err)) from None
+    failed = [key for key, r in cmp.results.items() if r is None]
+    if len(failed) == len(cmp.results):
+        method, k = failed[0]
+        why = _one_line(cmp.messages.get((method, k), "")) or "no message"
+        raise NoFitError(f"no fit succeeded ({len(failed)} tried), so no report was written; "
+                         f"{method} K={k}: {why}")
     shown = cmp.table[["loglik", "n_params", "aic", "bic", "icl", "elpd_loo", "se_loo"]]
     print(shown.dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.2f}"))
     print(cmp.verdict())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = bg.report(cmp, out / "report.html", title=title)
+    created = _missing_top(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path = bg.report(cmp, out / "report.html", title=title)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     print(f"report: {path.resolve()} (Markdown twin: {path.with_suffix('.md').name}; "
           f"tables as CSV and LaTeX in {path.stem}_files/)")
 
 
+def _missing_top(folder: Path) -> Path | None:
+    """The outermost folder of ``folder`` that does not exist yet (None if it exists)."""
+    top = None
+    current = folder.absolute()
+    while not current.exists():
+        top, current = current, current.parent
+    return top
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
-    X = bg.datasets.load_faithful()
     methods = parse_methods(args.methods)
+    check_out(args.out)
+    X = bg.datasets.load_faithful()
     print(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; "
           f"{', '.join(methods)} for K=1..5")
     run_comparison(X, list(range(1, 6)), methods, args, "bayesgmm demo: Old Faithful")
@@ -113,7 +613,14 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_fit(args: argparse.Namespace) -> None:
     ks = parse_k_range(args.k)
     methods = parse_methods(args.methods)
-    X = read_table(args.data, args.columns)
+    check_out(args.out)
+    table = read_table(args.data, args.columns, sep=args.sep, decimal=args.decimal)
+    X = table.frame
+    print(f"read {Path(args.data).name}: {len(X)} rows, {X.shape[1]} feature(s) "
+          f"({', '.join(X.columns)}); separator {_SEP_NAMES.get(table.sep, repr(table.sep))}, "
+          f"decimal {table.decimal!r}")
+    for note in table.notes:
+        print(note)
     if len(X) < max(ks):
         raise UsageError(f"--k asks for up to {max(ks)} components but the data have "
                          f"{len(X)} rows")
@@ -126,43 +633,78 @@ def _common(parser: argparse.ArgumentParser, methods: str, out: str) -> None:
                              f"(default {methods})")
     parser.add_argument("--covariance", default="full", choices=COVARIANCE_TYPES,
                         help="covariance type (default full)")
-    parser.add_argument("--out", default=out, help=f"output folder (default {out})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--draws", type=int, default=1000,
+    parser.add_argument("--out", default=out,
+                        help=f"output folder, created after the fits (default {out}); "
+                             "an existing file is refused")
+    parser.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
+    parser.add_argument("--draws", type=_count(1), default=1000,
                         help="posterior draws per chain for Bayesian fits (default 1000)")
-    parser.add_argument("--tune", type=int, default=1000,
+    parser.add_argument("--tune", type=_count(0), default=1000,
                         help="NUTS tuning steps per chain (default 1000)")
-    parser.add_argument("--chains", type=int, default=2, help="NUTS chains (default 2)")
+    parser.add_argument("--chains", type=_count(1), default=2,
+                        help="NUTS chains (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``bayesgmm`` command."""
-    parser = argparse.ArgumentParser(prog="bayesgmm", description=__doc__.splitlines()[0])
+    """The argument parser of the ``bayesgmm`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its errors raise a one-line :class:`UsageError`.
+    """
+    parser = _Parser(prog="bayesgmm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="Old Faithful (shipped), EM + ADVI + NUTS, K=1..5, "
                                        "with a report")
     _common(demo, "em,advi,nuts", "bayesgmm-demo")
     demo.set_defaults(run=_cmd_demo)
-    fit = sub.add_parser("fit", help="fit mixtures to a CSV file with a header, with a report")
+    fit = sub.add_parser("fit", help="fit mixtures to a CSV file with a header, with a report",
+                         description="Fit Gaussian mixtures for every K and method to the "
+                                     "numeric columns of a CSV file and write a report.",
+                         epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("data", help="CSV file with a header row")
     fit.add_argument("--k", default="1-6", help="component counts, e.g. 3 or 1-6 (default 1-6)")
     fit.add_argument("--columns", default=None,
-                     help="comma-separated numeric columns to use (default: all)")
+                     help="comma-separated header names of the features (default: every "
+                          "column but row names and ids)")
+    fit.add_argument("--sep", type=_separator, default=None,
+                     help="field separator, e.g. ';' or tab (default: sniffed)")
+    fit.add_argument("--decimal", choices=(".", ","), default=None,
+                     help="decimal mark (default: sniffed)")
     _common(fit, "em", "bayesgmm-report")
     fit.set_defaults(run=_cmd_fit)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments after the program name (``sys.argv[1:]`` by default).
+
+    Returns
+    -------
+    int
+        Exit status: 0 report written, 1 no fit succeeded, 2 bad input or
+        options, 130 interrupted.
+    """
     try:
+        args: Any = build_parser().parse_args(argv)
         args.run(args)
     except UsageError as err:
-        print(f"bayesgmm: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        print(f"bayesgmm: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoFitError as err:
+        print(f"bayesgmm: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_NO_FIT
+    except KeyboardInterrupt:
+        print("bayesgmm: interrupted; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":
