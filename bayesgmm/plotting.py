@@ -13,6 +13,9 @@ import numpy as np
 from bayesgmm._validation import validate_int, validate_prob
 
 __all__ = [
+    "MAX_RINGED",
+    "least_certain",
+    "pca_projection",
     "plot_clusters",
     "plot_criteria",
     "plot_posterior_ellipses",
@@ -49,29 +52,100 @@ def _ellipse_path(mean: np.ndarray, cov: np.ndarray, radius: float = _ELLIPSE_RA
     return (mean[:, None] + radius * vecs @ (np.sqrt(np.maximum(vals, 0))[:, None] * circle)).T
 
 
+#: At most this many uncertain points are ringed, however large N is.
+MAX_RINGED = 30
+#: Points whose assigned component has at least this probability are never ringed.
+_CERTAIN = 0.99
+
+
+def pca_projection(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First two principal axes of the standardised data.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data, at least two features.
+
+    Returns
+    -------
+    basis : ndarray of shape (n_features, 2)
+        Maps data in its own units to scores on the two axes (``X @ basis``,
+        up to a shift); the largest loading of each axis is positive.
+    explained : ndarray of shape (2,)
+        Fraction of the standardised data's total variance along each axis.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [2.0, 2.1, 1.0], [3.0, 2.9, 0.0]])
+    >>> basis, explained = pca_projection(X)
+    >>> basis.shape, bool(explained[0] > 0.6), bool(explained.sum() <= 1)
+    ((3, 2), True, True)
+    """
+    X = np.asarray(X, dtype=float)
+    scale = X.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    _, sv, vt = np.linalg.svd((X - X.mean(axis=0)) / scale, full_matrices=False)
+    axes = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(axis=1)])[:, None]
+    explained = sv[:2] ** 2 / max(float(np.sum(sv**2)), np.finfo(float).tiny)
+    return (axes / scale).T, explained
+
+
 def _projection(result, dims, projection: str):
     """A (D, 2) matrix mapping features to the plotted plane, and axis labels."""
     names = result.feature_names
     d = result.n_features
-    if projection == "pca" and d > 2:
-        X = result.observed.values
-        centred = X - X.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred / centred.std(axis=0), full_matrices=False)
-        basis = (vt[:2] / centred.std(axis=0)).T
-        return basis, ["principal axis 1", "principal axis 2"]
+    if projection not in ("auto", "features", "pca"):
+        raise ValueError(f"projection must be 'auto', 'features' or 'pca', got {projection!r}.")
+    data = result.observed
+    if projection in ("auto", "pca") and d > 2 and data is not None:
+        basis, explained = pca_projection(data.values)
+        return basis, [f"PC{i + 1} ({100 * e:.1f}% of standardised variance)"
+                       for i, e in enumerate(explained)]
     i, j = dims
     basis = np.zeros((d, 2))
     basis[i, 0] = basis[j, 1] = 1.0
     return basis, [names[i], names[j]]
 
 
+def least_certain(result, max_points: int = MAX_RINGED) -> np.ndarray:
+    """Positions of the points to ring as uncertain, least certain first.
+
+    At most ``max_points`` and at most 5% of the points (at least one), and
+    only points whose assigned component has probability below 0.99.
+
+    Parameters
+    ----------
+    result : GMMResult
+        Any fit.
+    max_points : int, default=30
+        Upper bound, so large data sets get a few dozen rings, not thousands.
+
+    Returns
+    -------
+    ndarray of int
+        Row positions into ``result.responsibilities``.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> fit = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful()).result_
+    >>> len(least_certain(fit)) <= 30
+    True
+    """
+    max_points = validate_int(max_points, "max_points")
+    prob = result.responsibilities.values.max(axis=1)
+    n = min(max_points, max(1, int(np.ceil(0.05 * len(prob)))))
+    order = np.argsort(prob, kind="stable")[:n]
+    return order[prob[order] < _CERTAIN]
+
+
 def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
-                  projection: str = "features", show_uncertainty: bool = True):
+                  projection: str = "auto", show_uncertainty: bool = True):
     """Data coloured by component, with 95% covariance ellipses.
 
     Points are coloured by their most probable component; their opacity is
     the probability of that assignment, so uncertain points fade and the
-    most uncertain are ringed.
+    least certain (at most 30) are ringed.
 
     Parameters
     ----------
@@ -81,11 +155,14 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
         Where to draw; a new figure by default.
     dims : tuple of int, default=(0, 1)
         Features on the x and y axes (``projection="features"``).
-    projection : {"features", "pca"}, default="features"
-        For D > 2, "pca" shows the first two principal axes of the
-        standardised data, with the ellipses projected onto them.
+    projection : {"auto", "features", "pca"}, default="auto"
+        For D > 2, "pca" (and "auto") show the first two principal axes of
+        the standardised data, labelled with the share of variance each
+        explains, with the ellipses projected onto them; "features" shows
+        the features ``dims``.
     show_uncertainty : bool, default=True
-        Fade points by assignment probability and ring the 5% least certain.
+        Fade points by assignment probability and ring the least certain:
+        at most 30, at most 5% of the points, and only those below 0.99.
 
     Returns
     -------
@@ -99,7 +176,7 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
     ax = _axes(ax)
     X = data.values
     if result.n_features == 1:
-        return _plot_clusters_1d(result, X[:, 0], ax)
+        return _plot_clusters_1d(result, X[:, 0], ax, show_uncertainty)
     basis, labels = _projection(result, dims, projection)
     points = X @ basis
     resp = result.responsibilities.values
@@ -109,11 +186,14 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
     rgba = colors[assigned].copy()
     if show_uncertainty:
         rgba[:, 3] = 0.15 + 0.85 * (prob - prob.min()) / max(1e-12, np.ptp(prob))
-    ax.scatter(points[:, 0], points[:, 1], c=rgba, s=18, linewidths=0)
-    if show_uncertainty and len(prob) > 0:
-        worst = np.argsort(prob)[: max(1, len(prob) // 20)]
-        ax.scatter(points[worst, 0], points[worst, 1], facecolors="none", edgecolors="black",
-                   s=60, linewidths=0.8, label="least certain 5%")
+    size = 18.0 * min(1.0, np.sqrt(2000 / max(len(X), 1)))  # smaller dots for large N
+    ax.scatter(points[:, 0], points[:, 1], c=rgba, s=max(size, 2.0), linewidths=0)
+    if show_uncertainty:
+        worst = least_certain(result)
+        if worst.size:
+            ax.scatter(points[worst, 0], points[worst, 1], facecolors="none",
+                       edgecolors="black", s=60, linewidths=0.8,
+                       label=f"{worst.size} least certain")
     weights, means, covs = result.point_estimate()
     for k in range(result.n_components):
         m = means.values[k] @ basis
@@ -124,33 +204,47 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
         ax.plot(*m, marker="x", color=colors[k], ms=9, mew=2)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
-    ax.set_title(f"{result.method.upper()} fit, K={result.n_components}: 95% ellipses")
+    where = " on the first two principal axes" if labels[0].startswith("PC1 (") else ""
+    ax.set_title(f"{result.method.upper()} fit, K={result.n_components}: 95% ellipses{where}")
     ax.legend(loc="best", fontsize="small", frameon=False)
     plt.gcf().tight_layout()
     return ax
 
 
-def _plot_clusters_1d(result, x: np.ndarray, ax):
+def _plot_clusters_1d(result, x: np.ndarray, ax, show_uncertainty: bool = True):
     from scipy import stats
 
     weights, means, covs = result.point_estimate()
     ax.hist(x, bins="auto", density=True, color="0.85", edgecolor="0.6")
     grid = np.linspace(x.min() - 0.1 * np.ptp(x), x.max() + 0.1 * np.ptp(x), 400)
     total = np.zeros_like(grid)
-    for k, color in enumerate(_colors(result.n_components)):
+    colors = _colors(result.n_components)
+    for k, color in enumerate(colors):
         dens = float(weights.values[k]) * stats.norm.pdf(
             grid, means.values[k, 0], np.sqrt(covs.values[k, 0, 0]))
         total += dens
-        ax.plot(grid, dens, color=color, lw=2, label=f"component {k}")
+        ax.plot(grid, dens, color=color, lw=2,
+                label=f"component {k} (w={float(weights.values[k]):.2f})")
     ax.plot(grid, total, color="black", lw=1.5, ls="--", label="mixture")
+    if show_uncertainty:
+        worst = least_certain(result)
+        if worst.size:
+            assigned = result.responsibilities.values[worst].argmax(axis=1)
+            ax.plot(x[worst], np.zeros(worst.size), ls="none", marker="|", ms=14, mew=1.5,
+                    color="black", label=f"{worst.size} least certain")
+            ax.scatter(x[worst], np.zeros(worst.size), s=12, zorder=3,
+                       color=[colors[a] for a in assigned])
     ax.set_xlabel(result.feature_names[0])
     ax.set_ylabel("density")
+    ax.set_title(f"{result.method.upper()} fit, K={result.n_components}: weighted component "
+                 "densities over the histogram")
     ax.legend(frameon=False, fontsize="small")
     return ax
 
 
 def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 40,
-                            dims: tuple[int, int] = (0, 1), random_state: int = 0):
+                            dims: tuple[int, int] = (0, 1), projection: str = "auto",
+                            random_state: int = 0):
     """A spaghetti of posterior covariance ellipses, over the EM ellipses.
 
     Parameters
@@ -164,7 +258,10 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
     n_draws : int, default=40
         Posterior draws shown per component.
     dims : tuple of int, default=(0, 1)
-        Features on the axes.
+        Features on the axes (``projection="features"``).
+    projection : {"auto", "features", "pca"}, default="auto"
+        As in :func:`plot_clusters`: for D > 2 the first two principal axes of
+        the standardised data, so both plots show the same plane.
     random_state : int, default=0
         Which draws are shown.
 
@@ -175,8 +272,11 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
     if not result.is_bayesian:
         raise ValueError("plot_posterior_ellipses needs a Bayesian fit (BayesGMM).")
     n_draws = validate_int(n_draws, "n_draws")
+    if result.n_features < 2:
+        raise ValueError("plot_posterior_ellipses needs at least 2 features; "
+                         "plot_clusters draws 1-D fits.")
     ax = _axes(ax)
-    i, j = dims
+    basis, labels = _projection(result, dims, projection)
     means = result.means.stack(sample=("chain", "draw")).transpose("sample", ...).values
     covs = result.covariances.stack(sample=("chain", "draw")).transpose("sample", ...).values
     rng = np.random.default_rng(random_state)
@@ -184,11 +284,11 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
     colors = _colors(result.n_components)
     data = result.observed
     if data is not None:
-        ax.scatter(data.values[:, i], data.values[:, j], s=8, color="0.6", linewidths=0)
-    sub = np.ix_([i, j], [i, j])
+        points = data.values @ basis
+        ax.scatter(points[:, 0], points[:, 1], s=8, color="0.6", linewidths=0)
     for k in range(result.n_components):
         for s in chosen:
-            path = _ellipse_path(means[s, k, [i, j]], covs[s, k][sub])
+            path = _ellipse_path(means[s, k] @ basis, basis.T @ covs[s, k] @ basis)
             ax.plot(path[:, 0], path[:, 1], color=colors[k], alpha=0.15, lw=1)
     if reference is not None:
         from bayesgmm.compare import match_components
@@ -197,12 +297,13 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
         _, ref_means, ref_covs = reference.point_estimate()
         for k in range(result.n_components):
             r = perm[k]
-            path = _ellipse_path(ref_means.values[r, [i, j]], ref_covs.values[r][sub])
+            path = _ellipse_path(ref_means.values[r] @ basis,
+                                 basis.T @ ref_covs.values[r] @ basis)
             ax.plot(path[:, 0], path[:, 1], color="black", lw=2,
                     label="EM" if k == 0 else None)
         ax.legend(frameon=False, fontsize="small")
-    ax.set_xlabel(result.feature_names[i])
-    ax.set_ylabel(result.feature_names[j])
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.set_title(f"{len(chosen)} posterior draws of each component's 95% ellipse")
     return ax
 

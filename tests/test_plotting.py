@@ -84,3 +84,145 @@ def test_posterior_plots_refuse_em_fits(em_faithful):
         plotting.plot_posterior_ellipses(em_faithful)
     with pytest.raises(ValueError, match="Bayesian fit"):
         plotting.plot_trace(em_faithful)
+
+
+# --------------------------------------------------------------------------
+# more than two features: a PCA projection labelled with explained variance
+# --------------------------------------------------------------------------
+
+
+def _sklearn_pca(X):
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X)
+    pca = PCA(2).fit(scaler.transform(X))
+    return pca, lambda Z: pca.transform(scaler.transform(np.atleast_2d(Z)))
+
+
+def test_more_than_two_features_plot_pca_with_explained_variance(iris, tmp_path):
+    r = bg.EMGMM(3, random_state=0).fit(iris).result_
+    ax = r.plot()  # the report's call: no projection given
+    assert _inked(_png_pixels(ax, tmp_path)) > 0.02
+    pca, transform = _sklearn_pca(iris.to_numpy())
+    for label, ratio, i in ((ax.get_xlabel(), pca.explained_variance_ratio_[0], 1),
+                            (ax.get_ylabel(), pca.explained_variance_ratio_[1], 2)):
+        assert label == f"PC{i} ({100 * ratio:.1f}% of standardised variance)"
+    assert "principal axes" in ax.get_title()
+    # the points are sklearn's PCA scores up to a shift and the sign of each axis
+    shown = ax.collections[0].get_offsets()
+    scores = transform(iris.to_numpy())
+    signs = np.sign(np.sum((shown - shown.mean(0)) * scores, axis=0))
+    shift = shown - scores * signs
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-9)
+    # each component's centre is its mean, projected the same way
+    centres = [line.get_xydata()[0] for line in ax.lines if line.get_marker() == "x"]
+    expected = transform(r.means.values) * signs + shift[0]
+    np.testing.assert_allclose(np.array(centres), expected, atol=1e-9)
+
+
+def test_features_projection_still_available_for_many_features(iris):
+    r = bg.EMGMM(2, random_state=0).fit(iris).result_
+    ax = r.plot(projection="features", dims=(2, 3))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("petal_length", "petal_width")
+    with pytest.raises(ValueError, match="projection must be"):
+        r.plot(projection="tsne")
+
+
+def test_two_features_keep_their_names_by_default(em_faithful):
+    ax = em_faithful.plot()
+    assert (ax.get_xlabel(), ax.get_ylabel()) == tuple(em_faithful.feature_names)
+
+
+def _fake_bayes(result, n_chain=2, n_draw=30, seed=0):
+    """An EM result dressed as posterior draws (small noise), for plotting only."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+
+    def draws(array, scale):
+        values = array.values[None, None] + scale * rng.normal(
+            size=(n_chain, n_draw, *array.shape))
+        return xr.DataArray(values, dims=("chain", "draw", *array.dims),
+                            coords=array.coords)
+
+    covs = draws(result.covariances, 0.0)
+    return bg.GMMResult(weights=draws(result.weights, 0.0), means=draws(result.means, 0.05),
+                        covariances=covs, responsibilities=result.responsibilities,
+                        log_likelihood=result.log_likelihood,
+                        covariance_type=result.covariance_type, method="nuts",
+                        data=result.data)
+
+
+def test_posterior_ellipses_use_the_same_pca_plane(iris):
+    em = bg.EMGMM(3, random_state=0).fit(iris).result_
+    fake = _fake_bayes(em)
+    ax = plotting.plot_posterior_ellipses(fake, em, n_draws=5)
+    assert ax.get_xlabel() == em.plot().get_xlabel()
+    assert ax.get_xlabel().startswith("PC1 (")
+    _, transform = _sklearn_pca(iris.to_numpy())
+    # the black EM ellipses are centred on the projected EM means (up to shift and sign)
+    black = [line.get_xydata()[:-1].mean(axis=0) for line in ax.lines
+             if line.get_color() == "black"]
+    expected = transform(em.means.values)
+    assert len(black) == 3
+    shown = ax.collections[0].get_offsets()
+    scores = transform(iris.to_numpy())
+    signs = np.sign(np.sum((shown - shown.mean(0)) * scores, axis=0))
+    shift = (shown - scores * signs)[0]
+    np.testing.assert_allclose(np.array(black), expected * signs + shift, atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# uncertain points: a few dozen rings at most
+# --------------------------------------------------------------------------
+
+
+def _ringed(ax):
+    rings = [c for c in ax.collections if c.get_label().endswith("least certain")]
+    return rings[0].get_offsets() if rings else np.empty((0, 2))
+
+
+def test_large_n_rings_at_most_a_few_dozen_points(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (10_000, 2)), rng.normal(2.5, 1, (10_000, 2))]
+    r = bg.EMGMM(2, random_state=0, n_init=1).fit(X).result_
+    ax = r.plot()
+    ringed = _ringed(ax)
+    assert len(ringed) == plotting.MAX_RINGED == 30
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "30 least certain" in labels
+    # they are the 30 least certain points
+    prob = r.responsibilities.values.max(axis=1)
+    worst = np.argsort(prob)[:30]
+    np.testing.assert_allclose(np.sort(ringed[:, 0]), np.sort(X[worst, 0]))
+    assert _inked(_png_pixels(ax, tmp_path)) > 0.02
+
+
+def test_only_uncertain_points_are_ringed_and_certain_fits_ring_nothing(em_faithful, faithful):
+    prob = em_faithful.responsibilities.values.max(axis=1)
+    ringed = _ringed(em_faithful.plot())
+    assert len(ringed) == min(np.sum(prob < 0.99), 14) == 2  # 14 = 5% of 272
+    np.testing.assert_allclose(np.sort(ringed[:, 1]),
+                               np.sort(faithful["waiting"].to_numpy()[prob < 0.99]))
+    plt.close("all")
+    one = bg.EMGMM(1, random_state=0).fit(faithful).result_  # every probability is 1
+    ax = one.plot()
+    assert len(_ringed(ax)) == 0
+    assert plotting.least_certain(one).size == 0
+
+
+def test_one_dimensional_plot_has_a_one_dimensional_title_and_rug(faithful, tmp_path):
+    r = bg.EMGMM(2, random_state=0).fit(faithful[["waiting"]]).result_
+    ax = r.plot()
+    assert "ellipse" not in ax.get_title() and "densities" in ax.get_title()
+    rug = [line for line in ax.lines if line.get_marker() == "|"]
+    assert len(rug) == 1
+    x = rug[0].get_xdata()
+    assert 1 <= len(x) <= plotting.MAX_RINGED
+    table = r.assignment_uncertainty().sort_values("probability", kind="stable")
+    np.testing.assert_allclose(np.sort(x), np.sort(faithful["waiting"].to_numpy()[
+        plotting.least_certain(r)]))
+    assert table["probability"].iloc[0] == pytest.approx(
+        r.responsibilities.values.max(axis=1)[plotting.least_certain(r)[0]])
+    assert _inked(_png_pixels(ax, tmp_path)) > 0.02
