@@ -49,6 +49,7 @@ _BOOLS = frozenset({"true", "false"})
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?$")
 _POINT_DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$")
 _THOUSANDS_POINT = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
+_SEP_DIRECTIVE = re.compile(r"^sep=(.)\r?\n")
 _INTEGER = re.compile(r"^[+-]?\d+$")
 #: Lines the separator and decimal mark are sniffed from.
 _SNIFF_LINES = 100
@@ -354,8 +355,8 @@ def _number_text(cell: str, decimal: str) -> str:
     return cell.replace(",", ".")
 
 
-def _parse_column(name: str, cells: list[str], lines: list[int],
-                  decimal: str) -> tuple[np.ndarray | None, str | None]:
+def _parse_column(name: str, cells: list[str], lines: list[int], decimal: str,
+                  sep: str) -> tuple[np.ndarray | None, str | None]:
     """Numbers of one column, or ``None`` and the one-line reason it cannot be used."""
     cells = [c.strip() for c in cells]
     n = len(cells)
@@ -375,6 +376,8 @@ def _parse_column(name: str, cells: list[str], lines: list[int],
         hint = ""
         if decimal == "." and _COMMA_DECIMAL.match(example):
             hint = "; for decimal commas pass --decimal ,"
+            if sep == ",":
+                hint += " (or remove the thousands separators)"
         elif decimal == "," and _POINT_DECIMAL.match(example):
             hint = "; the file was read with decimal commas: pass --decimal . if points are meant"
         return None, (f"column {name!r} is not numeric (e.g. {example!r} on line "
@@ -438,6 +441,10 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
     wanted = parse_columns(columns)
     notes: list[str] = []
     text = _read_text(file, notes)
+    directive = _SEP_DIRECTIVE.match(text)
+    if directive:  # Excel's "sep=;" first line
+        text = "\n" + text[directive.end():]  # keeps line numbers
+        sep = sep or directive.group(1)
     head = text[:1 << 16].splitlines()[:_SNIFF_LINES]
     if sep is None:
         sep = _sniff_separator(head)
@@ -448,6 +455,12 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
     if len(rows) < 2:
         raise UsageError(f"{path} has a header but no rows")
     header = [h.strip() for h in rows[0][1]]
+    numeric = [h for h in header if _INTEGER.match(h) or _POINT_DECIMAL.match(h)
+               or _COMMA_DECIMAL.match(h)]
+    if len(numeric) == len(header) and not all(_INTEGER.match(h) for h in header):
+        raise UsageError(f"the first row of {path} is numbers ({', '.join(header[:3])}"
+                         f"{', ...' if len(header) > 3 else ''}), not column names; "
+                         "add a header row")
     body = rows[1:]
     widths = {len(row) for _, row in body}
     if len(widths) == 1 and widths == {len(header) + 1}:
@@ -495,7 +508,7 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
                              f"{'; '.join(left_out)}; name columns with --columns")
     data, problems = {}, []
     for name, j in chosen:
-        values, problem = _parse_column(name, cols[j], lines, decimal)
+        values, problem = _parse_column(name, cols[j], lines, decimal, sep)
         if problem:
             problems.append(problem)
         else:
@@ -505,7 +518,9 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
         fix = f" (e.g. --columns {usable})" if wanted is None and usable else ""
         raise UsageError(problems[0] + fix)
     if left_out:
-        notes.append(f"left out {'; '.join(left_out)}; name it in --columns to use it")
+        keep = "" if all(w.startswith("empty") for w in left_out) else (
+            "; name a column in --columns to keep it")
+        notes.append(f"left out {'; '.join(left_out)}{keep}")
     frame = pd.DataFrame(data, dtype=float)
     return CSVData(frame, sep, decimal, notes)
 

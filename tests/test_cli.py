@@ -106,7 +106,7 @@ def test_id_column_is_left_out_unless_columns_names_it(tmp_path, capsys):
     assert summary.index.tolist() == ["x", "y"]
     note = [line for line in stdout.splitlines() if line.startswith("left out")]
     assert note == ["left out 'id' (unique consecutive integers 101..160: an id); "
-                    "name it in --columns to use it"]
+                    "name a column in --columns to keep it"]
     stdout, summary = fit_ok(path, tmp_path, capsys, "--columns", "id,y")
     assert summary.index.tolist() == ["id", "y"]
     assert "left out" not in stdout
@@ -180,7 +180,21 @@ def test_excel_utf8_bom_and_trailing_separators(tmp_path, capsys):
     assert summary.index.tolist() == ["x", "y"]
     stdout, summary = fit_ok(path, tmp_path, capsys)
     assert summary.index.tolist() == ["x", "y"]
-    assert "left out empty unnamed field 3 (trailing separators?); empty unnamed field 4" in stdout
+    assert ("left out empty unnamed field 3 (trailing separators?); empty unnamed field 4 "
+            "(trailing separators?)\n") in stdout
+
+
+def test_excel_sep_directive_line(tmp_path, capsys):
+    path = tmp_path / "excel.csv"
+    lines = ["sep=;", "x;y"] + [f"{a:.3f};{b:.3f}".replace(".", ",") for a, b in X]
+    path.write_text("\n".join(lines) + "\n")
+    stdout, summary = fit_ok(path, tmp_path, capsys)
+    assert summary.index.tolist() == ["x", "y"]
+    np.testing.assert_allclose(summary["mean"], X.mean(axis=0), rtol=1e-12)
+    assert "separator ';', decimal ','" in stdout
+    path.write_text("\n".join([*lines[:3], "1;2;3", *lines[3:]]) + "\n")
+    status, _, stderr = run(["fit", path, "--out", tmp_path / "no"], capsys)
+    assert_refused(status, "", stderr, "(line 4 has 3", tmp_path / "no")
 
 
 # --------------------------------------------------------------------------
@@ -224,6 +238,8 @@ HOSTILE_FILES = {
     "mixed-decimals": (b"x;y\n1,5;2.5\n2,5;3.5\n3,5;1.5\n", "mixes decimal commas"),
     "duplicate-header": (b"x,y,x\n1,2,3\n4,5,6\n7,8,9\n", "names column 'x' twice"),
     "bad-quotes": (b'x,y\n1,"2\n3,4\n', "not valid CSV"),
+    "no-header": (_plain_csv(X, header="0.5,1.25").encode(),
+                  "is numbers (0.5, 1.25), not column names; add a header row"),
 }
 
 
