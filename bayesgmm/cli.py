@@ -70,28 +70,33 @@ _MAGIC = (
 
 FIT_EPILOG = """\
 How DATA is read:
-  - UTF-8 text (a byte-order mark is fine), or Windows-1252 if it is not UTF-8.
-    gzip, zip/Excel, UTF-16 and other binary files are refused.
+  - UTF-8 text (a byte-order mark is fine), or Windows-1252 if it is not
+    UTF-8 (one line says so). gzip, zip/Excel, UTF-16 and other binary files
+    are refused: decompress or export them as UTF-8 CSV first.
   - The first row is the header; names lose surrounding spaces, so ' x ' is
-    selected as --columns x. Lines with no values at all are skipped.
+    selected by --columns x. Lines with no values at all are skipped.
   - The separator (, ; tab | or space) and the decimal mark (. or ,) are
     sniffed from the first 100 lines; --sep and --decimal override them.
-    A semicolon file with decimal commas (European spreadsheets) is read as
-    numbers. The line 'read DATA: ...' says what was used.
+    European files (';' with decimal commas, thousands points as in
+    1.234,5), Excel's 'sep=;' first line and R's write.table (space
+    separated, one header field fewer than the rows) are read as numbers.
+    Decimal commas in a ',' file need --decimal ,. The line 'read DATA: ...'
+    says what was used.
 
 Left out unless --columns names them (one line says what and why):
   - an unnamed first column of unique values: row names (R's write.csv,
     pandas' to_csv index);
-  - a column of unique consecutive integers (e.g. 1..N): an id;
+  - a column of unique consecutive integers, in any order (e.g. 1..N): an id;
   - unnamed columns with no values (trailing separators).
 
 Refused in one line on stderr, with exit status 2, before any fitting and
 with nothing written: a missing, empty, compressed, binary or UTF-16 file;
-rows whose number of fields differs from the header's; text or TRUE/FALSE
-columns; blank or NA cells (missing values are not supported here yet);
-infinite values; constant columns; fewer rows than components; --columns
-naming no column or an unknown one; --k, --methods, --draws/--chains < 1,
---tune/--seed < 0; --out naming an existing file.
+a header of numbers (no header row); rows whose number of fields differs
+from the header's; text or TRUE/FALSE columns; blank or NA cells (missing
+values are not supported here yet); infinite values; constant columns;
+fewer rows than components; --columns naming no column or an unknown one;
+bad --k or --methods; --draws or --chains below 1; --tune or --seed below
+0; --out naming an existing file.
 
 Exit status:
   0    the report was written to --out (report.html, report.md, tables).
@@ -676,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(demo, "em,advi,nuts", "bayesgmm-demo")
     demo.set_defaults(run=_cmd_demo)
     fit = sub.add_parser("fit", help="fit mixtures to a CSV file with a header, with a report",
-                         description="Fit Gaussian mixtures for every K and method to the "
+                         description="Fit Gaussian mixtures for every K and method to the\n"
                                      "numeric columns of a CSV file and write a report.",
                          epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("data", help="CSV file with a header row")
@@ -686,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "column but row names and ids)")
     fit.add_argument("--sep", type=_separator, default=None,
                      help="field separator, e.g. ';' or tab (default: sniffed)")
-    fit.add_argument("--decimal", choices=(".", ","), default=None,
+    fit.add_argument("--decimal", choices=(".", ","), default=None, metavar="{.|,}",
                      help="decimal mark (default: sniffed)")
     _common(fit, "em", "bayesgmm-report")
     fit.set_defaults(run=_cmd_fit)
