@@ -562,6 +562,18 @@ def check_out(out: str) -> Path:
     return folder
 
 
+def _say(text: str) -> None:
+    """Print a line of output; a closed pipe (``| head``) silences the rest, not the run."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = open(os.devnull, "w")  # kept open for the rest of the process
+        try:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            sys.stdout = devnull
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -598,8 +610,8 @@ def run_comparison(X: pd.DataFrame, ks: list[int], methods: tuple[str, ...],
         raise NoFitError(f"no fit succeeded ({len(failed)} tried), so no report was written; "
                          f"{method} K={k}: {why}")
     shown = cmp.table[["loglik", "n_params", "aic", "bic", "icl", "elpd_loo", "se_loo"]]
-    print(shown.dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.2f}"))
-    print(cmp.verdict())
+    _say(shown.dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.2f}"))
+    _say(cmp.verdict())
     created = _missing_top(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -608,7 +620,7 @@ def run_comparison(X: pd.DataFrame, ks: list[int], methods: tuple[str, ...],
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise
-    print(f"report: {path.resolve()} (Markdown twin: {path.with_suffix('.md').name}; "
+    _say(f"report: {path.resolve()} (Markdown twin: {path.with_suffix('.md').name}; "
           f"tables as CSV and LaTeX in {path.stem}_files/)")
 
 
@@ -625,7 +637,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     methods = parse_methods(args.methods)
     check_out(args.out)
     X = bg.datasets.load_faithful()
-    print(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; "
+    _say(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; "
           f"{', '.join(methods)} for K=1..5")
     run_comparison(X, list(range(1, 6)), methods, args, "bayesgmm demo: Old Faithful")
 
@@ -636,11 +648,11 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     check_out(args.out)
     table = read_table(args.data, args.columns, sep=args.sep, decimal=args.decimal)
     X = table.frame
-    print(f"read {Path(args.data).name}: {len(X)} rows, {X.shape[1]} feature(s) "
+    _say(f"read {Path(args.data).name}: {len(X)} rows, {X.shape[1]} feature(s) "
           f"({', '.join(X.columns)}); separator {_SEP_NAMES.get(table.sep, repr(table.sep))}, "
           f"decimal {table.decimal!r}")
     for note in table.notes:
-        print(note)
+        _say(note)
     if len(X) < max(ks):
         raise UsageError(f"--k asks for up to {max(ks)} components but the data have "
                          f"{len(X)} rows")

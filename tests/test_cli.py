@@ -356,18 +356,18 @@ def test_sigint_to_the_command_exits_130(tmp_path):
     pd.DataFrame(rng.normal(size=(20_000, 6)), columns=list("abcdef")).to_csv(path, index=False)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "bayesgmm.cli", "fit", str(path), "--methods", "em",
-         "--k", "1-9", "--quiet", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        line = proc.stdout.readline()  # printed once the file is read, before fitting
-        assert line.startswith("read big.csv"), line + proc.stderr.read()
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+         "--k", "1-9", "--quiet", "--out", str(out)],  # minutes of work
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            line = proc.stdout.readline()  # printed once the file is read, before fitting
+            assert line.startswith("read big.csv"), line + proc.stderr.read()
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
     assert proc.returncode == 130, stderr
     assert stderr == "bayesgmm: interrupted; nothing written\n"
     assert not out.exists()
@@ -401,3 +401,20 @@ def test_help_states_the_contract(capsys):
                    "2 bad input or options", "130 interrupted", "UTF-16",
                    "--out naming an existing file"):
         assert phrase in text, phrase
+
+
+def test_output_piped_into_head_still_writes_the_report(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text(_plain_csv(X))
+    out = tmp_path / "out"
+    with subprocess.Popen(
+        [sys.executable, "-m", "bayesgmm.cli", "fit", str(path), "--methods", "em",
+         "--k", "1-2", "--quiet", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline().startswith("read data.csv")
+        proc.stdout.close()  # like `| head -1`
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+    assert (out / "report.html").exists()
