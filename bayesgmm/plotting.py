@@ -91,7 +91,11 @@ def pca_projection(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _projection(result, dims, projection: str):
-    """A (D, 2) matrix mapping features to the plotted plane, and axis labels."""
+    """A (D, 2) matrix and an offset mapping features to the plotted plane, and axis labels.
+
+    Plotted coordinates are ``X @ basis - offset``: principal-component scores
+    are centred on the data mean.
+    """
     names = result.feature_names
     d = result.n_features
     if projection not in ("auto", "features", "pca"):
@@ -99,12 +103,13 @@ def _projection(result, dims, projection: str):
     data = result.observed
     if projection in ("auto", "pca") and d > 2 and data is not None:
         basis, explained = pca_projection(data.values)
-        return basis, [f"PC{i + 1} ({100 * e:.1f}% of standardised variance)"
+        offset = data.values.mean(axis=0) @ basis
+        return basis, offset, [f"PC{i + 1} ({100 * e:.1f}% of standardised variance)"
                        for i, e in enumerate(explained)]
     i, j = dims
     basis = np.zeros((d, 2))
     basis[i, 0] = basis[j, 1] = 1.0
-    return basis, [names[i], names[j]]
+    return basis, np.zeros(2), [names[i], names[j]]
 
 
 def least_certain(result, max_points: int = MAX_RINGED) -> np.ndarray:
@@ -177,15 +182,17 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
     X = data.values
     if result.n_features == 1:
         return _plot_clusters_1d(result, X[:, 0], ax, show_uncertainty)
-    basis, labels = _projection(result, dims, projection)
-    points = X @ basis
+    basis, offset, labels = _projection(result, dims, projection)
+    points = X @ basis - offset
     resp = result.responsibilities.values
     assigned = resp.argmax(axis=1)
     prob = resp.max(axis=1)
     colors = np.array(_colors(result.n_components))
     rgba = colors[assigned].copy()
     if show_uncertainty:
-        rgba[:, 3] = 0.15 + 0.85 * (prob - prob.min()) / max(1e-12, np.ptp(prob))
+        # opacity from the probability itself (1/K: a coin toss, 1: certain), not from its range
+        chance = 1 / result.n_components
+        rgba[:, 3] = 0.15 + 0.85 * np.clip((prob - chance) / max(1 - chance, 1e-12), 0, 1)
     size = 18.0 * min(1.0, np.sqrt(2000 / max(len(X), 1)))  # smaller dots for large N
     ax.scatter(points[:, 0], points[:, 1], c=rgba, s=max(size, 2.0), linewidths=0)
     if show_uncertainty:
@@ -196,7 +203,7 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
                        label=f"{worst.size} least certain")
     weights, means, covs = result.point_estimate()
     for k in range(result.n_components):
-        m = means.values[k] @ basis
+        m = means.values[k] @ basis - offset
         c = basis.T @ covs.values[k] @ basis
         path = _ellipse_path(m, c)
         ax.plot(path[:, 0], path[:, 1], color=colors[k], lw=2,
@@ -230,9 +237,11 @@ def _plot_clusters_1d(result, x: np.ndarray, ax, show_uncertainty: bool = True):
         worst = least_certain(result)
         if worst.size:
             assigned = result.responsibilities.values[worst].argmax(axis=1)
-            ax.plot(x[worst], np.zeros(worst.size), ls="none", marker="|", ms=14, mew=1.5,
+            at = np.full(worst.size, 0.03)  # just above the x axis, in axes units
+            ax.plot(x[worst], at, transform=ax.get_xaxis_transform(), ls="none", marker="|",
+                    ms=14, mew=1.5,
                     color="black", label=f"{worst.size} least certain")
-            ax.scatter(x[worst], np.zeros(worst.size), s=12, zorder=3,
+            ax.scatter(x[worst], at, transform=ax.get_xaxis_transform(), s=12, zorder=3,
                        color=[colors[a] for a in assigned])
     ax.set_xlabel(result.feature_names[0])
     ax.set_ylabel("density")
@@ -276,7 +285,7 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
         raise ValueError("plot_posterior_ellipses needs at least 2 features; "
                          "plot_clusters draws 1-D fits.")
     ax = _axes(ax)
-    basis, labels = _projection(result, dims, projection)
+    basis, offset, labels = _projection(result, dims, projection)
     means = result.means.stack(sample=("chain", "draw")).transpose("sample", ...).values
     covs = result.covariances.stack(sample=("chain", "draw")).transpose("sample", ...).values
     rng = np.random.default_rng(random_state)
@@ -284,11 +293,11 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
     colors = _colors(result.n_components)
     data = result.observed
     if data is not None:
-        points = data.values @ basis
+        points = data.values @ basis - offset
         ax.scatter(points[:, 0], points[:, 1], s=8, color="0.6", linewidths=0)
     for k in range(result.n_components):
         for s in chosen:
-            path = _ellipse_path(means[s, k] @ basis, basis.T @ covs[s, k] @ basis)
+            path = _ellipse_path(means[s, k] @ basis - offset, basis.T @ covs[s, k] @ basis)
             ax.plot(path[:, 0], path[:, 1], color=colors[k], alpha=0.15, lw=1)
     if reference is not None:
         from bayesgmm.compare import match_components
@@ -297,7 +306,7 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
         _, ref_means, ref_covs = reference.point_estimate()
         for k in range(result.n_components):
             r = perm[k]
-            path = _ellipse_path(ref_means.values[r] @ basis,
+            path = _ellipse_path(ref_means.values[r] @ basis - offset,
                                  basis.T @ ref_covs.values[r] @ basis)
             ax.plot(path[:, 0], path[:, 1], color="black", lw=2,
                     label="EM" if k == 0 else None)

@@ -226,3 +226,21 @@ def test_one_dimensional_plot_has_a_one_dimensional_title_and_rug(faithful, tmp_
     assert table["probability"].iloc[0] == pytest.approx(
         r.responsibilities.values.max(axis=1)[plotting.least_certain(r)[0]])
     assert _inked(_png_pixels(ax, tmp_path)) > 0.02
+
+
+def test_opacity_follows_the_probability_not_its_range(iris, em_faithful):
+    # iris, K=2: every point is at least 99.9% certain, so none may be faded
+    r = bg.EMGMM(2, random_state=0, n_init=10).fit(iris).result_
+    prob = r.responsibilities.values.max(axis=1)
+    assert prob.min() > 0.999
+    alpha = r.plot().collections[0].get_facecolors()[:, 3]
+    assert alpha.min() > 0.99
+    # a coin toss between two components is faded to 0.15, certainty is opaque
+    prob = em_faithful.responsibilities.values.max(axis=1)
+    alpha = em_faithful.plot().collections[0].get_facecolors()[:, 3]
+    np.testing.assert_allclose(alpha, 0.15 + 0.85 * (prob - 0.5) / 0.5, atol=1e-12)
+
+
+def test_pca_scores_are_centred(iris):
+    ax = bg.EMGMM(3, random_state=0).fit(iris).result_.plot()
+    np.testing.assert_allclose(ax.collections[0].get_offsets().mean(axis=0), 0, atol=1e-9)
