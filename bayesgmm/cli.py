@@ -441,6 +441,8 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
         With a one-line message, for anything that cannot be fitted as it is.
     """
     file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"{path} is a folder; give the CSV file in it")
     if not file.is_file():
         raise UsageError(f"no such file: {path}")
     wanted = parse_columns(columns)

@@ -287,6 +287,8 @@ def test_bad_option_is_refused_in_one_line(options, fragment, tmp_path, capsys):
 def test_missing_file_and_missing_command(tmp_path, capsys):
     status, _, stderr = run(["fit", tmp_path / "nope.csv"], capsys)
     assert_refused(status, "", stderr, "no such file")
+    status, _, stderr = run(["fit", tmp_path], capsys)
+    assert_refused(status, "", stderr, "is a folder; give the CSV file in it")
     status, _, stderr = run([], capsys)
     assert_refused(status, "", stderr, "required: command")
 
