@@ -307,27 +307,40 @@ def _rows(lines, sep: str) -> list[tuple[int, list[str]]]:
 
 
 def _sniff_separator(sample: list[str]) -> str:
-    """The separator giving every sampled line the header's number of fields."""
-    best, best_score = ",", (-1.0,)
+    """The separator giving every sampled line the header's number of fields.
+
+    R's ``write.table`` writes one header field fewer than each row (no name
+    over the row names); that layout is accepted for two or more named
+    columns. A single column (no separator gives any line two fields) is read
+    with a separator absent from the sample, so decimal commas stay inside
+    their cells.
+    """
+    best, best_score = None, (-1.0,)
+    single = True  # no separator splits the header
     for rank, sep in enumerate(_SEPARATORS):
         try:
             rows = [row for _, row in _rows(sample, sep)]
         except csv.Error:
+            single = False
             continue
         if not rows:
             continue
+        single = single and len(rows[0]) == 1
         header, body = len(rows[0]), [len(r) for r in rows[1:]]
-        if header < 2 and not (body and all(n == header + 1 for n in body)):
-            continue
         exact = all(n == header for n in body)
-        short = bool(body) and all(n == header + 1 for n in body)  # R row names
-        if sep == " " and not (exact or short):
+        short = header >= 2 and bool(body) and all(n == header + 1 for n in body)
+        if header < 2 or (sep == " " and not (exact or short)):
             continue  # spaces inside text would look like a ragged file
         agree = np.mean([n == header for n in body]) if body else 1.0
         score = (2.0 if exact else 1.0 if short else 0.0, agree, header, -rank)
         if score > best_score:
             best, best_score = sep, score
-    return best
+    if best is not None:
+        return best
+    if single:
+        text = "".join(sample)
+        return next((sep for sep in _SEPARATORS if sep not in text), ",")
+    return ","
 
 
 def _sniff_decimal(sample_rows: list[list[str]], sep: str, file: Path) -> str:
@@ -470,7 +483,7 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
                          "add a header row")
     body = rows[1:]
     widths = {len(row) for _, row in body}
-    if len(widths) == 1 and widths == {len(header) + 1}:
+    if len(header) >= 2 and widths == {len(header) + 1}:
         header = ["", *header]  # R's write.table: no header field over the row names
     ragged = [(line, len(row)) for line, row in body if len(row) != len(header)]
     if ragged:

@@ -135,6 +135,14 @@ def test_european_semicolon_and_decimal_comma_are_sniffed(tmp_path, capsys):
     assert "Windows-1252" in stdout
 
 
+def test_single_european_column_keeps_its_decimal_commas(tmp_path, capsys):
+    path = tmp_path / "one.csv"  # "1,5" must not split into a row name 1 and a value 5
+    path.write_text("x\n" + "".join(f"{a:.3f}\n".replace(".", ",") for a in X[:, 0]))
+    _, summary = fit_ok(path, tmp_path, capsys)
+    assert summary.index.tolist() == ["x"]
+    np.testing.assert_allclose(summary.loc["x", "mean"], X[:, 0].mean(), rtol=1e-12)
+
+
 def test_european_tab_separated_with_thousands_points(tmp_path, capsys):
     path = tmp_path / "eu.tsv"
     big = np.round(X * 1000, 1)
