@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import bayesgmm as bg
@@ -12,7 +12,8 @@ from bayesgmm import em
 from bayesgmm.exceptions import ConvergenceWarning
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-SETTINGS = settings(max_examples=25, deadline=None,
+# derandomize: the same examples on every run, so CI cannot pass or fail by luck
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -75,8 +76,16 @@ def test_permuting_rows_permutes_responsibilities(problem, random):
 @SETTINGS
 @given(problems(), st.floats(0.01, 100), st.floats(-1e3, 1e3))
 def test_change_of_units_transforms_the_fit(problem, scale, shift):
+    # Exact equivariance needs reg_covar=0 (a floor in data units is not scale-free), so
+    # the property is stated only where the maximum-likelihood fit is well defined: every
+    # starting component holds at least D + 2 points and no component of the fit collapses
+    # (a one-point component has a singular covariance and no meaningful transform).
     X, k, kind, init, _ = problem
+    n, d = X.shape
+    assume(np.all(init["weights_init"] * n >= d + 2))
     a = _fit(X, k, kind, init, reg_covar=0.0)
+    fitted = em.EMState(a.weights_, a.means_, a.covariances_, a.precisions_cholesky_, kind)
+    assume(em.collapsed_components(fitted, n, 1e-6).size == 0)
     p = init["precisions_init"]
     b = _fit(X * scale + shift, k, kind,
              dict(weights_init=init["weights_init"], means_init=init["means_init"] * scale + shift,
@@ -87,7 +96,7 @@ def test_change_of_units_transforms_the_fit(problem, scale, shift):
     np.testing.assert_allclose(b.covariances_ / scale**2, a.covariances_, rtol=1e-5, atol=1e-9)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(problems())
 def test_same_random_state_same_fit(problem):
     X, k, kind, _, seed = problem
@@ -104,7 +113,7 @@ def tmp_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("roundtrip")
 
 
-@settings(max_examples=10, deadline=None,
+@settings(max_examples=10, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(problem=problems())
 def test_predict_is_identical_after_save_and_load(problem, tmp_dir):
