@@ -36,55 +36,12 @@ import numpy as np
 from scipy.special import betaln, gammaln
 
 from bayesgmm.bayes._kernel import DIAG, FULL, SPHERICAL, TIED, log_density_grad
-from bayesgmm.bayes.model import COVARIANCE_TYPES, ModelData
+from bayesgmm.bayes.spec import ModelData, parameter_layout
 
-__all__ = ["MixtureDensity", "parameter_layout"]
+__all__ = ["MixtureDensity", "parameter_layout"]  # parameter_layout: from spec
 
 _LOG_2PI = np.log(2.0 * np.pi)
 _COV_CODES = {"full": FULL, "tied": TIED, "diag": DIAG, "spherical": SPHERICAL}
-
-
-def parameter_layout(
-    n_components: int, n_features: int, covariance_type: str
-) -> list[tuple[str, tuple[int, ...]]]:
-    """Names and shapes of the unconstrained variables, in the model's order.
-
-    Parameters
-    ----------
-    n_components : int
-        ``K``.
-    n_features : int
-        ``D``.
-    covariance_type : {"full", "tied", "diag", "spherical"}
-        Covariance structure.
-
-    Returns
-    -------
-    list of (str, tuple)
-        PyMC value-variable names (``w_simplex__``, ``mu_std``,
-        ``sd_std_log__``, ``cpc_u_logodds__``) with their shapes, in the
-        order of ``model.free_RVs``.
-
-    Examples
-    --------
-    >>> [name for name, shape in parameter_layout(3, 2, "full")]
-    ['w_simplex__', 'mu_std', 'sd_std_log__', 'cpc_u_logodds__']
-    """
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
-        )
-    K, D = int(n_components), int(n_features)
-    out: list[tuple[str, tuple[int, ...]]] = []
-    if K > 1:
-        out.append(("w_simplex__", (K - 1,)))
-    out.append(("mu_std", (K, D)))
-    sd_shape = {"spherical": (K,), "tied": (D,)}.get(covariance_type, (K, D))
-    out.append(("sd_std_log__", sd_shape))
-    n_pairs = D * (D - 1) // 2
-    if covariance_type in ("full", "tied") and D > 1:
-        out.append(("cpc_u_logodds__", (K, n_pairs) if covariance_type == "full" else (n_pairs,)))
-    return out
 
 
 @dataclass
@@ -115,7 +72,7 @@ class MixtureDensity:
 
     Examples
     --------
-    >>> from bayesgmm.bayes.model import model_data
+    >>> from bayesgmm.bayes.spec import model_data
     >>> X = np.random.default_rng(0).normal(size=(50, 2))
     >>> dens = MixtureDensity(2, 2, "full", model_data(X, 2))
     >>> value, grad = dens.value_and_grad(np.zeros(dens.n_dim))
