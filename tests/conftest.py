@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 
 import bayesgmm as bg
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from bayesgmm._constants import COVARIANCE_TYPES  # noqa: F401 - shared by the test modules
 
 _RNG = np.random.default_rng(0)
 #: Hostile inputs that every estimator must reject: (X, n_components, error pattern).

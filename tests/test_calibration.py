@@ -10,6 +10,7 @@ from scipy import stats
 
 import bayesgmm as bg
 from bayesgmm import calibration as cal
+from bayesgmm._constants import COVARIANCE_TYPES
 
 PRIORS = {"weights_concentration": 5.0, "means_loc": 0.0, "means_scale": 3.0,
           "sd_scale": 1.0, "lkj_eta": 2.0}
@@ -228,7 +229,7 @@ def test_plot_ecdf_difference_marks_outside():
 # every covariance type: prior draws, test quantities, wiring
 # ----------------------------------------------------------------------
 
-COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
 #: Non-default settings, different per component and per feature, so that a
 #: broadcast or averaging error shows in the marginals.
 PRIORS_3D = {"weights_concentration": [2.0, 5.0], "means_loc": [1.0, -2.0, 0.5],

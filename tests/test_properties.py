@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 import bayesgmm as bg
 from bayesgmm import em
+from bayesgmm._constants import COVARIANCE_TYPES
 from bayesgmm.exceptions import ConvergenceWarning
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 # derandomize: the same examples on every run, so CI cannot pass or fail by luck
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
