@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from arviz_stats.base import array_stats
 from scipy import stats
 
 from bayesgmm._constants import COVARIANCE_TYPES
+from bayesgmm.bayes.params import corr_cholesky_from_cpc
 from bayesgmm.posterior import pointwise_log_likelihood
 
 __all__ = [
@@ -63,20 +65,14 @@ def _lkj_cholesky(eta: float, n_features: int, size: int, rng: np.random.Generat
     """Cholesky factors of ``LKJ(eta)`` correlation matrices (C-vine method).
 
     Partial correlation ``(i, j)``, ``j < i``: ``2 u - 1`` with ``u ~ Beta(b, b)``,
-    ``b = eta + (D - 2 - j) / 2`` (Lewandowski, Kurowicka and Joe 2009, section 2.4).
+    ``b = eta + (D - 2 - j) / 2`` (Lewandowski, Kurowicka and Joe 2009, section 2.4),
+    mapped to the factor by the model's own C-vine map
+    (:func:`bayesgmm.bayes.params.corr_cholesky_from_cpc`).
     """
-    D = n_features
-    L = np.zeros((size, D, D))
-    L[:, 0, 0] = 1.0
-    for i in range(1, D):
-        rem = np.ones(size)
-        for j in range(i):
-            b = eta + (D - 2 - j) / 2.0
-            z = 2.0 * rng.beta(b, b, size=size) - 1.0
-            L[:, i, j] = z * np.sqrt(rem)
-            rem = rem * (1.0 - z**2)
-        L[:, i, i] = np.sqrt(rem)
-    return L
+    cols = np.tril_indices(n_features, k=-1)[1]
+    b = eta + (n_features - 2 - cols) / 2.0
+    z = 2.0 * rng.beta(b, b, size=(size, b.size)) - 1.0
+    return corr_cholesky_from_cpc(z, n_features)
 
 
 def _check_covariance_type(covariance_type: Any) -> str:
@@ -711,19 +707,6 @@ class SBCResult:
                              "frac_rank_highest_5%": frac_high}, index=self.names)
 
 
-def _rhat(x: np.ndarray) -> np.ndarray:
-    """Split R-hat (no rank normalization) of ``x`` with shape (chains, draws, P)."""
-    n = x.shape[1]
-    half = n // 2
-    s = np.concatenate([x[:, :half], x[:, half:2 * half]], axis=0)
-    means = s.mean(axis=1)
-    w = s.var(axis=1, ddof=1).mean(axis=0)
-    b = half * means.var(axis=0, ddof=1)
-    var = (half - 1) / half * w + b / half
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(var / w)
-
-
 def run_sbc(
     n_replications: int,
     *,
@@ -832,7 +815,9 @@ def run_sbc(
                                           pc.reshape(s, *pc.shape[2:]), X,
                                           covariance_type=covariance_type)
         ranks.append(rank_statistic(truth[0], q, rng))
-        rhat.append(float(np.nanmax(_rhat(q.reshape(n_chain, keep.size, -1))))
+        by_chain = q.reshape(n_chain, keep.size, -1)
+        rhat.append(float(np.nanmax(array_stats.rhat(by_chain, chain_axis=0, draw_axis=1,
+                                                     method="split")))
                     if n_chain > 1 else np.nan)
         stats_ = est.result_.idata.get("sample_stats") if method == "nuts" else None
         div.append(int(stats_["diverging"].values.sum()) if stats_ is not None else 0)
