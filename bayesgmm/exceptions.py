@@ -10,6 +10,7 @@ __all__ = [
     "DifferentModelError",
     "NotFittedError",
     "SamplerFallbackWarning",
+    "UnverifiedFileWarning",
 ]
 
 
@@ -35,3 +36,11 @@ class DifferentModelError(ValueError):
 
 class SamplerFallbackWarning(UserWarning):
     """The fast sampling route failed or is unavailable; a slower, correct route ran instead."""
+
+
+class UnverifiedFileWarning(UserWarning):
+    """A saved result was loaded without checking its SHA-256 digest.
+
+    Files written by bayesgmm before the digest was stored (file format 1)
+    cannot be checked for changes; saving the result again adds the digest.
+    """

@@ -9,11 +9,15 @@ netCDF (``h5netcdf``), never pickle.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import html
+import io
 import json
 import os
-import tempfile
+import secrets
+import shutil
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,17 +34,17 @@ from bayesgmm._constants import (
     DRAW,
     FEATURE,
     FEATURE_BIS,
-    FILE_FORMAT_VERSION,
     OBS,
 )
 from bayesgmm._validation import check_X, validate_prob
-from bayesgmm.exceptions import DifferentModelError
+from bayesgmm.exceptions import DifferentModelError, UnverifiedFileWarning
 
 __all__ = ["GMMResult", "load"]
 
 _SAMPLE_DIMS = (CHAIN, DRAW)
 _ESTIMATE_GROUP = "bayesgmm"
 _REQUIRED_VARIABLES = ("weights", "means", "covariances", "responsibilities")
+_MISSING = object()
 
 
 def _package_version() -> str:
@@ -464,7 +468,7 @@ class GMMResult:
     def _attrs(self) -> dict[str, Any]:
         config = json.dumps(self.config, sort_keys=True, default=_json_default)
         attrs = {
-            "bayesgmm_format_version": FILE_FORMAT_VERSION,
+            "bayesgmm_format_version": FORMAT_VERSION,
             "bayesgmm_version": _package_version(),
             "covariance_type": self.covariance_type,
             "method": self.method,
@@ -476,11 +480,60 @@ class GMMResult:
         attrs["id"] = _config_id(attrs)
         return attrs
 
-    def to_netcdf(self, path: str | os.PathLike) -> Path:
-        """Write the result (and any posterior) to a netCDF file.
+    def _groups(self) -> dict[str, xr.Dataset]:
+        """The groups of the file: root attributes, the estimate, then ``idata``'s groups.
 
-        The file is written to a temporary name beside ``path`` and renamed
-        into place, so a failed write never leaves a half-written file.
+        Parameters that are the very posterior draws in ``idata.posterior`` are
+        not copied into ``/bayesgmm``; its attribute ``stored_in_posterior``
+        lists them.
+        """
+        posterior = None
+        if self.idata is not None and "posterior" in self.idata.children:
+            posterior = self.idata["posterior"].to_dataset()
+        estimate: dict[str, xr.DataArray] = {}
+        shared = []
+        for name in _POSTERIOR_VARIABLES:
+            array = getattr(self, name)
+            if posterior is not None and name in posterior and array.identical(posterior[name]):
+                shared.append(name)
+            else:
+                estimate[name] = array
+        estimate["responsibilities"] = self.responsibilities
+        if self.data is not None:
+            estimate["data"] = self.data
+        groups = {
+            "/": xr.Dataset(attrs=self._attrs()),
+            _ESTIMATE_GROUP: xr.Dataset(estimate,
+                                        attrs={_SHARED_ATTR: json.dumps(shared)}),
+        }
+        if self.idata is not None:
+            for child_name, child in self.idata.children.items():
+                groups[child_name] = child.to_dataset()
+        return {name: ds.drop_encoding() for name, ds in groups.items()}
+
+    def to_netcdf(self, path: str | os.PathLike) -> Path:
+        """Write the result (and any posterior) to a netCDF-4 (HDF5) file.
+
+        The file is a tree of groups: the root attributes (format version,
+        settings, log-likelihood, ``id`` and ``sha256``), ``/bayesgmm`` with the
+        estimate, the responsibilities and the data, and for Bayesian fits the
+        groups of :attr:`idata` (``posterior``, ``log_likelihood``, ...). Each
+        array is stored once: posterior draws of the weights, means and
+        covariances live in ``/posterior`` only. Numeric arrays are compressed
+        (zlib, with byte shuffling); nothing is rounded.
+
+        The root attribute ``sha256`` is a SHA-256 digest of every array (name,
+        dimensions, dtype, shape and bytes as stored) and every attribute of
+        every group, so :func:`load` refuses a file whose numbers changed after
+        writing. The digest detects accidental damage and editing, not a
+        deliberate forgery: anyone can recompute it.
+
+        The whole file is built in memory first (about twice its size in RAM),
+        then written to a temporary file beside ``path``, flushed to disk and
+        renamed into place. If the free space is short, or the write fails, an
+        ``OSError`` naming ``path`` is raised and any older file at ``path`` is
+        left unchanged. The new file's permissions follow the umask, as for
+        any file the process creates.
 
         Parameters
         ----------
@@ -491,35 +544,48 @@ class GMMResult:
         -------
         pathlib.Path
             The path written.
+
+        Raises
+        ------
+        ValueError
+            If ``path`` is a folder.
+        OSError
+            If the file cannot be written (missing folder, no permission, not
+            enough free space); the message names ``path``.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import bayesgmm as bg
+        >>> result = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful()).result_
+        >>> path = result.to_netcdf(os.path.join(tempfile.mkdtemp(), "fit.nc"))
+        >>> bg.load(path).log_likelihood == result.log_likelihood
+        True
         """
         path = Path(path)
         if path.is_dir():
             raise ValueError(f"path must be a file name, got the directory {str(path)!r}.")
-        estimate = xr.Dataset(
-            {
-                "weights": self.weights,
-                "means": self.means,
-                "covariances": self.covariances,
-                "responsibilities": self.responsibilities,
-            }
-        )
-        if self.data is not None:
-            estimate["data"] = self.data
-        groups: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=self._attrs()),
-                                          _ESTIMATE_GROUP: estimate}
-        if self.idata is not None:
-            for child_name, child in self.idata.children.items():
-                groups[child_name] = child.to_dataset()
-        tree = xr.DataTree.from_dict(groups)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            tree.to_netcdf(tmp, engine="h5netcdf")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(path, _render(self._groups()))
         return path
+
+
+# ----------------------------------------------------------------------
+# File format helpers
+# ----------------------------------------------------------------------
+
+#: Version of the layout written by :meth:`GMMResult.to_netcdf`. Version 1 (bayesgmm
+#: before the SHA-256 digest) had no ``sha256`` attribute and copied the posterior
+#: draws of the weights, means and covariances into ``/bayesgmm``; it is still read.
+#: This supersedes ``bayesgmm._constants.FILE_FORMAT_VERSION`` (1).
+FORMAT_VERSION = 2
+_DIGEST_ATTR = "sha256"
+_SHARED_ATTR = "stored_in_posterior"
+_POSTERIOR_VARIABLES = ("weights", "means", "covariances")
+#: Free space asked for beyond the file's own size (filesystem blocks and metadata).
+_SPACE_MARGIN = 64 * 1024
+#: Arrays smaller than this are stored uncompressed (a chunk's overhead outweighs the gain).
+_COMPRESS_MIN_BYTES = 1024
+_COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
 
 
 def _json_default(value: Any) -> Any:
@@ -538,8 +604,156 @@ def _config_id(attrs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _render(groups: dict[str, xr.Dataset]) -> bytes:
+    """The complete file, compressed and carrying its SHA-256 digest, as bytes."""
+    encoding = {}
+    for name, ds in groups.items():
+        compressed = {
+            var: dict(_COMPRESSION) for var, values in ds.variables.items()
+            if values.dtype.kind in "biufc" and values.ndim > 0
+            and values.nbytes >= _COMPRESS_MIN_BYTES
+        }
+        if compressed:
+            encoding[name if name.startswith("/") else "/" + name] = compressed
+    import h5netcdf  # only when saving or loading: it brings in h5py
+
+    tree = xr.DataTree.from_dict(groups)
+    buffer = io.BytesIO(bytes(tree.to_netcdf(None, engine="h5netcdf", encoding=encoding)))
+    with h5netcdf.File(buffer, "a") as handle:
+        handle.attrs[_DIGEST_ATTR] = _digest(handle)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it into place.
+
+    Plain file I/O (not HDF5) touches the disk, so a full disk raises
+    ``OSError`` instead of crashing the process; the size is known exactly
+    before anything is written.
+    """
+    folder = path.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write there ({err.strerror or err})",
+                      str(path)) from None
+    if free < len(payload) + _SPACE_MARGIN:
+        raise OSError(
+            errno.ENOSPC,
+            f"Not enough free space: the file needs {len(payload):,} bytes and "
+            f"{str(folder)!r} has {free:,} free; nothing was written",
+            str(path),
+        )
+    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        # mode 0o666 filtered by the umask, as for any new file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as err:
+        raise _naming(err, path) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _naming(err, path) from err
+        raise
+    _fsync_folder(folder)
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """The same error, naming the user's path instead of a temporary file."""
+    if err.errno is None:
+        return OSError(f"could not write {str(path)!r}: {err}")
+    return OSError(err.errno, err.strerror or str(err), str(path))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _digest(handle: Any) -> str:
+    """SHA-256 over every group, dimension, variable and attribute as stored.
+
+    A canonical serialization is fed to the hash in sorted order: for each
+    group its attributes and dimensions, for each variable its dimension names,
+    attributes, dtype, shape and bytes. Only the root's ``sha256`` attribute
+    itself is left out.
+    """
+    digest = hashlib.sha256(b"bayesgmm-sha256-v1")
+
+    def feed(tag: bytes, payload: bytes | memoryview) -> None:
+        digest.update(tag + len(payload).to_bytes(8, "little"))
+        digest.update(payload)
+
+    def feed_attrs(attrs: Any, skip: str | None = None) -> None:
+        names = sorted(n for n in attrs if n != skip)
+        feed(b"A", str(len(names)).encode())
+        for name in names:
+            feed(b"k", name.encode())
+            _feed_value(feed, attrs[name])
+
+    def walk(group: Any, where: str) -> None:
+        feed(b"G", where.encode())
+        feed_attrs(group.attrs, _DIGEST_ATTR if where == "/" else None)
+        for name in sorted(group.dimensions):
+            feed(b"D", f"{name}={len(group.dimensions[name])}".encode())
+        for name in sorted(group.variables):
+            var = group.variables[name]
+            feed(b"V", name.encode())
+            feed(b"d", json.dumps(list(var.dimensions)).encode())
+            feed_attrs(var.attrs)
+            _feed_value(feed, var[()] if var.ndim == 0 else var[...])
+        for name in sorted(group.groups):
+            walk(group.groups[name], f"{where.rstrip('/')}/{name}")
+
+    walk(handle, "/")
+    return digest.hexdigest()
+
+
+def _feed_value(feed: Any, value: Any) -> None:
+    if isinstance(value, str):
+        feed(b"s", value.encode("utf-8", "surrogatepass"))
+        return
+    if isinstance(value, bytes):
+        feed(b"b", value)
+        return
+    array = np.asarray(value)
+    feed(b"t", f"{array.dtype.str}{array.shape}".encode())
+    if array.dtype.kind == "O":
+        for item in array.reshape(-1):
+            _feed_value(feed, item)
+    else:
+        feed(b"a", memoryview(np.ascontiguousarray(array)).cast("B"))
+
+
 def load(path: str | os.PathLike) -> GMMResult:
     """Read a :class:`GMMResult` written by :meth:`GMMResult.to_netcdf`.
+
+    Before anything is decoded, the SHA-256 digest of the file's arrays and
+    attributes is recomputed and compared with the one stored when the file
+    was written: a file whose numbers or attributes changed afterwards (an
+    edit, a damaged disk, a flipped bit) is refused, never loaded with
+    changed values.
+
+    Files written by bayesgmm before the digest was introduced (format 1)
+    still load, with a :class:`~bayesgmm.exceptions.UnverifiedFileWarning`:
+    they carry no digest, so only their configuration ``id`` is checked.
+    Saving such a result again writes the current format, digest included.
 
     Parameters
     ----------
@@ -555,64 +769,209 @@ def load(path: str | os.PathLike) -> GMMResult:
     FileNotFoundError
         If ``path`` does not exist.
     DifferentModelError
-        If the file was not written by bayesgmm, comes from a newer file
-        format, misses required variables, or its configuration does not
-        match its checksum.
+        If the file is not a readable netCDF file written by bayesgmm, comes
+        from a newer file format, does not match its SHA-256 digest, or has
+        missing or malformed attributes or variables. The message names
+        ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import bayesgmm as bg
+    >>> result = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful()).result_
+    >>> back = bg.load(result.to_netcdf(os.path.join(tempfile.mkdtemp(), "fit.nc")))
+    >>> back.weights.identical(result.weights)
+    True
     """
     path = Path(path)
+    where = repr(str(path))
     if not path.is_file():
-        raise FileNotFoundError(f"path: no such file {str(path)!r}.")
+        raise FileNotFoundError(errno.ENOENT, f"path: no such file {where}.", str(path))
+    import h5netcdf  # only when saving or loading: it brings in h5py
+
+    payload = path.read_bytes()
     try:
-        with xr.open_datatree(path, engine="h5netcdf") as tree:
-            tree = tree.load()
-    except (OSError, ValueError) as err:
+        with h5netcdf.File(io.BytesIO(payload), "r") as handle:
+            attrs = dict(handle.attrs)
+            is_ours = "bayesgmm_format_version" in attrs and _ESTIMATE_GROUP in handle.groups
+            file_version = _format_version(attrs, where) if is_ours else 0
+            stored = attrs.get(_DIGEST_ATTR)
+            handle_group_attrs = dict(handle.groups[_ESTIMATE_GROUP].attrs) if is_ours else {}
+            actual = _digest(handle) if file_version >= 2 else None
+    except DifferentModelError:
+        raise
+    except Exception as err:  # damaged or foreign bytes: h5py raises many kinds
         raise DifferentModelError(
-            f"path: {str(path)!r} is not a readable netCDF file written by bayesgmm ({err})."
+            f"path: {where} is not a readable netCDF file: it is damaged, truncated or another "
+            f"kind of file ({type(err).__name__}: {err})."
         ) from err
-    attrs = dict(tree.attrs)
-    if "bayesgmm_format_version" not in attrs or _ESTIMATE_GROUP not in tree.children:
+    if not is_ours:
         raise DifferentModelError(
-            f"path: {str(path)!r} was not written by bayesgmm.GMMResult.to_netcdf "
-            "(no bayesgmm attributes or group)."
+            f"path: {where} was not written by bayesgmm.GMMResult.to_netcdf "
+            "(no bayesgmm attributes or group), or it was damaged."
         )
-    if int(attrs["bayesgmm_format_version"]) > FILE_FORMAT_VERSION:
+    if file_version > FORMAT_VERSION:
         raise DifferentModelError(
-            f"path: file format version {attrs['bayesgmm_format_version']} is newer than this "
-            f"bayesgmm reads ({FILE_FORMAT_VERSION}); upgrade bayesgmm."
+            f"path: file format version {file_version} of {where} is newer than this "
+            f"bayesgmm reads ({FORMAT_VERSION}); upgrade bayesgmm."
         )
-    if attrs.get("id") != _config_id(attrs):
+    if file_version >= 2 and stored != actual:
+        detail = ("it has no 'sha256' attribute" if stored is None
+                  else "the arrays or attributes changed after it was written")
         raise DifferentModelError(
-            f"path: the configuration stored in {str(path)!r} does not match its checksum "
-            "(the file was modified after it was written)."
+            f"path: the contents of {where} do not match the SHA-256 digest stored in it "
+            f"({detail}); the file was modified or damaged. Re-create it from the fit."
+        )
+    if file_version < 2 and (stored is not None or _SHARED_ATTR in handle_group_attrs):
+        raise DifferentModelError(
+            f"path: {where} says it is file format {file_version}, yet it carries a SHA-256 "
+            "digest or other attributes of a later format: the file was modified or damaged."
+        )
+    if file_version < 2:
+        warnings.warn(
+            f"{where} was written by an older bayesgmm (file format {file_version}) and "
+            "carries no SHA-256 digest, so changes to its numbers cannot be detected. "
+            "Save it again with GMMResult.to_netcdf to add one.",
+            UnverifiedFileWarning,
+            stacklevel=2,
+        )
+    try:
+        with xr.open_datatree(io.BytesIO(payload), engine="h5netcdf") as tree:
+            tree = tree.load()
+    except Exception as err:
+        raise DifferentModelError(
+            f"path: {where} could not be decoded ({type(err).__name__}: {err})."
+        ) from err
+    return _from_tree(tree, attrs, where)
+
+
+def _from_tree(tree: xr.DataTree, raw_attrs: dict[str, Any], where: str) -> GMMResult:
+    attrs = {
+        "covariance_type": _attr(raw_attrs, "covariance_type", _as_str, where),
+        "method": _attr(raw_attrs, "method", _as_str, where),
+        "config": _attr(raw_attrs, "config", _as_str, where),
+        "log_likelihood": _attr(raw_attrs, "log_likelihood", _as_float, where),
+        "converged": _attr(raw_attrs, "converged", _as_flag, where),
+        "n_iter": _attr(raw_attrs, "n_iter", _as_n_iter, where),
+        "bayesgmm_format_version": _format_version(raw_attrs, where),
+    }
+    config = _attr(attrs, "config", _as_config, where)
+    if raw_attrs.get("id") != _config_id(attrs):
+        raise DifferentModelError(
+            f"path: the configuration stored in {where} does not match its id "
+            "(a SHA-256 of the settings): the file was modified after it was written."
         )
     estimate = tree[_ESTIMATE_GROUP].to_dataset()
-    missing = [v for v in _REQUIRED_VARIABLES if v not in estimate]
+    shared = _attr(dict(estimate.attrs), _SHARED_ATTR, _as_name_list, where,
+                   default=[])
+    arrays: dict[str, xr.DataArray] = {}
+    for name in (*_POSTERIOR_VARIABLES, "responsibilities"):
+        if name in shared and name in _POSTERIOR_VARIABLES:
+            group = tree.children.get("posterior")
+            if group is None or name not in group.to_dataset():
+                raise DifferentModelError(
+                    f"path: {where} says {name!r} is stored in /posterior, which lacks it."
+                )
+            arrays[name] = group.to_dataset()[name]
+        elif name in estimate:
+            arrays[name] = estimate[name]
+    missing = [v for v in _REQUIRED_VARIABLES if v not in arrays]
     if missing:
-        raise DifferentModelError(f"path: {str(path)!r} lacks required variables {missing}.")
-    _check_shapes(estimate, path)
+        raise DifferentModelError(f"path: {where} lacks required variables {missing}.")
+    _check_shapes(arrays, where)
     others = {name: child.to_dataset() for name, child in tree.children.items()
               if name != _ESTIMATE_GROUP}
     idata = xr.DataTree.from_dict(others) if others else None
-    n_iter = int(attrs["n_iter"])
     return GMMResult(
-        weights=estimate["weights"],
-        means=estimate["means"],
-        covariances=estimate["covariances"],
-        responsibilities=estimate["responsibilities"],
-        log_likelihood=float(attrs["log_likelihood"]),
-        covariance_type=str(attrs["covariance_type"]),
-        method=str(attrs["method"]),
-        config=json.loads(attrs["config"]),
+        weights=arrays["weights"],
+        means=arrays["means"],
+        covariances=arrays["covariances"],
+        responsibilities=arrays["responsibilities"],
+        log_likelihood=attrs["log_likelihood"],
+        covariance_type=attrs["covariance_type"],
+        method=attrs["method"],
+        config=config,
         idata=idata,
-        converged=bool(int(attrs["converged"])),
-        n_iter=None if n_iter < 0 else n_iter,
+        converged=attrs["converged"],
+        n_iter=None if attrs["n_iter"] < 0 else attrs["n_iter"],
         data=estimate["data"] if "data" in estimate else None,
     )
 
 
-def _check_shapes(estimate: xr.Dataset, path: Path) -> None:
-    k = estimate.sizes.get(COMPONENT)
-    d = estimate.sizes.get(FEATURE)
+# Attribute parsers: each returns the value or raises ValueError/TypeError with the reason.
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool | np.bool_) or not isinstance(
+            value, float | int | np.floating | np.integer):
+        raise ValueError("expected a number")
+    return float(value)
+
+
+def _as_flag(value: Any) -> bool:
+    if _as_int(value) not in (0, 1):
+        raise ValueError("expected 0 or 1")
+    return bool(value)
+
+
+def _as_n_iter(value: Any) -> int:
+    if _as_int(value) < -1:
+        raise ValueError("expected an integer >= -1 (-1: unknown)")
+    return int(value)
+
+
+def _as_config(value: str) -> dict[str, Any]:
+    config = json.loads(value)
+    if not isinstance(config, dict):
+        raise ValueError("expected a JSON object")
+    return config
+
+
+def _as_name_list(value: Any) -> list[str]:
+    names = json.loads(_as_str(value))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("expected a JSON list of variable names")
+    return names
+
+
+def _attr(attrs: dict[str, Any], name: str, parse: Any, where: str,
+          default: Any = _MISSING) -> Any:
+    """Attribute ``name`` parsed by ``parse``; ``DifferentModelError`` if absent or malformed."""
+    if name not in attrs:
+        if default is not _MISSING:
+            return default
+        raise DifferentModelError(f"path: {where} lacks the attribute {name!r}.")
+    try:
+        return parse(attrs[name])
+    except (TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        raise DifferentModelError(
+            f"path: attribute {name!r} of {where} is malformed ({err}); got "
+            f"{attrs[name]!r:.80}."
+        ) from err
+
+
+def _format_version(attrs: dict[str, Any], where: str) -> int:
+    version_ = _attr(attrs, "bayesgmm_format_version", _as_int, where)
+    if version_ < 1:
+        raise DifferentModelError(
+            f"path: attribute 'bayesgmm_format_version' of {where} is malformed "
+            f"(expected an integer >= 1); got {version_!r}."
+        )
+    return version_
+
+
+def _check_shapes(arrays: dict[str, xr.DataArray], where: str) -> None:
     expected = {
         "weights": (COMPONENT,),
         "means": (COMPONENT, FEATURE),
@@ -620,10 +979,16 @@ def _check_shapes(estimate: xr.Dataset, path: Path) -> None:
         "responsibilities": (OBS, COMPONENT),
     }
     for name, dims in expected.items():
-        if estimate[name].dims[-len(dims):] != dims:
+        if arrays[name].dims[-len(dims):] != dims:
             raise DifferentModelError(
-                f"path: variable {name!r} in {str(path)!r} has dims {estimate[name].dims}, "
+                f"path: variable {name!r} in {where} has dims {arrays[name].dims}, "
                 f"expected (..., {', '.join(dims)})."
             )
-    if estimate.sizes.get(FEATURE_BIS) != d or k is None:
-        raise DifferentModelError(f"path: inconsistent feature or component sizes in {path}.")
+    sizes = {(name, dim): arrays[name].sizes[dim] for name, dims in expected.items()
+             for dim in dims}
+    k = {size for (_, dim), size in sizes.items() if dim == COMPONENT}
+    d = {size for (_, dim), size in sizes.items() if dim in (FEATURE, FEATURE_BIS)}
+    if len(k) != 1 or len(d) != 1:
+        raise DifferentModelError(
+            f"path: inconsistent component or feature sizes in {where}: {sizes}."
+        )

@@ -1,7 +1,8 @@
 """GMMResult: dims, criteria, tables, display and the netCDF round trip."""
 
+import errno
 import json
-from pathlib import Path
+import os
 
 import h5netcdf
 import numpy as np
@@ -106,12 +107,28 @@ def test_failed_write_leaves_the_old_file(fitted, tmp_path, monkeypatch):
     path = fitted.result_.to_netcdf(tmp_path / "fit.nc")
     before = path.read_bytes()
 
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    # the new bytes are in the temporary file when flushing them to disk fails
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output error") as info:
+        fitted.result_.to_netcdf(path)
+    assert info.value.errno == errno.EIO
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc"]
+
+
+def test_failed_encoding_leaves_the_old_file(fitted, tmp_path, monkeypatch):
+    path = fitted.result_.to_netcdf(tmp_path / "fit.nc")
+    before = path.read_bytes()
+
     def broken(self, *args, **kwargs):
-        Path(args[0]).write_bytes(b"half")
-        raise OSError("disk full")
+        raise ValueError("cannot encode")
 
     monkeypatch.setattr(xr.DataTree, "to_netcdf", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ValueError, match="cannot encode"):
         fitted.result_.to_netcdf(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc"]
@@ -132,7 +149,7 @@ def test_load_rejects_foreign_and_tampered_files(fitted, tmp_path):
     with h5netcdf.File(tampered, "a") as handle:
         handle.attrs["config"] = handle.attrs["config"].replace('"n_components": 2',
                                                                 '"n_components": 3')
-    with pytest.raises(DifferentModelError, match="checksum"):
+    with pytest.raises(DifferentModelError, match="do not match the SHA-256 digest"):
         bg.load(tampered)
 
 
