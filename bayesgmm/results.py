@@ -15,6 +15,7 @@ import html
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import warnings
@@ -522,11 +523,15 @@ class GMMResult:
         covariances live in ``/posterior`` only. Numeric arrays are compressed
         (zlib, with byte shuffling); nothing is rounded.
 
-        The root attribute ``sha256`` is a SHA-256 digest of every array (name,
-        dimensions, dtype, shape and bytes as stored) and every attribute of
-        every group, so :func:`load` refuses a file whose numbers changed after
-        writing. The digest detects accidental damage and editing, not a
-        deliberate forgery: anyone can recompute it.
+        Two SHA-256 digests let :func:`load` refuse a file whose numbers changed
+        after writing. The root attribute ``sha256`` digests the contents: every
+        array (name, dimensions, dtype, shape and bytes as stored) and every
+        attribute of every group, whatever the HDF5 layout. A last line after
+        the HDF5 data, ``bayesgmm-sha256 <hex>``, digests every byte before it
+        and is checked before the HDF5 library parses the file (damaged HDF5
+        metadata can make that library loop forever); HDF5 and netCDF readers
+        ignore it. Digests detect damage and editing, not a deliberate forgery:
+        anyone can recompute them.
 
         The whole file is built in memory first (about twice its size in RAM),
         then written to a temporary file beside ``path``, flushed to disk and
@@ -586,6 +591,9 @@ _SPACE_MARGIN = 64 * 1024
 #: Arrays smaller than this are stored uncompressed (a chunk's overhead outweighs the gain).
 _COMPRESS_MIN_BYTES = 1024
 _COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
+_TRAILER_PREFIX = b"\nbayesgmm-sha256 "
+_TRAILER = re.compile(re.escape(_TRAILER_PREFIX) + rb"([0-9a-f]{64})\n")
+_TRAILER_SIZE = len(_TRAILER_PREFIX) + 64 + 1
 
 
 def _json_default(value: Any) -> Any:
@@ -621,7 +629,26 @@ def _render(groups: dict[str, xr.Dataset]) -> bytes:
     buffer = io.BytesIO(bytes(tree.to_netcdf(None, engine="h5netcdf", encoding=encoding)))
     with h5netcdf.File(buffer, "a") as handle:
         handle.attrs[_DIGEST_ATTR] = _digest(handle)
-    return buffer.getvalue()
+    body = buffer.getvalue()
+    return body + _trailer(body)
+
+
+def _trailer(body: bytes) -> bytes:
+    """The line appended after the HDF5 data: the SHA-256 of every byte before it.
+
+    HDF5 readers ignore bytes past the end of the HDF5 data, so the file stays
+    an ordinary netCDF-4 file; :func:`load` checks this digest before the HDF5
+    library parses anything.
+    """
+    return _TRAILER_PREFIX + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+
+def _split_trailer(payload: bytes) -> tuple[bytes, str | None]:
+    """The HDF5 bytes and the SHA-256 written after them (``None`` if there is none)."""
+    match = _TRAILER.fullmatch(payload[-_TRAILER_SIZE:])
+    if match is None:
+        return payload, None
+    return payload[:-_TRAILER_SIZE], match.group(1).decode()
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
@@ -744,11 +771,14 @@ def _feed_value(feed: Any, value: Any) -> None:
 def load(path: str | os.PathLike) -> GMMResult:
     """Read a :class:`GMMResult` written by :meth:`GMMResult.to_netcdf`.
 
-    Before anything is decoded, the SHA-256 digest of the file's arrays and
-    attributes is recomputed and compared with the one stored when the file
-    was written: a file whose numbers or attributes changed afterwards (an
-    edit, a damaged disk, a flipped bit) is refused, never loaded with
-    changed values.
+    Before anything is decoded, the SHA-256 digests stored when the file was
+    written are recomputed and compared (see :meth:`GMMResult.to_netcdf`):
+    first the one of the file's bytes, before the HDF5 library parses them,
+    then the one of every array and attribute. A file whose numbers or
+    attributes changed afterwards (an edit, a damaged disk, a flipped bit) is
+    refused, never loaded with changed values. A file rewritten by an HDF5
+    tool (``h5repack``, ``nccopy``) loses the digest of its bytes but still
+    loads when its contents are unchanged.
 
     Files written by bayesgmm before the digest was introduced (format 1)
     still load, with a :class:`~bayesgmm.exceptions.UnverifiedFileWarning`:
@@ -789,7 +819,14 @@ def load(path: str | os.PathLike) -> GMMResult:
         raise FileNotFoundError(errno.ENOENT, f"path: no such file {where}.", str(path))
     import h5netcdf  # only when saving or loading: it brings in h5py
 
-    payload = path.read_bytes()
+    payload, file_digest = _split_trailer(path.read_bytes())
+    if file_digest is not None and hashlib.sha256(payload).hexdigest() != file_digest:
+        # checked before the HDF5 library sees the bytes: damaged HDF5 metadata can make
+        # it loop forever (one flipped bit in a string heap does)
+        raise DifferentModelError(
+            f"path: the bytes of {where} do not match the SHA-256 digest written at its end; "
+            "the file was damaged or modified after it was written. Re-create it from the fit."
+        )
     try:
         with h5netcdf.File(io.BytesIO(payload), "r") as handle:
             attrs = dict(handle.attrs)
@@ -822,7 +859,8 @@ def load(path: str | os.PathLike) -> GMMResult:
             f"path: the contents of {where} do not match the SHA-256 digest stored in it "
             f"({detail}); the file was modified or damaged. Re-create it from the fit."
         )
-    if file_version < 2 and (stored is not None or _SHARED_ATTR in handle_group_attrs):
+    later = stored is not None or file_digest is not None or _SHARED_ATTR in handle_group_attrs
+    if file_version < 2 and later:
         raise DifferentModelError(
             f"path: {where} says it is file format {file_version}, yet it carries a SHA-256 "
             "digest or other attributes of a later format: the file was modified or damaged."
