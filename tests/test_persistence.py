@@ -484,3 +484,27 @@ def test_random_byte_flips_never_load_changed_numbers(em_fit, bayes_fit, tmp_pat
     assert sum(counts.values()) == n_flips
     assert set(counts) <= {"error", "identical"}, counts
     assert counts.get("error", 0) > 0  # the flips did reach the data
+
+
+def test_flips_in_the_trailing_digest_never_load_changed_numbers(em_fit, tmp_path):
+    # The HDF5 bytes are intact, so these loads are safe in this process: a damaged last line
+    # is either a digest mismatch or no digest line at all (then the contents digest decides).
+    r = em_fit.result_
+    path = r.to_netcdf(tmp_path / "fit.nc")
+    original = path.read_bytes()
+    size = len(results._trailer(b""))
+    outcomes = []
+    for offset in range(len(original) - size, len(original)):
+        for bit in (0, 5):
+            damaged = bytearray(original)
+            damaged[offset] ^= 1 << bit
+            path.write_bytes(damaged)
+            try:
+                back = bg.load(path)
+            except DifferentModelError as err:
+                assert "SHA-256 digest" in str(err)
+                outcomes.append("error")
+            else:
+                assert_same_result(back, r)
+                outcomes.append("identical")
+    assert {"error", "identical"} == set(outcomes)
