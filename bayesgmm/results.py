@@ -533,7 +533,7 @@ class GMMResult:
         ignore it. Digests detect damage and editing, not a deliberate forgery:
         anyone can recompute them.
 
-        The whole file is built in memory first (about twice its size in RAM),
+        The whole file is built in memory first (a few times its size in RAM),
         then written to a temporary file beside ``path``, flushed to disk and
         renamed into place. If the free space is short, or the write fails, an
         ``OSError`` naming ``path`` is raised and any older file at ``path`` is
@@ -798,6 +798,8 @@ def load(path: str | os.PathLike) -> GMMResult:
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a folder.
     DifferentModelError
         If the file is not a readable netCDF file written by bayesgmm, comes
         from a newer file format, does not match its SHA-256 digest, or has
@@ -815,6 +817,9 @@ def load(path: str | os.PathLike) -> GMMResult:
     """
     path = Path(path)
     where = repr(str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"path: {where} is a folder; give the saved "
+                                "file in it", str(path))
     if not path.is_file():
         raise FileNotFoundError(errno.ENOENT, f"path: no such file {where}.", str(path))
     import h5netcdf  # only when saving or loading: it brings in h5py

@@ -327,6 +327,9 @@ def test_errors_name_the_users_path(em_fit, tmp_path):
 def test_a_folder_in_place_of_a_file(em_fit, tmp_path):
     with pytest.raises(ValueError, match="directory"):
         em_fit.result_.to_netcdf(tmp_path)
+    with pytest.raises(IsADirectoryError, match="is a folder") as info:
+        bg.load(tmp_path)
+    assert info.value.filename == str(tmp_path)
 
 
 # ---------------------------------------------------------------------------
