@@ -687,7 +687,7 @@ def _write_atomic(path: Path, payload: bytes) -> None:
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise _naming(err, path) from err
+            raise _naming(err, path) from None  # the cause would name the temporary file
         raise
     _fsync_folder(folder)
 
