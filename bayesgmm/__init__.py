@@ -13,6 +13,7 @@ from bayesgmm.exceptions import (
     DiagnosticsWarning,
     DifferentModelError,
     SamplerFallbackWarning,
+    UnverifiedFileWarning,
 )
 from bayesgmm.reporting import report
 from bayesgmm.results import GMMResult, load
@@ -31,6 +32,7 @@ __all__ = [
     "GMMResult",
     "MethodComparison",
     "SamplerFallbackWarning",
+    "UnverifiedFileWarning",
     "__version__",
     "compare",
     "compare_k",

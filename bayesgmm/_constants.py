@@ -9,5 +9,7 @@ FEATURE_BIS = "feature_bis"
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
-#: Version of the on-disk layout written by ``GMMResult.to_netcdf``.
-FILE_FORMAT_VERSION = 1
+#: Version of the on-disk layout written by ``GMMResult.to_netcdf``. Version 1 (before
+#: the SHA-256 digests) had no ``sha256`` attribute and copied the posterior draws of the
+#: weights, means and covariances into ``/bayesgmm``; it is still read, with a warning.
+FILE_FORMAT_VERSION = 2

@@ -35,6 +35,7 @@ from bayesgmm._constants import (
     DRAW,
     FEATURE,
     FEATURE_BIS,
+    FILE_FORMAT_VERSION,
     OBS,
 )
 from bayesgmm._validation import check_X, validate_prob
@@ -578,11 +579,8 @@ class GMMResult:
 # File format helpers
 # ----------------------------------------------------------------------
 
-#: Version of the layout written by :meth:`GMMResult.to_netcdf`. Version 1 (bayesgmm
-#: before the SHA-256 digest) had no ``sha256`` attribute and copied the posterior
-#: draws of the weights, means and covariances into ``/bayesgmm``; it is still read.
-#: This supersedes ``bayesgmm._constants.FILE_FORMAT_VERSION`` (1).
-FORMAT_VERSION = 2
+#: Version of the layout written by :meth:`GMMResult.to_netcdf` (see ``_constants``).
+FORMAT_VERSION = FILE_FORMAT_VERSION
 _DIGEST_ATTR = "sha256"
 _SHARED_ATTR = "stored_in_posterior"
 _POSTERIOR_VARIABLES = ("weights", "means", "covariances")
