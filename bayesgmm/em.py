@@ -44,6 +44,8 @@ import numpy as np
 from scipy import linalg
 from threadpoolctl import threadpool_limits
 
+from bayesgmm.initialization import initial_responsibilities, kmeans
+
 __all__ = [
     "EMInfo",
     "EMState",
@@ -701,52 +703,6 @@ def run_em(
 # --------------------------------------------------------------------------
 
 
-def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``n_clusters`` seeds chosen by k-means++ (greedy, 2 + log k trials)."""
-    n = X.shape[0]
-    n_trials = 2 + int(np.log(n_clusters))
-    sq_norms = np.einsum("nd,nd->n", X, X)
-    centers = [int(rng.integers(n))]
-    closest = np.maximum(sq_norms - 2 * X @ X[centers[0]] + sq_norms[centers[0]], 0.0)
-    for _ in range(1, n_clusters):
-        total = closest.sum()
-        if total <= 0:  # fewer distinct points than clusters
-            candidates = rng.choice(n, size=1)
-        else:
-            cum = np.cumsum(closest)
-            candidates = np.searchsorted(cum, rng.random(n_trials) * total)
-            candidates = np.minimum(candidates, n - 1)
-        dist = np.maximum(
-            sq_norms[None] - 2 * X[candidates] @ X.T + sq_norms[candidates][:, None], 0.0
-        )
-        dist = np.minimum(closest[None], dist)
-        best = int(np.argmin(dist.sum(axis=1)))
-        centers.append(int(candidates[best]))
-        closest = dist[best]
-    return np.asarray(centers)
-
-
-def kmeans(
-    X: np.ndarray, n_clusters: int, rng: np.random.Generator, *, max_iter: int = 100
-) -> np.ndarray:
-    """Lloyd's k-means from a k-means++ start; returns one label per row."""
-    centers = X[_kmeans_plusplus(X, n_clusters, rng)].copy()
-    labels = None
-    sq_norms = np.einsum("nd,nd->n", X, X)
-    for _ in range(max_iter):
-        dist = sq_norms[:, None] - 2 * X @ centers.T + np.einsum("kd,kd->k", centers, centers)
-        new_labels = np.argmin(dist, axis=1)
-        if labels is not None and np.array_equal(new_labels, labels):
-            break
-        labels = new_labels
-        counts = np.bincount(labels, minlength=n_clusters)
-        sums = np.zeros_like(centers)
-        np.add.at(sums, labels, X)
-        filled = counts > 0
-        centers[filled] = sums[filled] / counts[filled, None]
-    return labels
-
-
 def init_state(
     X: np.ndarray,
     n_components: int,
@@ -759,32 +715,44 @@ def init_state(
     means_init: np.ndarray | None = None,
     precisions_init: np.ndarray | None = None,
 ) -> EMState:
-    """Starting parameters, as scikit-learn builds them.
+    """Starting parameters, as scikit-learn builds them, from a unit-free start.
 
-    Responsibilities come from ``init_params`` ("kmeans", "k-means++",
-    "random", "random_from_data"); one M-step turns them into parameters, and
-    any user-given ``weights_init``, ``means_init`` or ``precisions_init``
-    replaces the corresponding estimate.
+    Responsibilities come from ``init_params`` (see
+    :func:`bayesgmm.initialization.initial_responsibilities`; ``"auto"``
+    means its first start, ``"hierarchical"``), computed on the z-scores of
+    ``X`` so that the start, like EM, does not depend on the units. One M-step
+    in data units turns them into parameters, and any user-given
+    ``weights_init``, ``means_init`` or ``precisions_init`` replaces the
+    corresponding estimate.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    n_components : int
+        Number of components.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance parametrisation.
+    reg_covar : float
+        Non-negative amount added to the diagonal of every covariance.
+    init_params : {"auto", "hierarchical", "kmeans", "k-means++", "random", \
+"random_from_data"}
+        Kind of start.
+    rng : numpy.random.Generator
+        Random source.
+    weights_init, means_init, precisions_init : ndarray, optional
+        User-given starting values (scikit-learn's shapes).
 
     Returns
     -------
     EMState
     """
-    n = X.shape[0]
     given = (weights_init, means_init, precisions_init)
     if all(v is not None for v in given):
         state_w, state_m = np.asarray(weights_init, float), np.asarray(means_init, float)
     else:
-        resp = np.zeros((n, n_components))
-        if init_params == "kmeans":
-            resp[np.arange(n), kmeans(X, n_components, rng)] = 1.0
-        elif init_params == "k-means++":
-            resp[_kmeans_plusplus(X, n_components, rng), np.arange(n_components)] = 1.0
-        elif init_params == "random":
-            resp = rng.uniform(size=(n, n_components))
-            resp /= resp.sum(axis=1, keepdims=True)
-        else:  # random_from_data
-            resp[rng.choice(n, size=n_components, replace=False), np.arange(n_components)] = 1.0
+        kind = "hierarchical" if init_params == "auto" else init_params
+        resp = initial_responsibilities(X, n_components, kind, rng, covariance_type)
         base = m_step(X, resp, covariance_type, reg_covar)
         state_w = base.weights if weights_init is None else np.asarray(weights_init, float)
         state_m = base.means if means_init is None else np.asarray(means_init, float)

@@ -31,11 +31,17 @@ from bayesgmm._validation import (
     validate_positive,
 )
 from bayesgmm.exceptions import ConvergenceWarning, DataWarning
+from bayesgmm.initialization import AUTO_CYCLE, INIT_PARAMS, restart_kind
 from bayesgmm.results import GMMResult
 
 __all__ = ["EMGMM", "BaseGMM"]
 
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+#: ``init_params="auto"``: for each restart after the first, this many starts are screened ...
+SCREEN_CANDIDATES = 20
+#: ... by EM to this loose tolerance (scikit-learn's default) and at most this many
+#: iterations each; the best ``n_init - 1`` are continued to ``tol``.
+SCREEN_TOL = 1e-3
+SCREEN_ITER = 100
 
 
 def _as_result(
@@ -330,7 +336,7 @@ class EMGMM(BaseGMM):
         reg_covar: float = 1e-6,
         max_iter: int = 500,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weights_init: Any = None,
         means_init: Any = None,
         precisions_init: Any = None,
@@ -426,14 +432,9 @@ class EMGMM(BaseGMM):
         rng = np.random.default_rng(rng_seed)
         warm = self.warm_start and hasattr(self, "converged_")
         n_init = 1 if warm else self.n_init
+        starts = [self._point_state()] if warm else self._starts(arr, n_init, rng, inits)
         best = None
-        for init in range(n_init):
-            if warm:
-                start = self._point_state()
-            else:
-                start = em.init_state(arr, self.n_components, self.covariance_type,
-                                      reg_covar=self.reg_covar, init_params=self.init_params,
-                                      rng=rng, **inits)
+        for init, start in enumerate(starts):
             state, info = em.run_em(arr, start, reg_covar=self.reg_covar, tol=self.tol,
                                     max_iter=self.max_iter, callback=self._progress(init))
             row_ll, resp = em.e_step(arr, state)
@@ -468,6 +469,44 @@ class EMGMM(BaseGMM):
             data=data_array(arr, names),
         )
         return self
+
+    def _starts(self, X: np.ndarray, n_init: int, rng: np.random.Generator,
+                inits: dict[str, np.ndarray | None]) -> list[em.EMState]:
+        """Starting states of the ``n_init`` runs (see ``init_params``)."""
+        common = dict(reg_covar=self.reg_covar, rng=rng)
+        plain = [restart_kind(self.init_params, r) for r in range(n_init)]
+        if (self.init_params != "auto" or n_init == 1
+                or any(value is not None for value in inits.values())):
+            return [em.init_state(X, self.n_components, self.covariance_type,
+                                  init_params=kind, **common, **inits) for kind in plain]
+        first = em.init_state(X, self.n_components, self.covariance_type,
+                              init_params="hierarchical", **common)
+        screened = []
+        for j in range((n_init - 1) * SCREEN_CANDIDATES):
+            start = em.init_state(X, self.n_components, self.covariance_type,
+                                  init_params=AUTO_CYCLE[j % len(AUTO_CYCLE)], **common)
+            try:
+                state, info = em.run_em(X, start, reg_covar=self.reg_covar,
+                                        tol=max(SCREEN_TOL, self.tol),
+                                        max_iter=min(SCREEN_ITER, self.max_iter))
+            except ValueError:  # a candidate that breaks down is just not kept
+                continue
+            ok = em.collapsed_components(state, X.shape[0], self.reg_covar).size == 0
+            screened.append((ok, info.lower_bound if info.n_iter else -np.inf, j, state))
+        screened.sort(key=lambda item: item[:3], reverse=True)
+        # Continue the best candidates, skipping any that look like one already chosen
+        # (same screening bound to within the screening tolerance); refill if too few.
+        chosen: list = []
+        for item in screened:
+            if len(chosen) < n_init - 1 and all(abs(item[1] - c[1]) >= SCREEN_TOL
+                                                for c in chosen):
+                chosen.append(item)
+        chosen += [item for item in screened if item not in chosen][: n_init - 1 - len(chosen)]
+        rest = [item[3] for item in chosen]
+        while len(rest) < n_init - 1:  # every candidate broke down: plain starts
+            rest.append(em.init_state(X, self.n_components, self.covariance_type,
+                                      init_params=plain[len(rest) + 1], **common))
+        return [first, *rest]
 
     def _progress(self, init: int):
         if not self.verbose:
