@@ -37,7 +37,7 @@ from bayesgmm.results import GMMResult
 __all__ = ["EMGMM", "BaseGMM"]
 
 #: ``init_params="auto"``: for each restart after the first, this many starts are screened ...
-SCREEN_CANDIDATES = 20
+SCREEN_CANDIDATES = 10
 #: ... by EM to this loose tolerance (scikit-learn's default) and at most this many
 #: iterations each; the best ``n_init - 1`` are continued to ``tol``.
 SCREEN_TOL = 1e-3
@@ -274,12 +274,30 @@ class EMGMM(BaseGMM):
     max_iter : int, default=500
         Maximum EM iterations per initialisation.
     n_init : int, default=1
-        Number of initialisations. The run with the highest final
-        log-likelihood is kept, except that runs in which a component
-        collapsed onto a few points (see
-        :func:`bayesgmm.em.collapsed_components`) lose to any run without.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        How initial responsibilities are chosen.
+        Number of runs. The run with the highest final log-likelihood is
+        kept, except that runs in which a component collapsed onto a few
+        points (see :func:`bayesgmm.em.collapsed_components`) lose to any run
+        without. The default stays scikit-learn's 1: with
+        ``init_params="auto"`` that one run starts from Ward's hierarchical
+        clustering of the standardized data, mclust's strategy, which is
+        deterministic (below 2,000 rows) and good at small K. Rugged
+        likelihoods (K >= 4, or many features) need ``n_init=10``, which
+        :func:`bayesgmm.compare_k` uses; see ``docs/em.md`` for how close 10
+        runs come to the best of 100 k-means++ runs on real data.
+    init_params : {"auto", "kmeans", "k-means++", "random", "random_from_data"}, \
+default="auto"
+        How the runs start. Every start is computed on the z-scores of the
+        data, so the fit does not depend on the units (see
+        :mod:`bayesgmm.initialization`). ``"auto"``: run 0 starts from Ward's
+        hierarchical clustering; for the other ``n_init - 1`` runs,
+        ``10 * (n_init - 1)`` candidate starts (k-means, k-means++ and
+        random-row seeds in turn) are each taken by EM to scikit-learn's loose
+        tolerance 1e-3 (at most 100 iterations), and the best distinct ones
+        (collapsed candidates last) are continued to ``tol``. The other values
+        run ``n_init`` starts of that kind, as scikit-learn does, except that
+        "k-means++" and "random_from_data" assign every row to its nearest
+        seed (in standardized units) instead of starting each component from
+        one row with covariance ``reg_covar``, a start that depends on the units.
     weights_init : array-like of shape (n_components,), optional
         Initial weights (replace the estimate from ``init_params``).
     means_init : array-like of shape (n_components, n_features), optional
@@ -481,6 +499,8 @@ class EMGMM(BaseGMM):
                                   init_params=kind, **common, **inits) for kind in plain]
         first = em.init_state(X, self.n_components, self.covariance_type,
                               init_params="hierarchical", **common)
+        if self.n_components == 1:  # every start is the same: one run
+            return [first]
         screened = []
         for j in range((n_init - 1) * SCREEN_CANDIDATES):
             start = em.init_state(X, self.n_components, self.covariance_type,
