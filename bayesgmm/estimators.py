@@ -36,12 +36,12 @@ from bayesgmm.results import GMMResult
 
 __all__ = ["EMGMM", "BaseGMM"]
 
-#: ``init_params="auto"``: for each restart after the first, this many starts are screened ...
-SCREEN_CANDIDATES = 10
-#: ... by EM to this loose tolerance (scikit-learn's default) and at most this many
-#: iterations each; the best ``n_init - 1`` are continued to ``tol``.
-SCREEN_TOL = 1e-3
-SCREEN_ITER = 100
+#: ``init_params="auto"``: for each run after the first, this many candidate starts ...
+SCREEN_CANDIDATES = 20
+#: ... go through these stages: EM to ``tol`` (scikit-learn's default) in at most
+#: ``max_iter`` iterations, keeping the best ``share * (n_init - 1)``. One stage: a second
+#: (1e-5, 200 iterations, keeping 3x) changed nothing in bench_restarts, a larger pool did.
+SCREEN_STAGES = ((1e-3, 25, 1),)
 
 
 def _as_result(
@@ -290,11 +290,14 @@ default="auto"
         data, so the fit does not depend on the units (see
         :mod:`bayesgmm.initialization`). ``"auto"``: run 0 starts from Ward's
         hierarchical clustering; for the other ``n_init - 1`` runs,
-        ``10 * (n_init - 1)`` candidate starts (k-means, k-means++ and
-        random-row seeds in turn) are each taken by EM to scikit-learn's loose
-        tolerance 1e-3 (at most 100 iterations), and the best distinct ones
-        (collapsed candidates last) are continued to ``tol``. The other values
-        run ``n_init`` starts of that kind, as scikit-learn does, except that
+        ``20 * (n_init - 1)`` candidate starts (k-means, k-means++, random-row
+        seeds and random responsibilities in turn) are each taken by EM to
+        scikit-learn's loose tolerance 1e-3 in at most 25 iterations, and the
+        best distinct ones (collapsed candidates last) are continued to
+        ``tol``: more starts explored for the same number of full runs. On
+        small data ``n_init=10`` then costs about as much as 50 to 100 plain
+        runs (``docs/em.md``). The other values run ``n_init`` starts of that
+        kind, as scikit-learn does, except that
         "k-means++" and "random_from_data" assign every row to its nearest
         seed (in standardized units) instead of starting each component from
         one row with covariance ``reg_covar``, a start that depends on the units.
@@ -501,32 +504,44 @@ default="auto"
                               init_params="hierarchical", **common)
         if self.n_components == 1:  # every start is the same: one run
             return [first]
-        screened = []
-        for j in range((n_init - 1) * SCREEN_CANDIDATES):
-            start = em.init_state(X, self.n_components, self.covariance_type,
-                                  init_params=AUTO_CYCLE[j % len(AUTO_CYCLE)], **common)
+        candidates = [
+            em.init_state(X, self.n_components, self.covariance_type,
+                          init_params=AUTO_CYCLE[j % len(AUTO_CYCLE)], **common)
+            for j in range((n_init - 1) * SCREEN_CANDIDATES)
+        ]
+        for tol, max_iter, share in SCREEN_STAGES:
+            keep = max(n_init - 1, int(share * (n_init - 1)))
+            candidates = self._screen(X, candidates, tol, max_iter, keep)
+        while len(candidates) < n_init - 1:  # every candidate broke down: plain starts
+            candidates.append(em.init_state(X, self.n_components, self.covariance_type,
+                                            init_params=plain[len(candidates) + 1], **common))
+        return [first, *candidates]
+
+    def _screen(self, X: np.ndarray, starts: list[em.EMState], tol: float, max_iter: int,
+                keep: int) -> list[em.EMState]:
+        """Take every start by EM to ``tol``; return the ``keep`` best, sound and distinct first.
+
+        Candidates whose bound is within ``tol`` of a better one's are taken
+        for the same optimum and only used to fill up; a candidate that breaks
+        down (failed Cholesky) is dropped.
+        """
+        scored = []
+        for j, start in enumerate(starts):
             try:
                 state, info = em.run_em(X, start, reg_covar=self.reg_covar,
-                                        tol=max(SCREEN_TOL, self.tol),
-                                        max_iter=min(SCREEN_ITER, self.max_iter))
-            except ValueError:  # a candidate that breaks down is just not kept
+                                        tol=max(tol, self.tol),
+                                        max_iter=min(max_iter, self.max_iter))
+            except ValueError:
                 continue
-            ok = em.collapsed_components(state, X.shape[0], self.reg_covar).size == 0
-            screened.append((ok, info.lower_bound if info.n_iter else -np.inf, j, state))
-        screened.sort(key=lambda item: item[:3], reverse=True)
-        # Continue the best candidates, skipping any that look like one already chosen
-        # (same screening bound to within the screening tolerance); refill if too few.
-        chosen: list = []
-        for item in screened:
-            if len(chosen) < n_init - 1 and all(abs(item[1] - c[1]) >= SCREEN_TOL
-                                                for c in chosen):
-                chosen.append(item)
-        chosen += [item for item in screened if item not in chosen][: n_init - 1 - len(chosen)]
-        rest = [item[3] for item in chosen]
-        while len(rest) < n_init - 1:  # every candidate broke down: plain starts
-            rest.append(em.init_state(X, self.n_components, self.covariance_type,
-                                      init_params=plain[len(rest) + 1], **common))
-        return [first, *rest]
+            sound = em.collapsed_components(state, X.shape[0], self.reg_covar).size == 0
+            bound = info.lower_bound if info.n_iter else -np.inf
+            scored.append((sound, bound, -j, state))
+        scored.sort(key=lambda item: item[:3], reverse=True)
+        chosen, repeats = [], []
+        for item in scored:
+            same = any(c[0] == item[0] and abs(item[1] - c[1]) < tol for c in chosen)
+            (repeats if same else chosen).append(item)
+        return [item[3] for item in (chosen + repeats)[:keep]]
 
     def _progress(self, init: int):
         if not self.verbose:

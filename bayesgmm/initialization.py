@@ -37,8 +37,9 @@ Starts:
     :data:`HIERARCHICAL_MAX_ROWS` rows drawn at random, the other rows get no
     weight in the first M-step.
 
-``init_params="auto"`` cycles through them, restart 0 being the hierarchical
-start (see :func:`restart_kind`).
+``init_params="auto"`` uses all five: the first run starts hierarchical, the
+candidate starts screened for the others cycle through :data:`AUTO_CYCLE`
+(see :class:`bayesgmm.EMGMM`).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ __all__ = [
 
 #: Values of ``init_params``.
 INIT_PARAMS = ("auto", "kmeans", "k-means++", "random", "random_from_data")
-#: Restarts 1, 2, ... of ``init_params="auto"`` (restart 0 is hierarchical).
-AUTO_CYCLE = ("kmeans", "k-means++", "random_from_data")
+#: Kinds of the candidate starts of ``init_params="auto"`` (run 0 is hierarchical), in turn.
+AUTO_CYCLE = ("kmeans", "k-means++", "random_from_data", "random")
 #: Ward's method costs O(N^2) memory: larger data are subsampled to this many rows.
 HIERARCHICAL_MAX_ROWS = 2000
 
@@ -83,8 +84,8 @@ def restart_kind(init_params: str, restart: int) -> str:
 
     Examples
     --------
-    >>> [restart_kind("auto", r) for r in range(5)]
-    ['hierarchical', 'kmeans', 'k-means++', 'random_from_data', 'kmeans']
+    >>> [restart_kind("auto", r) for r in range(6)]
+    ['hierarchical', 'kmeans', 'k-means++', 'random_from_data', 'random', 'kmeans']
     """
     if init_params != "auto":
         return init_params

@@ -85,8 +85,8 @@ def test_spherical_starts_use_one_common_scale():
 
 def test_auto_cycles_hierarchical_then_the_others():
     kinds = [initialization.restart_kind("auto", r) for r in range(7)]
-    assert kinds == ["hierarchical", "kmeans", "k-means++", "random_from_data", "kmeans",
-                     "k-means++", "random_from_data"]
+    assert kinds == ["hierarchical", "kmeans", "k-means++", "random_from_data", "random",
+                     "kmeans", "k-means++"]
     assert initialization.restart_kind("random", 3) == "random"
 
 
