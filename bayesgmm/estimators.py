@@ -42,6 +42,8 @@ SCREEN_CANDIDATES = 20
 #: ``max_iter`` iterations, keeping the best ``share * (n_init - 1)``. One stage: a second
 #: (1e-5, 200 iterations, keeping 3x) changed nothing in bench_restarts, a larger pool did.
 SCREEN_STAGES = ((1e-3, 25, 1),)
+#: Larger data are screened on this many random rows (the chosen starts then run on all).
+SCREEN_MAX_ROWS = 5000
 
 
 def _as_result(
@@ -296,7 +298,8 @@ default="auto"
         best distinct ones (collapsed candidates last) are continued to
         ``tol``: more starts explored for the same number of full runs. On
         small data ``n_init=10`` then costs about as much as 50 to 100 plain
-        runs (``docs/em.md``). The other values run ``n_init`` starts of that
+        runs (``docs/em.md``); above 5,000 rows the candidates are screened
+        on 5,000 random rows. The other values run ``n_init`` starts of that
         kind, as scikit-learn does, except that
         "k-means++" and "random_from_data" assign every row to its nearest
         seed (in standardized units) instead of starting each component from
@@ -504,14 +507,17 @@ default="auto"
                               init_params="hierarchical", **common)
         if self.n_components == 1:  # every start is the same: one run
             return [first]
+        sub = X  # screening on a random subsample keeps its cost flat in N
+        if X.shape[0] > SCREEN_MAX_ROWS:
+            sub = X[np.sort(rng.choice(X.shape[0], SCREEN_MAX_ROWS, replace=False))]
         candidates = [
-            em.init_state(X, self.n_components, self.covariance_type,
+            em.init_state(sub, self.n_components, self.covariance_type,
                           init_params=AUTO_CYCLE[j % len(AUTO_CYCLE)], **common)
             for j in range((n_init - 1) * SCREEN_CANDIDATES)
         ]
         for tol, max_iter, share in SCREEN_STAGES:
             keep = max(n_init - 1, int(share * (n_init - 1)))
-            candidates = self._screen(X, candidates, tol, max_iter, keep)
+            candidates = self._screen(sub, candidates, tol, max_iter, keep)
         while len(candidates) < n_init - 1:  # every candidate broke down: plain starts
             candidates.append(em.init_state(X, self.n_components, self.covariance_type,
                                             init_params=plain[len(candidates) + 1], **common))
