@@ -142,6 +142,13 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) ->
     Returns
     -------
     ndarray of int of shape (n_clusters,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [9.0], [9.1]])
+    >>> sorted((X[kmeans_plusplus(X, 2, np.random.default_rng(0)), 0] > 5).tolist())
+    [False, True]
     """
     n = X.shape[0]
     n_trials = 2 + int(np.log(n_clusters))
@@ -185,6 +192,13 @@ def kmeans(
     Returns
     -------
     ndarray of int of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = kmeans(np.array([[0.0], [0.1], [9.0], [9.1]]), 2, np.random.default_rng(0))
+    >>> bool(labels[0] == labels[1] != labels[2] == labels[3])
+    True
     """
     centers = X[kmeans_plusplus(X, n_clusters, rng)].copy()
     labels = None
