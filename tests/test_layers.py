@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bayesgmm"
 NUMPY_ONLY = ["_validation.py", "em.py", "criteria.py", "bayes/relabel.py", "bayes/params.py",
-              "bayes/_kernel.py", "bayes/spec.py", "bayes/density.py", "bayes/vi.py"]
+              "bayes/_kernel.py", "bayes/spec.py", "bayes/density.py", "bayes/vi.py",
+              "initialization.py"]
 HEAVY = {"pymc", "pytensor", "matplotlib", "arviz", "nutpie"}
 
 
