@@ -236,7 +236,7 @@ class BayesGMM(BaseGMM):
             warnings.simplefilter("ignore")
             ref = EMGMM(
                 k, covariance_type=self.covariance_type, reg_covar=float(reg.min()),
-                n_init=3, random_state=seed,
+                n_init=10, random_state=seed,
             ).fit(arr)
         self.reference_ = ref
         ref_cov = em.full_covariances(ref.covariances_, self.covariance_type, k, d)
