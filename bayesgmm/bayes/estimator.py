@@ -70,7 +70,10 @@ class BayesGMM(BaseGMM):
         measurements), ``"nutpie_native"`` (nutpie compiles the PyMC model with
         PyTensor: about 40 s on an empty cache, 15-20 s in every new process),
         or a PyMC ``nuts_sampler`` (``"pymc"``, ``"numpyro"``, ``"blackjax"``
-        when installed), which also compile the PyMC model.
+        when installed), which also compile the PyMC model.  For ADVI:
+        ``"pymc"`` fits with :func:`pymc.fit` on PyTensor's graph; anything
+        else (the default) runs ADVI on bayesgmm's kernel (no compilation;
+        :mod:`bayesgmm.bayes.vi`).
     target_accept : float, default=0.9
         NUTS target acceptance rate; raise it (e.g. 0.95) after divergences.
         Mixtures have narrow regions (small components): 0.9 removed every
@@ -258,7 +261,7 @@ class BayesGMM(BaseGMM):
             out = inference.run_advi(
                 model, method=self.method, n_steps=self.n_steps, draws=self.draws,
                 random_seed=seed, progressbar=self.progressbar, init_raw=init_raw,
-                tolerance=self.advi_tol,
+                tolerance=self.advi_tol, engine="pymc" if self.sampler == "pymc" else "kernel",
             )
         self.timing_ = out.timing
 

@@ -37,7 +37,7 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
-from bayesgmm.bayes import _nutpie_bridge
+from bayesgmm.bayes import _nutpie_bridge, vi
 from bayesgmm.bayes.density import MixtureDensity
 from bayesgmm.bayes.model import ModelData
 from bayesgmm.bayes.params import unconstrained_from_raw
@@ -540,6 +540,65 @@ class LossWindowConvergence:
             )
 
 
+def _advi_on_kernel(model: pm.Model, *, method: str, n_steps: int, draws: int,
+                    random_seed: int, progressbar: bool,
+                    init_raw: Mapping[str, np.ndarray] | None, tolerance: float,
+                    learning_rate: float, init_std: float) -> InferenceOutput:
+    """ADVI on the kernel's log-density (:func:`bayesgmm.bayes.vi.fit_advi`): no PyTensor."""
+    t0 = time.perf_counter()
+    density = model_log_density(model)
+    start = (np.zeros(density.n_dim) if init_raw is None
+             else density.flatten(unconstrained_from_raw(init_raw)))
+    density.value_and_grad(start)  # compile, or load from Numba's disk cache
+    t_compile = time.perf_counter() - t0
+    rng = np.random.default_rng(random_seed)
+    bar = _advi_progress(n_steps, progressbar)
+    try:
+        approx = vi.fit_advi(density.value_and_grad, start, method=method, max_steps=n_steps,
+                             learning_rate=learning_rate, init_std=init_std,
+                             tolerance=tolerance, window=1000, rng=rng,
+                             progress=None if bar is None else bar.update_to)
+    finally:
+        if bar is not None:
+            bar.close()
+    t_fit = time.perf_counter() - t0 - t_compile
+    flat = approx.sample(draws, rng)
+    raw = {k: v[None] for k, v in raw_from_unconstrained(density.unflatten(flat)).items()}
+    hist = approx.loss
+    variational = xr.Dataset(
+        {"loss": (("step",), hist)},
+        attrs={"method": method, "engine": "kernel", "converged": int(approx.converged),
+               "n_steps": approx.n_steps, "max_steps": int(n_steps),
+               "tolerance": float(tolerance),
+               "final_elbo": float(-np.nanmean(hist[-1000:])) if hist.size else float("nan")},
+    )
+    return InferenceOutput(
+        raw=raw, sample_stats=None, variational=variational,
+        timing={"compile": t_compile, "sample": t_fit}, converged=approx.converged,
+        n_iter=approx.n_steps,
+    )
+
+
+class _StepBar:
+    """A tqdm bar over optimisation steps, fed as ``progress(step, loss)``."""
+
+    def __init__(self, total: int):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, unit="step", desc="ADVI")
+
+    def update_to(self, step: int, loss: float) -> None:
+        self._bar.update(step - self._bar.n)
+        self._bar.set_postfix_str(f"-ELBO {loss:.4g}", refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _advi_progress(total: int, enabled: bool) -> _StepBar | None:
+    return _StepBar(total) if enabled else None
+
+
 def run_advi(
     model: pm.Model,
     *,
@@ -552,8 +611,16 @@ def run_advi(
     tolerance: float = 1e-3,
     learning_rate: float = 0.01,
     init_std: float = 0.1,
+    engine: str = "kernel",
 ) -> InferenceOutput:
-    """Fit mean-field or full-rank ADVI with :func:`pymc.fit` and draw from it.
+    """Fit mean-field or full-rank ADVI and draw from it.
+
+    By default (``engine="kernel"``) ADVI runs on bayesgmm's own log-density
+    and gradient (:mod:`bayesgmm.bayes.vi`): nothing is compiled by PyTensor,
+    and the optimiser and convergence rule are those of the ``pm.fit`` route.
+    ``engine="pymc"`` runs :func:`pymc.fit` on the PyMC model; it is also the
+    fallback, with a :class:`~bayesgmm.exceptions.SamplerFallbackWarning`,
+    when the kernel route fails.
 
     Parameters
     ----------
@@ -580,6 +647,8 @@ def run_advi(
         Initial standard deviation of the approximation in the unconstrained
         space (PyMC starts full-rank ADVI at 1, which on standardized data
         spreads every mean over the whole data set and can merge components).
+    engine : {"kernel", "pymc"}, default="kernel"
+        Where the ELBO gradient comes from: bayesgmm's kernel or PyMC's graph.
 
     Returns
     -------
@@ -588,6 +657,21 @@ def run_advi(
     """
     if method not in ("advi", "fullrank_advi"):
         raise ValueError(f"method must be 'advi' or 'fullrank_advi'; got {method!r}.")
+    if engine not in ("kernel", "pymc"):
+        raise ValueError(f"engine must be 'kernel' or 'pymc'; got {engine!r}.")
+    if engine == "kernel":
+        try:
+            return _advi_on_kernel(model, method=method, n_steps=n_steps, draws=draws,
+                                   random_seed=random_seed, progressbar=progressbar,
+                                   init_raw=init_raw, tolerance=tolerance,
+                                   learning_rate=learning_rate, init_std=init_std)
+        except Exception as err:  # any failure of the fast route falls back to PyMC
+            warnings.warn(
+                f"bayesgmm: ADVI on the fast log-density failed ({type(err).__name__}: {err}); "
+                "fitting the same model with pymc.fit instead (slower: PyTensor compiles it).",
+                SamplerFallbackWarning,
+                stacklevel=3,
+            )
     callback = LossWindowConvergence(window=1000, tolerance=tolerance)
     t0 = time.perf_counter()
     import logging
