@@ -23,14 +23,10 @@ The JSON holds the command, versions, machine, date and every repeat.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -124,7 +120,8 @@ def optimum(method: str, seeds: int) -> dict[str, object]:
 
         def keep(approx, losses, i, window=window):
             if i > n_steps - 1000:
-                window.append(np.asarray(approx.params[0].get_value()).copy())
+                mean = next(p for p in approx.params if p.name == "mu")
+                window.append(np.asarray(mean.get_value()).copy())
 
         cls = pm.ADVI if method == "advi" else pm.FullRankADVI
         fit = cls(model=model, random_seed=seed, start=inference._model_init(model, init_raw))
@@ -147,11 +144,6 @@ def optimum(method: str, seeds: int) -> dict[str, object]:
 
 def main() -> None:
     args = _parse()
-    import nutpie
-    import pymc
-
-    import bayesgmm
-
     first = first_fits(args.method, args.repeats)
     warm = warm_fits(args.method, args.repeats)
     same = optimum(args.method, args.seeds)
@@ -167,19 +159,11 @@ def main() -> None:
           f"data sd over {args.seeds} seeds (seed spread kernel "
           f"{same['kernel_seed_spread']:.4f}, pm.fit {same['pymc_seed_spread']:.4f})")
     if args.json:
-        record = {
-            "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "load_average_at_end": os.getloadavg()},
-            "versions": {"bayesgmm": bayesgmm.__version__, "pymc": pymc.__version__,
-                         "nutpie": nutpie.__version__, "numpy": np.__version__,
-                         "python": platform.python_version()},
-            "method": args.method, "repeats": {"first": first, "warm": warm},
-            "medians": med, "nuts_over_kernel_advi": ratio, "optimum": same,
-        }
-        with open(args.json, "w") as fh:
-            json.dump(record, fh, indent=2)
+        from _record import write_record  # benchmarks/ is on sys.path when run as a script
+
+        write_record(args.json, {"method": args.method,
+                                 "repeats": {"first": first, "warm": warm}, "medians": med,
+                                 "nuts_over_kernel_advi": ratio, "optimum": same})
 
 
 if __name__ == "__main__":
