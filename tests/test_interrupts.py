@@ -7,6 +7,7 @@ thread (``_thread.interrupt_main``) from a timer, while the work is running.
 import _thread
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -36,3 +37,24 @@ def test_ctrl_c_stops_an_em_fit_and_sets_nothing():
     # the engine's worker threads were released: a new fit works normally
     small = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful())
     assert small.converged_
+
+
+def test_ctrl_c_stops_a_nuts_fit_and_sets_nothing():
+    # nutpie itself turns Ctrl-C into "return the draws so far"; BayesGMM must not
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(0, 1, (3000, 2)), rng.normal(4, 1, (3000, 2))])
+    model = bg.BayesGMM(2, draws=20_000, tune=2000, chains=2, random_state=0,
+                        progressbar=False)  # about a minute of sampling
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny run: diagnostics are not the point
+        bg.BayesGMM(2, draws=20, tune=20, chains=1, random_state=0,
+                    progressbar=False).fit(X[:200])  # load the kernel before timing
+    timer = _interrupt_after(2.0)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 30.0
+    assert not hasattr(model, "result_")

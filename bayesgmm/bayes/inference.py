@@ -380,11 +380,18 @@ def _run_nutpie(nutpie_model: Any, settings: _NutsSettings,
     import nutpie
 
     t0 = time.perf_counter()
-    trace = nutpie.sample(
+    # nutpie.sample(blocking=True) catches Ctrl-C and returns the draws so far; waiting
+    # here instead lets the interrupt stop the fit, with no partial result
+    sampler = nutpie.sample(
         nutpie_model, draws=settings.draws, tune=settings.tune, chains=settings.chains,
         cores=settings.cores, seed=settings.random_seed, progress_bar=settings.progressbar,
-        target_accept=settings.target_accept,
+        target_accept=settings.target_accept, blocking=False,
     )
+    try:
+        trace = sampler.wait()
+    except KeyboardInterrupt:
+        sampler.cancel()
+        raise
     t_sample = time.perf_counter() - t0
     raw, stats = _nutpie_result(trace, names)
     return raw, stats, t_sample
