@@ -58,3 +58,37 @@ def test_ctrl_c_stops_a_nuts_fit_and_sets_nothing():
         timer.cancel()
     assert time.perf_counter() - start < 30.0
     assert not hasattr(model, "result_")
+
+
+def test_ctrl_c_stops_pm_fit_advi_instead_of_returning_it(monkeypatch):
+    # PyMC's fit loop catches KeyboardInterrupt and returns the approximation so far,
+    # which then looked converged; the interrupt must stop the fit instead.
+    from bayesgmm.bayes import inference
+
+    original = inference.LossWindowConvergence.__call__
+
+    def interrupt_at_step_200(self, approx, losses, i):
+        if i == 200:
+            _thread.interrupt_main()  # SIGINT, delivered at the next bytecode
+        return original(self, approx, losses, i)
+
+    monkeypatch.setattr(inference.LossWindowConvergence, "__call__", interrupt_at_step_200)
+    model = bg.BayesGMM(2, method="advi", sampler="pymc", random_state=0, progressbar=False)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(bg.datasets.load_faithful())
+    assert not hasattr(model, "result_")
+
+
+def test_ctrl_c_stops_kernel_advi(monkeypatch):
+    # SIGINT raised inside the optimisation loop (at its first convergence check)
+    from bayesgmm.bayes import vi
+
+    def interrupt_then_continue(losses, window, tolerance):
+        _thread.interrupt_main()
+        return False
+
+    monkeypatch.setattr(vi, "window_converged", interrupt_then_continue)
+    model = bg.BayesGMM(2, method="advi", random_state=0, progressbar=False)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(bg.datasets.load_faithful())
+    assert not hasattr(model, "result_")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import threading
 import time
 import warnings
@@ -606,6 +607,40 @@ def _advi_progress(total: int, enabled: bool) -> _StepBar | None:
     return _StepBar(total) if enabled else None
 
 
+class _InterruptToStop:
+    """Make Ctrl-C stop :func:`pymc.fit` and then propagate.
+
+    PyMC's optimisation loop catches ``KeyboardInterrupt`` and returns the
+    approximation reached so far as if it were the answer.  Inside this
+    context (main thread only: only it receives SIGINT) the signal sets a
+    flag, the :meth:`check` callback ends the loop, and leaving the context
+    raises ``KeyboardInterrupt``.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.interrupted = True
+
+    def check(self, approx: Any, losses: Any, i: int) -> None:
+        """PyMC callback: stop the loop once interrupted."""
+        if self.interrupted:
+            raise StopIteration("interrupted")
+
+    def __enter__(self) -> _InterruptToStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.interrupted and exc[0] is None:
+            raise KeyboardInterrupt
+
+
 def run_advi(
     model: pm.Model,
     *,
@@ -691,12 +726,14 @@ def run_advi(
         warnings.filterwarnings("ignore", message=".*BLAS.*")
         try:
             cls = pm.ADVI if method == "advi" else pm.FullRankADVI
-            vi = cls(model=model, random_seed=random_seed, start=_model_init(model, init_raw))
-            _narrow_start(vi.approx, method, init_std)
-            approx = vi.fit(
-                n=n_steps, progressbar=progressbar, callbacks=[callback],
-                obj_optimizer=pm.adam(learning_rate=learning_rate),
-            )
+            fitter = cls(model=model, random_seed=random_seed,
+                         start=_model_init(model, init_raw))
+            _narrow_start(fitter.approx, method, init_std)
+            with _InterruptToStop() as interrupt:
+                approx = fitter.fit(
+                    n=n_steps, progressbar=progressbar, callbacks=[callback, interrupt.check],
+                    obj_optimizer=pm.adam(learning_rate=learning_rate),
+                )
         finally:
             pymc_logger.setLevel(old_level)
     t_fit = time.perf_counter() - t0
