@@ -92,3 +92,21 @@ def test_ctrl_c_stops_kernel_advi(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         model.fit(bg.datasets.load_faithful())
     assert not hasattr(model, "result_")
+
+
+def test_ctrl_c_stops_compare_k_instead_of_moving_on(monkeypatch):
+    # Before, nutpie's partial trace became a ValueError that compare_k recorded as a
+    # failed fit before fitting the next K; now the interrupt ends the whole sweep.
+    from bayesgmm.bayes import inference
+
+    calls = []
+
+    def interrupted_sampler(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "_run_nutpie", interrupted_sampler)
+    with pytest.raises(KeyboardInterrupt):
+        bg.compare_k(bg.datasets.load_faithful(), [1, 2, 3], methods=("nuts",),
+                     progressbar=False)
+    assert calls == [1]  # stopped at the first fit
