@@ -393,6 +393,8 @@ class BayesGMM(BaseGMM):
         if self.chains > 1 and np.nanmax(table["r_hat"].values) > posterior.RHAT_MAX:
             problems.append(f"max R-hat {np.nanmax(table['r_hat'].values):.3f} > "
                             f"{posterior.RHAT_MAX}")
+            # chains that disagree have not converged, whatever the sampler reported
+            self.result_.converged = False
         if problems:
             warnings.warn(
                 "BayesGMM: " + " and ".join(problems) + ". Run more tune/draws, raise "
