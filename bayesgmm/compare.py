@@ -20,7 +20,7 @@ from bayesgmm._constants import COMPONENT
 from bayesgmm._validation import validate_choice, validate_prob
 from bayesgmm.results import GMMResult
 
-__all__ = ["Comparison", "MethodComparison", "compare"]
+__all__ = ["Comparison", "MethodComparison", "compare", "fit_status"]
 
 CRITERIA = ("aic", "bic", "icl", "waic", "loo")
 BAYES_METHODS = ("nuts", "fullrank_advi", "advi")
@@ -30,8 +30,11 @@ TABLE_COLUMNS = (
     "elpd_waic", "se_waic", "p_waic", "elpd_loo", "se_loo", "p_loo",
     "rank", "elpd_diff", "dse", "weight",
     "pareto_k_max", "waic_warning", "loo_warning", "r_hat_max", "divergences",
-    "converged", "warning",
+    "converged", "status", "warning",
 )
+#: Thresholds behind :func:`fit_status` (Vehtari et al. 2021 for R-hat and ESS; Vehtari
+#: et al. 2024 for Pareto k; Yao et al. 2018 for the variational k-hat).
+R_HAT_MAX, ESS_BULK_MIN, PARETO_K_MAX = 1.01, 400, 0.7
 
 
 def _criterion_column(criterion: str) -> tuple[str, bool]:
@@ -88,6 +91,7 @@ class Comparison:
             row: dict[str, Any] = {c: np.nan for c in TABLE_COLUMNS}
             row["warning"] = self.messages.get(key, "")
             row["converged"] = False
+            row["status"] = "fit failed"
             if result is not None:
                 row.update(_row_of(result))
             rows[key] = row
@@ -122,16 +126,22 @@ class Comparison:
     # Choices
     # ------------------------------------------------------------------
 
-    def _default_method(self, criterion: str) -> str | None:
-        methods = set(self.table.index.get_level_values("method"))
+    def _usable(self, include_flagged: bool) -> pd.DataFrame:
+        """The table's rows that choices may use: status "ok" unless ``include_flagged``."""
+        return self.table if include_flagged else self.table[self.table["status"] == "ok"]
+
+    def _default_method(self, criterion: str, include_flagged: bool = False) -> str | None:
+        table = self._usable(include_flagged)
+        methods = set(table.index.get_level_values("method"))
         order = ("em", *BAYES_METHODS) if criterion in ("aic", "bic", "icl") else BAYES_METHODS
         column = _criterion_column(criterion)[0]
         for method in order:
-            if method in methods and self.table.loc[method, column].notna().any():
+            if method in methods and table.loc[method, column].notna().any():
                 return method
         return None
 
-    def best(self, criterion: str = "bic", method: str | None = None) -> int | None:
+    def best(self, criterion: str = "bic", method: str | None = None, *,
+             include_flagged: bool = False) -> int | None:
         """Number of components K preferred by ``criterion``.
 
         Parameters
@@ -142,59 +152,83 @@ class Comparison:
         method : str, optional
             Restrict to one method. By default AIC, BIC and ICL use EM (they
             are defined at the maximum likelihood), WAIC and LOO the most
-            exact Bayesian method fitted (NUTS, then full-rank ADVI, then ADVI).
+            exact Bayesian method with a sound fit (NUTS, then full-rank ADVI,
+            then ADVI).
+        include_flagged : bool, default=False
+            Also use fits whose ``status`` is not "ok" (failed diagnostics,
+            collapsed components, no convergence). By default they are left
+            out: a criterion computed from a fit the package rejects is no
+            answer.
 
         Returns
         -------
         int or None
-            ``None`` when no fit has that criterion.
+            ``None`` when no usable fit has that criterion.
         """
         column, lower = _criterion_column(criterion)
-        method = method or self._default_method(criterion)
-        if method is None or method not in self.table.index.get_level_values("method"):
+        method = method or self._default_method(criterion, include_flagged)
+        table = self._usable(include_flagged)
+        if method is None or method not in table.index.get_level_values("method"):
             return None
-        values = self.table.loc[method, column].dropna()
+        values = table.loc[method, column].dropna()
         if values.empty:
             return None
         return int(values.idxmin() if lower else values.idxmax())
 
-    def verdict(self) -> str:
+    def left_out(self) -> dict[tuple[str, int], str]:
+        """Fits that :meth:`best` and :meth:`verdict` leave out by default, with the reasons.
+
+        Returns
+        -------
+        dict
+            ``{(method, K): status}`` for every row whose status is not "ok".
+        """
+        return {key: status for key, status in self.table["status"].items() if status != "ok"}
+
+    def verdict(self, include_flagged: bool = False) -> str:
         """A short text: which K each criterion picks and how close the runner-up is by LOO.
+
+        Parameters
+        ----------
+        include_flagged : bool, default=False
+            Let fits that fail their diagnostics vote too (see :meth:`best`).
 
         Returns
         -------
         str
             e.g. "BIC (em), ICL (em) and LOO (nuts) pick K=2; AIC (em) picks
-            K=3. By LOO (nuts), K=3 is within 1 se of the best."
+            K=3. By LOO (nuts), K=3 is within 1 se of the best." followed by
+            the fits left out and why.
         """
         picks: dict[int, list[str]] = {}
         for criterion in CRITERIA:
-            k = self.best(criterion)
+            k = self.best(criterion, include_flagged=include_flagged)
             if k is not None:
-                label = f"{criterion.upper()} ({self._default_method(criterion)})"
+                label = f"{criterion.upper()} ({self._default_method(criterion, include_flagged)})"
                 picks.setdefault(k, []).append(label)
+        left_out = "" if include_flagged else _describe_left_out(self.left_out())
         if not picks:
-            return "No fit succeeded; see the warning column of the table."
+            if include_flagged or not left_out:
+                return "No fit succeeded; see the warning column of the table."
+            return ("No fit passes its diagnostics, so no K is chosen." + left_out
+                    + " Use verdict(include_flagged=True) to see what they would pick.")
         parts = []
         for k, names in sorted(picks.items(), key=lambda item: -len(item[1])):
             verb = "picks" if len(names) == 1 else ("agree on" if len(picks) == 1 else "pick")
             joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
             parts.append(f"{joined} {verb} K={k}")
         text = "; ".join(parts) + "."
-        loo_method = self._default_method("loo")
-        best_loo = self.best("loo")
+        loo_method = self._default_method("loo", include_flagged)
+        best_loo = self.best("loo", include_flagged=include_flagged)
         if best_loo is not None:
-            rows = self.table.loc[loo_method]
+            rows = self._usable(include_flagged).loc[loo_method]
             close = [int(k) for k, row in rows.iterrows()
                      if k != best_loo and pd.notna(row["elpd_diff"])
                      and abs(row["elpd_diff"]) <= row["dse"]]
             if close:
                 ks = ", ".join(f"K={k}" for k in close)
                 text += f" By LOO ({loo_method}), {ks} within 1 se of the best."
-        flagged = [f"{m} K={k}" for (m, k), w in self.table["warning"].items() if w]
-        if flagged:
-            text += f" Warnings for {', '.join(flagged)} (see the table)."
-        return text
+        return text + left_out
 
     def __repr__(self) -> str:
         shown = self.table[["loglik", "n_params", "aic", "bic", "icl", "elpd_waic", "elpd_loo",
@@ -215,6 +249,92 @@ class Comparison:
         return plot_criteria(self, ax=ax, **kwargs)
 
 
+def _describe_left_out(left_out: dict[tuple[str, int], str]) -> str:
+    if not left_out:
+        return ""
+    listed = "; ".join(f"{method} K={k} ({status})" for (method, k), status in left_out.items())
+    return f" Left out, as their fits fail their own checks: {listed}."
+
+
+def _collapsed(result: GMMResult) -> list[int]:
+    """Components of the point estimate that sit on too few points or on the variance floor."""
+    from bayesgmm.em import collapsed_from_full
+
+    weights, _, covs = (a.values for a in result.point_estimate())
+    reg = result.config.get("reg_covar", 0.0)
+    reg = float(reg) if isinstance(reg, int | float) else 0.0  # "auto": counts only
+    return collapsed_from_full(weights, covs, result.covariance_type, result.n_obs,
+                               reg).tolist()
+
+
+def fit_status(result: GMMResult | None, diagnostics: pd.DataFrame | None = None,
+               pareto_k_max: float = float("nan")) -> list[str]:
+    """Why a fit should not be read as an answer; empty when it passes every check.
+
+    Checks: the fit failed; EM or ADVI did not converge; a component collapsed
+    onto too few points or onto the ``reg_covar`` floor (a spurious maximum);
+    for NUTS, R-hat above :data:`R_HAT_MAX`, bulk ESS of a reported quantity
+    below :data:`ESS_BULK_MIN`, divergent transitions; for ADVI, the Pareto
+    k-hat of the importance ratios above :data:`PARETO_K_MAX` (when the fit
+    recorded it); for Bayesian fits, a PSIS-LOO Pareto k above
+    :data:`PARETO_K_MAX`.
+
+    Parameters
+    ----------
+    result : GMMResult or None
+        ``None`` for a fit that raised.
+    diagnostics : pandas.DataFrame, optional
+        ``result.diagnostics(warn=False)``, when already computed.
+    pareto_k_max : float, optional
+        Largest PSIS-LOO Pareto k, when already computed.
+
+    Returns
+    -------
+    list of str
+        One short reason per failed check.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> fit = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful()).result_
+    >>> fit_status(fit)
+    []
+    """
+    if result is None:
+        return ["fit failed"]
+    reasons = []
+    collapsed = _collapsed(result)
+    if collapsed:
+        reasons.append(f"spurious: component(s) {collapsed} collapsed")
+    if not result.is_bayesian:
+        if not result.converged:
+            reasons.append("EM not converged")
+        return reasons
+    if diagnostics is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            diagnostics = result.diagnostics(warn=False)
+    attrs = diagnostics.attrs
+    if result.method == "nuts":
+        r_hat = float(np.nanmax(diagnostics["r_hat"])) if "r_hat" in diagnostics else np.nan
+        if r_hat > R_HAT_MAX:
+            reasons.append(f"R-hat {r_hat:.3f} > {R_HAT_MAX}")
+        ess = float(np.nanmin(diagnostics["ess_bulk"])) if "ess_bulk" in diagnostics else np.nan
+        if ess < ESS_BULK_MIN:
+            reasons.append(f"bulk ESS {ess:.0f} < {ESS_BULK_MIN}")
+        if attrs.get("divergences", 0):
+            reasons.append(f"{int(attrs['divergences'])} divergences")
+    else:
+        if not result.converged or not attrs.get("advi_converged", True):
+            reasons.append("ADVI not converged")
+        k_hat = float(attrs.get("vi_pareto_k", np.nan))
+        if k_hat > PARETO_K_MAX:
+            reasons.append(f"VI diagnostic failed (k-hat {k_hat:.2f} > {PARETO_K_MAX})")
+    if pareto_k_max > PARETO_K_MAX:
+        reasons.append(f"LOO Pareto k {pareto_k_max:.2f} > {PARETO_K_MAX}")
+    return reasons
+
+
 def _row_of(result: GMMResult) -> dict[str, Any]:
     row: dict[str, Any] = {
         "loglik": result.log_likelihood,
@@ -225,6 +345,7 @@ def _row_of(result: GMMResult) -> dict[str, Any]:
         "converged": bool(result.converged),
     }
     if not (result.is_bayesian and result.idata is not None):
+        row["status"] = "; ".join(fit_status(result)) or "ok"
         return row
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -242,6 +363,7 @@ def _row_of(result: GMMResult) -> dict[str, Any]:
     if not np.isnan(r_hat).all():  # ADVI draws have no chains, hence no R-hat
         row["r_hat_max"] = float(np.nanmax(r_hat))
     row["divergences"] = diag.attrs.get("divergences", np.nan)
+    row["status"] = "; ".join(fit_status(result, diag, row["pareto_k_max"])) or "ok"
     return row
 
 

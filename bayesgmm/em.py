@@ -50,6 +50,7 @@ __all__ = [
     "EMInfo",
     "EMState",
     "collapsed_components",
+    "collapsed_from_full",
     "covariances_from_precisions",
     "e_step",
     "estimate_log_gaussian_prob",
@@ -177,11 +178,37 @@ def collapsed_components(state: EMState, n_samples: int, reg_covar: float) -> np
     ndarray of int
     """
     k, d = state.means.shape
-    counts = state.weights * n_samples
-    kind = state.covariance_type
-    need = d + 1 if kind == "full" else (1 if kind == "tied" else 2)
-    covs = full_covariances(state.covariances, kind, k, d)
-    smallest = np.linalg.eigvalsh(covs)[:, 0]
+    covs = full_covariances(state.covariances, state.covariance_type, k, d)
+    return collapsed_from_full(state.weights, covs, state.covariance_type, n_samples, reg_covar)
+
+
+def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance_type: str,
+                        n_samples: int, reg_covar: float) -> np.ndarray:
+    """:func:`collapsed_components` for full ``(K, D, D)`` covariance matrices.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (K,)
+    covariances : ndarray of shape (K, D, D)
+    covariance_type : str
+        The fitted structure: it sets how many points a component needs.
+    n_samples : int
+    reg_covar : float
+
+    Returns
+    -------
+    ndarray of int
+
+    Examples
+    --------
+    >>> covs = np.stack([np.eye(2), np.eye(2) * 1e-9])
+    >>> collapsed_from_full(np.array([0.5, 0.5]), covs, "full", 10, 1e-9).tolist()
+    [1]
+    """
+    d = covariances.shape[-1]
+    counts = np.asarray(weights) * n_samples
+    need = d + 1 if covariance_type == "full" else (1 if covariance_type == "tied" else 2)
+    smallest = np.linalg.eigvalsh(covariances)[:, 0]
     floor = 2.0 * reg_covar if reg_covar > 0 else 0.0
     return np.flatnonzero((counts < need) | (smallest <= floor))
 

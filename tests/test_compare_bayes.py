@@ -14,7 +14,7 @@ import bayesgmm as bg
 from bayesgmm import plotting
 from bayesgmm.compare import TABLE_COLUMNS
 
-SMALL = {"draws": 300, "tune": 300, "chains": 2}
+SMALL = {"draws": 1000, "tune": 1000, "chains": 4}  # enough for R-hat < 1.01 and ESS > 400
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,68 @@
+"""Comparison.table's status column: choices use only fits that pass their own checks."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+from bayesgmm.compare import Comparison, fit_status
+
+
+@pytest.fixture(scope="module")
+def spurious_sweep():
+    # Two clusters plus five copies of one point. Started on the copies, a third component
+    # collapses onto them: its likelihood is bounded only by reg_covar, so AIC and BIC
+    # rank it first (EMGMM's restarts avoid it; a user's start need not).
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(6, 1, (100, 2)),
+                        np.full((5, 2), 3.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = {("em", k): bg.EMGMM(k, n_init=5, random_state=0, reg_covar=1e-9).fit(X).result_
+                for k in (1, 2)}
+        fits[("em", 3)] = bg.EMGMM(
+            3, reg_covar=1e-9, init_params="kmeans", weights_init=[0.45, 0.45, 0.1],
+            means_init=[[0.0, 0.0], [6.0, 6.0], [3.0, 3.0]],
+            precisions_init=np.stack([np.eye(2), np.eye(2), np.eye(2) * 1e4]),
+        ).fit(X).result_
+    return Comparison(fits)
+
+
+def test_a_collapsed_fit_is_flagged_and_never_chosen(spurious_sweep):
+    status = spurious_sweep.table["status"]
+    assert status[("em", 3)].startswith("spurious: component(s)")
+    assert status[("em", 2)] == "ok" and status[("em", 1)] == "ok"
+    # The spurious fit has the best AIC and BIC numerically ...
+    assert spurious_sweep.best("aic", include_flagged=True) == 3
+    assert spurious_sweep.best("bic", include_flagged=True) == 3
+    # ... and is left out by default, with the reason in words.
+    assert spurious_sweep.best("aic") == 2 and spurious_sweep.best("bic") == 2
+    text = spurious_sweep.verdict()
+    assert "K=2" in text and "Left out" in text and "em K=3 (spurious" in text
+    assert "Left out" not in spurious_sweep.verdict(include_flagged=True)
+    assert spurious_sweep.left_out() == {("em", 3): status[("em", 3)]}
+
+
+def test_status_of_a_failed_and_an_unconverged_fit():
+    X = bg.datasets.load_faithful()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unconverged = bg.EMGMM(2, max_iter=2, random_state=0).fit(X).result_
+    assert fit_status(unconverged) == ["EM not converged"]
+    cmp = Comparison({("em", 2): unconverged, ("em", 3): None})
+    assert cmp.table["status"].tolist() == ["EM not converged", "fit failed"]
+    assert cmp.best("bic") is None
+    assert "No fit passes its diagnostics" in cmp.verdict()
+    assert cmp.best("bic", include_flagged=True) == 2
+
+
+def test_nuts_fit_that_fails_its_diagnostics_is_flagged():
+    X = bg.datasets.load_faithful()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        short = bg.BayesGMM(2, draws=30, tune=30, chains=2, random_state=3,
+                            progressbar=False).fit(X).result_
+    reasons = fit_status(short)
+    assert any(r.startswith("R-hat") for r in reasons)
+    assert any(r.startswith("bulk ESS") for r in reasons)
