@@ -149,3 +149,17 @@ def test_nuts_converged_agrees_with_r_hat():
         r_hat = float(fit.diagnostics(warn=False)["r_hat"].max())
         assert fit.converged == (r_hat <= 1.01), r_hat
     assert not short.converged and long.converged
+
+
+def test_auto_floor_ignores_an_extreme_outlier():
+    # Two clusters 10 sd apart plus one row at (1e6, 1e6): the floor was 1e-6 x a variance
+    # inflated by the outlier (4950); a robust spread keeps it at the data's own scale.
+    from bayesgmm.bayes.model import auto_reg_covar
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(10, 1, (200, 2))])
+    with_outlier = np.concatenate([X, [[1e6, 1e6]]])
+    floor = auto_reg_covar(with_outlier)
+    assert np.all(floor < 1e-3), floor
+    # without the outlier the floor is unchanged up to the median's shift
+    np.testing.assert_allclose(floor, auto_reg_covar(X), rtol=0.1)

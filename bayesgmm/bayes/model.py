@@ -68,8 +68,9 @@ def auto_reg_covar(X: np.ndarray) -> np.ndarray:
     values (0.1 for measurements to 0.1 cm); a component narrower than one
     measurement step cannot be resolved, and without a floor a HalfNormal prior
     on the standard deviations lets components collapse onto repeated values
-    (the posterior is then improper).  The floor is at least ``1e-6`` times the
-    feature's variance.
+    (the posterior is then improper).  The floor is at least ``1e-6`` times a
+    robust variance of the feature (the squared normal-consistent median
+    absolute deviation), so that outliers do not raise it.
 
     Parameters
     ----------
@@ -92,7 +93,11 @@ def auto_reg_covar(X: np.ndarray) -> np.ndarray:
         gaps = np.diff(np.unique(X[:, j]))
         gaps = gaps[gaps > 0]
         res = gaps.min() if gaps.size else 0.0
-        out[j] = max(res**2, 1e-6 * X[:, j].var())
+        # a robust spread (normal-consistent MAD, the variance when the MAD is 0): one
+        # extreme outlier must not lift the floor (1e6 in two 10-sd clusters: 4950)
+        mad = 1.4826 * np.median(np.abs(X[:, j] - np.median(X[:, j])))
+        spread = mad**2 if mad > 0 else X[:, j].var()
+        out[j] = max(res**2, 1e-6 * spread)
     return out
 
 
