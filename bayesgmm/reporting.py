@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesgmm.compare import Comparison
+from bayesgmm.compare import Comparison, fit_status
 from bayesgmm.results import GMMResult
 
 __all__ = ["describe_method", "report", "table_to_latex", "table_to_markdown"]
@@ -315,19 +315,31 @@ def _diagnostic_section(doc: _Document, result: GMMResult, prefix: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         diag = result.diagnostics()
+    reasons = fit_status(result, diag if result.is_bayesian else None)
     if not result.is_bayesian:
         if not result.converged:
             doc.warning("EM stopped at max_iter before converging; the estimates may move "
                         "with more iterations.")
+        for reason in reasons:
+            if reason != "EM not converged":
+                doc.warning(f"This fit fails a check: {reason}.")
         return
     doc.table(f"{prefix}diagnostics", diag,
               "Convergence diagnostics of the relabelled posterior (R-hat should be below "
               "1.01, bulk and tail ESS above 400)")
     for item in caught:
         doc.warning(str(item.message))
-    if not caught:
+    for reason in reasons:
+        doc.warning(f"This fit fails a check: {reason}. Do not read it as an answer.")
+    if caught or reasons:
+        return
+    if result.method == "nuts":
         doc.text("No diagnostic warnings: R-hat, effective sample sizes and divergences are "
                  "within the recommended limits.")
+    else:
+        doc.text("ADVI converged, but a variational fit has no sampling diagnostics (R-hat "
+                 "and ESS do not apply): its intervals are those of a Gaussian "
+                 "approximation and tend to be too narrow; NUTS checks them.")
 
 
 def _comparison_sections(doc: _Document, cmp: Comparison) -> None:

@@ -64,3 +64,24 @@ def test_bad_arguments(sweep, tmp_path):
         bg.report({"not": "a result"}, tmp_path / "x.html")
     with pytest.raises(ValueError, match="does not exist"):
         bg.report(sweep, tmp_path / "missing" / "x.html")
+
+
+def test_report_never_calls_a_failing_or_unchecked_fit_clean(tmp_path):
+    import warnings
+
+    import bayesgmm as bg
+
+    X = bg.datasets.load_faithful()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        short = bg.BayesGMM(2, draws=30, tune=30, chains=2, random_state=3,
+                            progressbar=False).fit(X).result_
+        advi = bg.BayesGMM(2, method="advi", random_state=0, progressbar=False).fit(X).result_
+    for fit, name in ((short, "short"), (advi, "advi")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bg.report(fit, tmp_path / f"{name}.html")
+        page = (tmp_path / f"{name}.html").read_text()
+        assert "No diagnostic warnings" not in page, name
+    assert "fails a check: R-hat" in (tmp_path / "short.html").read_text()
+    assert "no sampling diagnostics" in (tmp_path / "advi.html").read_text()
