@@ -142,6 +142,12 @@ def _set_attr(group, name, value):
     return edit
 
 
+def _flip_root_flag(name):
+    def edit(handle):  # a real change whatever the fit recorded
+        handle.attrs[name] = 1 - int(handle.attrs[name])
+    return edit
+
+
 def _add_to_value(group, variable, index, delta):
     def edit(handle):
         var = handle.groups[group].variables[variable]
@@ -170,7 +176,7 @@ def _add_variable(handle):
 
 EDITS = {
     "root log_likelihood": _set_attr("/", "log_likelihood", -1000.0),
-    "root converged": _set_attr("/", "converged", 0),
+    "root converged": _flip_root_flag("converged"),
     "estimate responsibilities": _add_to_value("bayesgmm", "responsibilities", (0, 0), 1e-12),
     "coordinate": _rename_feature,
     "variable attribute": _set_var_attr("bayesgmm", "responsibilities", "units", "1"),
