@@ -540,7 +540,7 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
         on every row).  ``attrs`` holds the fit-level figures: ``method``,
         ``n_chains``, ``n_draws``, ``divergences``, ``tree_depth_hits``,
         ``ebfmi`` (per chain), ``n_permuted`` (draws relabeled), and for ADVI
-        ``elbo_final``, ``advi_converged``, ``advi_steps``.
+        ``elbo_final``, ``advi_converged``, ``advi_steps``, ``vi_pareto_k``.
     """
     import arviz as az
 
@@ -582,6 +582,8 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
         attrs["elbo_final"] = float(vi.attrs.get("final_elbo", np.nan))
         attrs["advi_converged"] = bool(int(vi.attrs.get("converged", 0)))
         attrs["advi_steps"] = int(vi.attrs.get("n_steps", 0))
+        # Pareto k-hat of the importance ratios p/q (Yao et al. 2018); NaN when not recorded
+        attrs["vi_pareto_k"] = float(vi.attrs.get("pareto_k", np.nan))
         r_hat = np.full_like(r_hat, np.nan)  # independent draws: R-hat says nothing
     table = pd.DataFrame(
         {

@@ -163,3 +163,23 @@ def test_auto_floor_ignores_an_extreme_outlier():
     assert np.all(floor < 1e-3), floor
     # without the outlier the floor is unchanged up to the median's shift
     np.testing.assert_allclose(floor, auto_reg_covar(X), rtol=0.1)
+
+
+def test_advi_records_its_pareto_k_and_a_bad_one_is_flagged(faithful_kernel_advi):
+    # Old Faithful K=2 is well approximated (k-hat about 0.4); iris K=3 is not (about 1.3:
+    # overlapping species, a skewed, multimodal posterior a Gaussian cannot follow).
+    import warnings
+
+    import bayesgmm as bg
+    from bayesgmm.compare import fit_status
+
+    _, good = faithful_kernel_advi
+    k_good = good.result_.diagnostics(warn=False).attrs["vi_pareto_k"]
+    assert k_good < 0.7 and fit_status(good.result_) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bad = bg.BayesGMM(3, method="advi", random_state=0,
+                          progressbar=False).fit(bg.datasets.load_iris()).result_
+    k_bad = bad.diagnostics(warn=False).attrs["vi_pareto_k"]
+    assert k_bad > 0.7
+    assert any(r.startswith("VI diagnostic failed") for r in fit_status(bad))

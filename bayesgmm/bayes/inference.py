@@ -572,10 +572,12 @@ def _advi_on_kernel(model: pm.Model, *, method: str, n_steps: int, draws: int,
     t_fit = time.perf_counter() - t0 - t_compile
     flat = approx.sample(draws, rng)
     raw = {k: v[None] for k, v in raw_from_unconstrained(density.unflatten(flat)).items()}
+    pareto_k = vi.importance_pareto_k(density.logp, approx, flat)
     hist = approx.loss
     variational = xr.Dataset(
         {"loss": (("step",), hist)},
         attrs={"method": method, "engine": "kernel", "converged": int(approx.converged),
+               "pareto_k": pareto_k,
                "n_steps": approx.n_steps, "max_steps": int(n_steps),
                "tolerance": float(tolerance),
                "final_elbo": float(-np.nanmean(hist[-1000:])) if hist.size else float("nan")},
