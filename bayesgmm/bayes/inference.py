@@ -531,21 +531,19 @@ class LossWindowConvergence:
         self.tolerance = tolerance
 
     def __call__(self, approx: Any, losses: np.ndarray, i: int) -> None:
-        """Raise ``StopIteration`` once converged (PyMC's callback protocol)."""
+        """Raise ``StopIteration`` once converged (PyMC's callback protocol).
+
+        The rule is :func:`bayesgmm.bayes.vi.window_converged`, the one the
+        kernel route uses; here a window with any non-finite loss is not judged.
+        """
         w = self.window
         if i % w or len(losses) < 2 * w:
             return
-        last = np.asarray(losses[-w:], dtype=float)
-        before = np.asarray(losses[-2 * w:-w], dtype=float)
-        if not (np.all(np.isfinite(last)) and np.all(np.isfinite(before))):
+        recent = np.asarray(losses[-2 * w:], dtype=float)
+        if not np.all(np.isfinite(recent)):
             return
-        gain = float(before.mean() - last.mean())
-        noise = 2.0 * float(np.sqrt((last.var() + before.var()) / w))
-        if gain <= max(self.tolerance * max(abs(float(last.mean())), 1.0), noise):
-            raise StopIteration(
-                f"mean loss improved by {gain:.3g} over {w} steps (threshold "
-                f"{max(self.tolerance * abs(float(last.mean())), noise):.3g})"
-            )
+        if vi.window_converged(recent, w, self.tolerance):
+            raise StopIteration(f"mean loss stopped improving over {w} steps")
 
 
 def _advi_on_kernel(model: pm.Model, *, method: str, n_steps: int, draws: int,

@@ -45,6 +45,15 @@ def _inverse_softplus(y: float) -> float:
     return float(np.log(np.expm1(y)))
 
 
+def _full_factor(raw: np.ndarray, n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Lower-triangular ``L`` from its raw entries (row by row), the diagonal through softplus."""
+    L = np.zeros((n, n))
+    L[rows, cols] = raw
+    diag = np.arange(n)
+    L[diag, diag] = _softplus(L[diag, diag])
+    return L
+
+
 @dataclass
 class GaussianApproximation:
     """A fitted Gaussian ``q(x) = N(mean, L L^T)`` over the unconstrained vector.
@@ -271,10 +280,8 @@ def fit_advi(
         m = params[:n]
         eps = rng.standard_normal(n)
         if full:
-            L = np.zeros((n, n))
-            L[rows, cols] = params[n:]
-            d = np.diag(L).copy()
-            L[np.arange(n), np.arange(n)] = _softplus(d)
+            L = _full_factor(params[n:], n, rows, cols)
+            d = params[n:][on_diag]  # the raw diagonal, row by row
             x = m + L @ eps
             log_diag = np.log(np.diag(L))
         else:
@@ -309,12 +316,7 @@ def fit_advi(
         # optimum by about the step size; the average over a window does not
         params = window_mean
     m = params[:n].copy()
-    if full:
-        L = np.zeros((n, n))
-        L[rows, cols] = params[n:]
-        L[np.arange(n), np.arange(n)] = _softplus(np.diag(L))
-    else:
-        L = np.diag(_softplus(params[n:]))
+    L = _full_factor(params[n:], n, rows, cols) if full else np.diag(_softplus(params[n:]))
     return GaussianApproximation(method=method, mean=m, chol=L, loss=losses[:step].copy(),
                                  converged=converged, max_steps=int(max_steps))
 
