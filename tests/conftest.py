@@ -59,6 +59,17 @@ def faithful():
 
 
 @pytest.fixture(scope="session")
+def short_nuts_faithful(faithful):
+    """Old Faithful K=2 by NUTS with 2 x 30 draws: a fit that fails its own diagnostics."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bg.BayesGMM(2, draws=30, tune=30, chains=2, random_state=3,
+                           progressbar=False).fit(faithful).result_
+
+
+@pytest.fixture(scope="session")
 def blobs():
     """Three well-separated 2-D components, 300 rows."""
     return bg.datasets.make_blobs_gmm(300, 3, 2, random_state=0)

@@ -131,20 +131,18 @@ def test_kernel_failure_falls_back_to_pm_fit_and_agrees(monkeypatch, faithful_ke
     assert np.abs(gap).max() < 0.15
 
 
-def test_nuts_converged_agrees_with_r_hat():
+def test_nuts_converged_agrees_with_r_hat(short_nuts_faithful, faithful):
     # 2 x 30 draws of a two-component fit: R-hat is far above 1.01, so not converged;
     # a long run of the same model converges.
     import warnings
 
     import bayesgmm as bg
 
-    X = bg.datasets.load_faithful()
+    short = short_nuts_faithful
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        short = bg.BayesGMM(2, draws=30, tune=30, chains=2, random_state=3,
-                            progressbar=False).fit(X).result_
         long = bg.BayesGMM(2, draws=1000, tune=1000, chains=4, random_state=3,
-                           progressbar=False).fit(X).result_
+                           progressbar=False).fit(faithful).result_
     for fit in (short, long):
         r_hat = float(fit.diagnostics(warn=False)["r_hat"].max())
         assert fit.converged == (r_hat <= 1.01), r_hat

@@ -21,18 +21,23 @@ def _interrupt_after(seconds):
     return timer
 
 
+def _stopped_by_ctrl_c(fit, after):
+    """Run ``fit()`` with Ctrl-C after ``after`` seconds; it must stop within 30 s."""
+    timer = _interrupt_after(after)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit()
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 30.0  # stopped, not run to the end
+
+
 def test_ctrl_c_stops_an_em_fit_and_sets_nothing():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(100_000, 6))
     model = bg.EMGMM(6, tol=0.0, max_iter=100_000, random_state=0)  # would run for minutes
-    timer = _interrupt_after(0.5)
-    start = time.perf_counter()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            model.fit(X)
-    finally:
-        timer.cancel()
-    assert time.perf_counter() - start < 30.0  # stopped, not run to max_iter
+    _stopped_by_ctrl_c(lambda: model.fit(X), after=0.5)
     assert not hasattr(model, "result_") and not hasattr(model, "weights_")
     # the engine's worker threads were released: a new fit works normally
     small = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful())
@@ -49,14 +54,7 @@ def test_ctrl_c_stops_a_nuts_fit_and_sets_nothing():
         warnings.simplefilter("ignore")  # a tiny run: diagnostics are not the point
         bg.BayesGMM(2, draws=20, tune=20, chains=1, random_state=0,
                     progressbar=False).fit(X[:200])  # load the kernel before timing
-    timer = _interrupt_after(2.0)
-    start = time.perf_counter()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            model.fit(X)
-    finally:
-        timer.cancel()
-    assert time.perf_counter() - start < 30.0
+    _stopped_by_ctrl_c(lambda: model.fit(X), after=2.0)
     assert not hasattr(model, "result_")
 
 

@@ -66,17 +66,17 @@ def test_bad_arguments(sweep, tmp_path):
         bg.report(sweep, tmp_path / "missing" / "x.html")
 
 
-def test_report_never_calls_a_failing_or_unchecked_fit_clean(tmp_path):
+def test_report_never_calls_a_failing_or_unchecked_fit_clean(tmp_path, short_nuts_faithful,
+                                                             faithful):
     import warnings
 
     import bayesgmm as bg
 
-    X = bg.datasets.load_faithful()
+    short = short_nuts_faithful
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        short = bg.BayesGMM(2, draws=30, tune=30, chains=2, random_state=3,
-                            progressbar=False).fit(X).result_
-        advi = bg.BayesGMM(2, method="advi", random_state=0, progressbar=False).fit(X).result_
+        advi = bg.BayesGMM(2, method="advi", random_state=0,
+                           progressbar=False).fit(faithful).result_
     for fit, name in ((short, "short"), (advi, "advi")):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

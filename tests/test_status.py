@@ -57,12 +57,7 @@ def test_status_of_a_failed_and_an_unconverged_fit():
     assert cmp.best("bic", include_flagged=True) == 2
 
 
-def test_nuts_fit_that_fails_its_diagnostics_is_flagged():
-    X = bg.datasets.load_faithful()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        short = bg.BayesGMM(2, draws=30, tune=30, chains=2, random_state=3,
-                            progressbar=False).fit(X).result_
-    reasons = fit_status(short)
+def test_nuts_fit_that_fails_its_diagnostics_is_flagged(short_nuts_faithful):
+    reasons = fit_status(short_nuts_faithful)
     assert any(r.startswith("R-hat") for r in reasons)
     assert any(r.startswith("bulk ESS") for r in reasons)
