@@ -19,6 +19,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from bayesgmm._constants import CHAIN, COMPONENT, DRAW, FEATURE, OBS
+from bayesgmm.bayes.relabel import switches_within_chains
 from bayesgmm.exceptions import DiagnosticsWarning
 
 __all__ = [
@@ -536,10 +537,15 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
     pandas.DataFrame
         One row per scalar parameter (``weights[k]``, ``means[k, f]``,
         ``covariances[k, f, g]``), columns ``r_hat``, ``ess_bulk``, ``ess_tail``,
-        ``mcse_mean``, ``divergences`` and ``label_switches`` (fit-level, the same
-        on every row).  ``attrs`` holds the fit-level figures: ``method``,
-        ``n_chains``, ``n_draws``, ``divergences``, ``tree_depth_hits``,
-        ``ebfmi`` (per chain), ``n_permuted`` (draws relabeled), and for ADVI
+        ``mcse_mean``, ``divergences`` and ``label_switches_within_chains``
+        (fit-level, the same on every row: draws whose matching to the EM
+        reference differs from their chain's most common matching, i.e. the
+        sampler moved between labelings inside a chain).  ``attrs`` holds the
+        fit-level figures: ``method``, ``n_chains``, ``n_draws``,
+        ``divergences``, ``tree_depth_hits``, ``ebfmi`` (per chain),
+        ``label_switches_within_chains``, ``draws_relabeled`` (draws whose
+        labels differ from the EM reference's: a whole chain that settled in
+        another labeling counts here, not as a switch), and for ADVI
         ``elbo_final``, ``advi_converged``, ``advi_steps``, ``vi_pareto_k``.
     """
     import arviz as az
@@ -572,10 +578,15 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
         if "energy" in st:
             attrs["ebfmi"] = _ebfmi(st["energy"].transpose(CHAIN, DRAW).values).tolist()
     attrs["divergences"] = divergences
-    n_permuted = 0
+    draws_relabeled, switches = 0, 0
     if "relabeling" in idata.children:
-        n_permuted = int(idata["relabeling"].to_dataset().attrs.get("n_permuted", 0))
-    attrs["n_permuted"] = n_permuted
+        relabeling = idata["relabeling"].to_dataset()
+        draws_relabeled = int(relabeling.attrs.get("n_permuted", 0))
+        if "permutation" in relabeling:
+            switches = switches_within_chains(
+                relabeling["permutation"].transpose(CHAIN, DRAW, COMPONENT).values)
+    attrs["draws_relabeled"] = draws_relabeled
+    attrs["label_switches_within_chains"] = switches
     is_vi = "variational" in idata.children
     if is_vi:
         vi = idata["variational"].to_dataset()
@@ -592,7 +603,7 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
             "ess_tail": ess_tail,
             "mcse_mean": mcse,
             "divergences": divergences,
-            "label_switches": n_permuted,
+            "label_switches_within_chains": switches,
         },
         index=pd.Index(names, name="parameter"),
     )

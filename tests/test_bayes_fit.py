@@ -117,7 +117,8 @@ def test_nuts_diagnostics(faithful_nuts):
     assert table.attrs["divergences"] == 0
     assert table.attrs["method"] == "nuts"
     assert table["ess_bulk"].min() > 50
-    assert {"tree_depth_hits", "ebfmi", "n_permuted"} <= set(table.attrs)
+    assert {"tree_depth_hits", "ebfmi", "draws_relabeled",
+            "label_switches_within_chains"} <= set(table.attrs)
 
 
 def test_responsibility_interval_brackets_the_median(faithful_nuts):

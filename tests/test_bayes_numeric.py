@@ -214,6 +214,24 @@ def _fake_tree(n_chain=2, n_draw=200, shift_chain=0.0, seed=0, n_obs=60):
     })
 
 
+def test_label_switches_within_chains_differ_from_draws_relabeled():
+    # chain 0 settled in the other labeling (every draw relabeled, no switch);
+    # chain 1 jumps between labelings 3 times out of 200
+    tree = _fake_tree()
+    perm = np.zeros((2, 200, 2), dtype=int)
+    perm[0] = [1, 0]
+    perm[1] = [0, 1]
+    perm[1, [5, 50, 120]] = [1, 0]
+    tree["relabeling"] = xr.Dataset(
+        {"permutation": (("chain", "draw", "component"), perm)},
+        coords={"chain": [0, 1], "draw": np.arange(200), "component": [0, 1]},
+        attrs={"n_permuted": 203})
+    table = posterior.diagnostics(tree, warn=False)
+    assert table.attrs["label_switches_within_chains"] == 3
+    assert table.attrs["draws_relabeled"] == 203
+    assert (table["label_switches_within_chains"] == 3).all()
+
+
 def test_pointwise_log_likelihood_matches_scipy():
     w, m, c = _random_params("full", 3, 2, seed=5)
     X = np.random.default_rng(6).normal(size=(25, 2)) * 3
@@ -254,7 +272,7 @@ def test_waic_warns_on_large_pointwise_variance():
 def test_diagnostics_table_and_warnings():
     good = posterior.diagnostics(_fake_tree(), warn=False)
     assert {"r_hat", "ess_bulk", "ess_tail", "mcse_mean", "divergences",
-            "label_switches"} <= set(good.columns)
+            "label_switches_within_chains"} <= set(good.columns)
     assert "means[0, x0]" in good.index and len(good) == 2 + 4 + 6
     assert good["r_hat"].max() < 1.05
     assert good.attrs["divergences"] == 0 and len(good.attrs["ebfmi"]) == 2

@@ -31,7 +31,7 @@ from bayesgmm.bayes.model import (
     resolve_priors,
 )
 from bayesgmm.bayes.params import params_from_raw, raw_from_params
-from bayesgmm.bayes.relabel import apply_permutation, relabel_draws
+from bayesgmm.bayes.relabel import apply_permutation, relabel_draws, switches_within_chains
 from bayesgmm.estimators import EMGMM, BaseGMM
 from bayesgmm.exceptions import ConvergenceWarning
 from bayesgmm.results import GMMResult
@@ -299,13 +299,7 @@ class BayesGMM(BaseGMM):
         )
         ll, resp = posterior.log_likelihood_and_responsibilities(arr, w, m, c)
         perm_c = perm.reshape(n_chain, n_draw, k)
-        # label switches within a chain: draws whose matching differs from the chain's
-        # most common one
-        switches = 0
-        for ch in range(n_chain):
-            _, _inv, counts = np.unique(perm_c[ch], axis=0, return_inverse=True,
-                                       return_counts=True)
-            switches += int(n_draw - counts.max())
+        switches = switches_within_chains(perm_c)
         groups: dict[str, xr.Dataset] = {
             "posterior": post,
             "log_likelihood": xr.Dataset(

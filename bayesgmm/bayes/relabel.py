@@ -15,7 +15,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["RelabelInfo", "apply_permutation", "kl_cost", "relabel_draws"]
+__all__ = ["RelabelInfo", "apply_permutation", "kl_cost", "relabel_draws",
+           "switches_within_chains"]
 
 
 class RelabelInfo(NamedTuple):
@@ -157,3 +158,38 @@ def relabel_draws(
         ref_c = apply_permutation(covariances, perm).mean(axis=0)
     n_permuted = int(np.sum(np.any(perm != np.arange(k), axis=1)))
     return RelabelInfo(permutation=perm, n_permuted=n_permuted, n_iter=n_iter)
+
+
+def switches_within_chains(permutation: np.ndarray) -> int:
+    """Count label switches inside chains.
+
+    A chain that settled in another labeling than the reference is not
+    switching: only draws whose permutation differs from their own chain's
+    most common one are counted.
+
+    Parameters
+    ----------
+    permutation : ndarray of shape (n_chains, n_draws, n_components)
+        The permutation of every draw, as found by :func:`relabel_draws`.
+
+    Returns
+    -------
+    int
+        Draws whose labeling differs from their chain's most common labeling.
+
+    Examples
+    --------
+    >>> same = np.array([[1, 0]] * 4)            # a whole chain in the other labeling
+    >>> mixed = np.array([[0, 1], [1, 0], [0, 1], [0, 1]])
+    >>> switches_within_chains(np.stack([same, mixed]))
+    1
+    """
+    permutation = np.asarray(permutation)
+    if permutation.ndim != 3:
+        raise ValueError("permutation: expected an array of shape (n_chains, n_draws, "
+                         f"n_components), got shape {permutation.shape}.")
+    count = 0
+    for chain in permutation:
+        _, counts = np.unique(chain, axis=0, return_counts=True)
+        count += int(chain.shape[0] - counts.max())
+    return count
