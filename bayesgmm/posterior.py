@@ -39,6 +39,7 @@ _SAMPLE_DIMS = (CHAIN, DRAW)
 LOG_LIK_VAR = "X"
 RHAT_MAX = 1.01
 ESS_MIN = 400
+PARETO_K_MAX = 0.7  # above it, importance ratios (LOO or VI) have too heavy a tail
 WAIC_VAR_MAX = 0.4
 _CHUNK = 256
 _BLOCK_VALUES = 2_000_000
@@ -620,6 +621,16 @@ def _warn_diagnostics(table: pd.DataFrame, is_vi: bool) -> None:
             warnings.warn(
                 f"ADVI did not converge in {a.get('advi_steps')} steps: increase n_steps "
                 "(advi_kwargs), or use method='nuts' for a full posterior.",
+                DiagnosticsWarning, stacklevel=3,
+            )
+        k_hat = a.get("vi_pareto_k", np.nan)
+        if np.isfinite(k_hat) and k_hat <= PARETO_K_MAX:
+            return
+        if not np.isnan(k_hat):
+            warnings.warn(
+                f"ADVI's Pareto k-hat is {k_hat:.2f} > {PARETO_K_MAX} (Yao et al. 2018): the "
+                "Gaussian approximation misses posterior mass, so its means may be off and "
+                "its intervals too narrow. Use method='nuts'.",
                 DiagnosticsWarning, stacklevel=3,
             )
         return

@@ -379,6 +379,15 @@ class BayesGMM(BaseGMM):
                     f"steps (advi_tol={self.advi_tol:g}). Increase n_steps or use method='nuts'.",
                     ConvergenceWarning, stacklevel=3,
                 )
+            k_hat = float(out.variational.attrs.get("pareto_k", np.nan))
+            if k_hat > posterior.PARETO_K_MAX:  # also when infinite: p = 0 at a draw of q
+                warnings.warn(
+                    f"BayesGMM: {self.method} Pareto k-hat {k_hat:.2f} > "
+                    f"{posterior.PARETO_K_MAX} (Yao et al. 2018): the approximation misses "
+                    "posterior mass; do not read its intervals as the posterior's. Use "
+                    "method='nuts'.",
+                    ConvergenceWarning, stacklevel=3,
+                )
             return
         table = posterior.diagnostics(self.result_, warn=False)
         problems = []

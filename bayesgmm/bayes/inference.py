@@ -641,6 +641,23 @@ class _InterruptToStop:
             raise KeyboardInterrupt
 
 
+def _gaussian_of_pymc(approx: Any, method: str, hist: np.ndarray, converged: bool,
+                      max_steps: int) -> vi.GaussianApproximation:
+    """The Gaussian ``q`` that :func:`pymc.fit` found, in bayesgmm's own form."""
+    params = {p.name: p.get_value() for p in approx.params}
+    mean = np.asarray(params["mu"], dtype=float)
+    n_dim = mean.size
+    if method == "advi":
+        chol = np.diag(np.logaddexp(0.0, params["rho"]))  # softplus
+    else:
+        chol = np.zeros((n_dim, n_dim))
+        chol[np.tril_indices(n_dim)] = params["L_tril"]
+        diag = np.arange(n_dim)
+        chol[diag, diag] = np.logaddexp(0.0, chol[diag, diag])  # softplus, as PyMC's rho2sigma
+    return vi.GaussianApproximation(method=method, mean=mean, chol=chol, loss=hist,
+                                    converged=converged, max_steps=int(max_steps))
+
+
 def run_advi(
     model: pm.Model,
     *,
@@ -740,29 +757,24 @@ def run_advi(
     hist = np.asarray(approx.hist, dtype=float)
     n_done = int(hist.size)
     converged = n_done < n_steps
+    gaussian = _gaussian_of_pymc(approx, method, hist, converged, n_steps)
     group = approx.groups[0]
-    params = {p.name: p.get_value() for p in approx.params}
-    mean = params["mu"]
-    n_dim = mean.size
+
+    def point(x: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: x[sl].reshape(shape)
+                for name, (_, sl, shape, _) in group.ordering.items()}
+
     rng = np.random.default_rng(random_seed)
-    eps = rng.standard_normal((draws, n_dim))
-    if method == "advi":
-        std = np.logaddexp(0.0, params["rho"])  # softplus
-        flat = mean + eps * std
-    else:
-        L = np.zeros((n_dim, n_dim))
-        L[np.tril_indices(n_dim)] = params["L_tril"]
-        diag = np.arange(n_dim)
-        L[diag, diag] = np.logaddexp(0.0, L[diag, diag])  # softplus, as PyMC's rho2sigma
-        flat = mean + eps @ L.T
-    values = {
-        name: flat[:, sl].reshape(draws, *shape)
-        for name, (_, sl, shape, _) in group.ordering.items()
-    }
+    flat = gaussian.sample(draws, rng)
+    values = {name: flat[:, sl].reshape(draws, *shape)
+              for name, (_, sl, shape, _) in group.ordering.items()}
     raw = {k: v[None] for k, v in raw_from_unconstrained(values).items()}
+    model_logp = model.compile_logp()  # same density as the kernel's: Jacobians included
+    pareto_k = vi.importance_pareto_k(lambda x: float(model_logp(point(x))), gaussian, flat)
     variational = xr.Dataset(
         {"loss": (("step",), hist)},
-        attrs={"method": method, "converged": int(converged), "n_steps": n_done,
+        attrs={"method": method, "engine": "pymc", "converged": int(converged),
+               "pareto_k": pareto_k, "n_steps": n_done,
                "max_steps": int(n_steps), "tolerance": float(tolerance),
                "final_elbo": float(-hist[-1]) if n_done else float("nan")},
     )
