@@ -192,3 +192,22 @@ def test_advi_records_its_pareto_k_and_a_bad_one_is_flagged(faithful_kernel_advi
     k_bad = bad.diagnostics(warn=False).attrs["vi_pareto_k"]
     assert k_bad > 0.7
     assert any(r.startswith("VI diagnostic failed") for r in fit_status(bad))
+
+
+def test_advi_that_an_outlier_breaks_says_so():
+    # Two clusters 10 sd apart plus one row at (1e6, 1e6), K=3: ADVI merged the clusters
+    # and said nothing (issue 10). Today the fit warns (k-hat 5.8) and the status flags it.
+    import warnings
+
+    import bayesgmm as bg
+    from bayesgmm.compare import fit_status
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(10, 1, (200, 2)),
+                        [[1e6, 1e6]]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = bg.BayesGMM(3, method="advi", random_state=0,
+                             progressbar=False).fit(X).result_
+    assert any(issubclass(w.category, bg.ConvergenceWarning) for w in caught)
+    assert fit_status(result) != []
