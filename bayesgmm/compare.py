@@ -261,8 +261,9 @@ def _collapsed(result: GMMResult) -> list[int]:
     from bayesgmm.em import collapsed_from_full
 
     weights, _, covs = (a.values for a in result.point_estimate())
-    reg = result.config.get("reg_covar", 0.0)
-    reg = float(reg) if isinstance(reg, int | float) else 0.0  # "auto": counts only
+    # the floor the fit used: per feature for a Bayesian "auto" floor, else the number given
+    reg = result.config.get("reg_covar_used", result.config.get("reg_covar", 0.0))
+    reg = np.asarray(reg, dtype=float) if not isinstance(reg, str) else 0.0
     return collapsed_from_full(weights, covs, result.covariance_type, result.n_obs,
                                reg).tolist()
 

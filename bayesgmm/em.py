@@ -183,8 +183,13 @@ def collapsed_components(state: EMState, n_samples: int, reg_covar: float) -> np
 
 
 def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance_type: str,
-                        n_samples: int, reg_covar: float) -> np.ndarray:
+                        n_samples: int, reg_covar: float | np.ndarray) -> np.ndarray:
     """:func:`collapsed_components` for full ``(K, D, D)`` covariance matrices.
+
+    With a per-feature floor ``f`` (the Bayesian ``reg_covar="auto"``) the
+    test is on the covariance in floor units, ``diag(f)^-1/2 Sigma
+    diag(f)^-1/2``: its smallest eigenvalue within a factor 2 of 1 means
+    some direction's spread is the floor's, not the data's.
 
     Parameters
     ----------
@@ -193,7 +198,9 @@ def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance
     covariance_type : str
         The fitted structure: it sets how many points a component needs.
     n_samples : int
-    reg_covar : float
+    reg_covar : float or ndarray of shape (D,)
+        The variance floor added to every covariance's diagonal; 0 checks
+        the point counts only.
 
     Returns
     -------
@@ -204,13 +211,22 @@ def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance
     >>> covs = np.stack([np.eye(2), np.eye(2) * 1e-9])
     >>> collapsed_from_full(np.array([0.5, 0.5]), covs, "full", 10, 1e-9).tolist()
     [1]
+    >>> thin_in_x0 = np.stack([np.eye(2), np.diag([0.015, 1.0])])  # floor 0.01 on x0
+    >>> collapsed_from_full(np.array([0.5, 0.5]), thin_in_x0, "full", 100,
+    ...                     np.array([0.01, 1e-6])).tolist()
+    [1]
     """
     d = covariances.shape[-1]
     counts = np.asarray(weights) * n_samples
     need = d + 1 if covariance_type == "full" else (1 if covariance_type == "tied" else 2)
-    smallest = np.linalg.eigvalsh(covariances)[:, 0]
-    floor = 2.0 * reg_covar if reg_covar > 0 else 0.0
-    return np.flatnonzero((counts < need) | (smallest <= floor))
+    floor = np.broadcast_to(np.asarray(reg_covar, dtype=float), (d,))
+    if np.all(floor > 0):
+        scale = 1.0 / np.sqrt(floor)
+        in_floor_units = covariances * scale[:, None] * scale[None, :]
+        on_floor = np.linalg.eigvalsh(in_floor_units)[:, 0] <= 2.0
+    else:
+        on_floor = np.zeros(covariances.shape[0], dtype=bool)
+    return np.flatnonzero((counts < need) | on_floor)
 
 
 @functools.cache

@@ -61,3 +61,25 @@ def test_nuts_fit_that_fails_its_diagnostics_is_flagged(short_nuts_faithful):
     reasons = fit_status(short_nuts_faithful)
     assert any(r.startswith("R-hat") for r in reasons)
     assert any(r.startswith("bulk ESS") for r in reasons)
+
+
+def test_a_bayesian_component_on_the_auto_floor_is_flagged():
+    # One cluster has x0 = 6.0 on every row: its x0 variance is the "auto" floor (the data's
+    # resolution, 0.01), not anything the data say. With reg_covar="auto" the check used to
+    # count points only, so this fit passed; now the floor is the resolved per-feature one.
+    rng = np.random.default_rng(1)
+    a = rng.normal([0, 0], 1, (100, 2)).round(1)
+    b = np.column_stack([np.full(60, 6.0), rng.normal(6, 1, 60).round(1)])
+    X = np.concatenate([a, b])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = bg.BayesGMM(2, method="advi", random_state=0, progressbar=False).fit(X)
+    np.testing.assert_allclose(est.result_.config["reg_covar_used"], [0.01, 0.01])
+    thin = int(np.argmax(est.result_.means.mean(("chain", "draw")).values[:, 0]))
+    assert f"spurious: component(s) [{thin}] collapsed" in fit_status(est.result_)
+    # and the same data without the constant column pass
+    X[100:, 0] += rng.normal(0, 1, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ok = bg.BayesGMM(2, method="advi", random_state=0, progressbar=False).fit(X)
+    assert not any(r.startswith("spurious") for r in fit_status(ok.result_))

@@ -414,6 +414,7 @@ class BayesGMM(BaseGMM):
         rs = params["random_state"]
         params["random_state"] = rs if rs is None or isinstance(rs, int | np.integer) else repr(rs)
         params["sampler_used"] = sampler
+        params["reg_covar_used"] = np.asarray(self.reg_covar_, dtype=float).tolist()
         return params
 
     # ------------------------------------------------------------------
