@@ -183,13 +183,14 @@ def collapsed_components(state: EMState, n_samples: int, reg_covar: float) -> np
 
 
 def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance_type: str,
-                        n_samples: int, reg_covar: float | np.ndarray) -> np.ndarray:
+                        n_samples: int, reg_covar: float | np.ndarray,
+                        floor_ratio: float = 2.0) -> np.ndarray:
     """:func:`collapsed_components` for full ``(K, D, D)`` covariance matrices.
 
-    With a per-feature floor ``f`` (the Bayesian ``reg_covar="auto"``) the
-    test is on the covariance in floor units, ``diag(f)^-1/2 Sigma
-    diag(f)^-1/2``: its smallest eigenvalue within a factor 2 of 1 means
-    some direction's spread is the floor's, not the data's.
+    The spread test is on the covariance in floor units, ``diag(f)^-1/2
+    Sigma diag(f)^-1/2`` (``f`` the floor of every feature): a smallest
+    eigenvalue at most ``floor_ratio`` means that in some direction the
+    floor, not the data, sets the spread.
 
     Parameters
     ----------
@@ -201,6 +202,13 @@ def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance
     reg_covar : float or ndarray of shape (D,)
         The variance floor added to every covariance's diagonal; 0 checks
         the point counts only.
+    floor_ratio : float, default=2.0
+        2 for a numerical floor (the data's own part of the variance is
+        below the floor). For a floor at the data's squared resolution
+        (Bayesian ``reg_covar="auto"``) use ``1 + 1/12``: the data's part is
+        then below the variance of rounding to that resolution, i.e. the
+        points sit on one recorded value (a real cluster can be as narrow as
+        one step, as iris setosa's petal width is).
 
     Returns
     -------
@@ -211,9 +219,9 @@ def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance
     >>> covs = np.stack([np.eye(2), np.eye(2) * 1e-9])
     >>> collapsed_from_full(np.array([0.5, 0.5]), covs, "full", 10, 1e-9).tolist()
     [1]
-    >>> thin_in_x0 = np.stack([np.eye(2), np.diag([0.015, 1.0])])  # floor 0.01 on x0
+    >>> thin_in_x0 = np.stack([np.eye(2), np.diag([0.0102, 1.0])])  # floor 0.01 on x0
     >>> collapsed_from_full(np.array([0.5, 0.5]), thin_in_x0, "full", 100,
-    ...                     np.array([0.01, 1e-6])).tolist()
+    ...                     np.array([0.01, 1e-6]), floor_ratio=1 + 1 / 12).tolist()
     [1]
     """
     d = covariances.shape[-1]
@@ -223,7 +231,7 @@ def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance
     if np.all(floor > 0):
         scale = 1.0 / np.sqrt(floor)
         in_floor_units = covariances * scale[:, None] * scale[None, :]
-        on_floor = np.linalg.eigvalsh(in_floor_units)[:, 0] <= 2.0
+        on_floor = np.linalg.eigvalsh(in_floor_units)[:, 0] <= floor_ratio
     else:
         on_floor = np.zeros(covariances.shape[0], dtype=bool)
     return np.flatnonzero((counts < need) | on_floor)
