@@ -36,7 +36,11 @@ __all__ = [
 ]
 
 _SAMPLE_DIMS = (CHAIN, DRAW)
-LOG_LIK_VAR = "X"
+#: Name of the observed data in ``idata["observed_data"]`` (and of simulated data sets).
+OBSERVED_VAR = "X"
+#: Name of the pointwise log-likelihood in ``idata["log_likelihood"]``. ArviZ pairs a
+#: log-likelihood with its observed variable by name, so the two share the value "X".
+LOG_LIK_VAR = OBSERVED_VAR
 RHAT_MAX = 1.01
 ESS_MIN = 400
 PARETO_K_MAX = 0.7  # above it, importance ratios (LOO or VI) have too heavy a tail
@@ -231,7 +235,7 @@ def _stacked_draws(idata: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def _observed(idata: xr.DataTree) -> np.ndarray:
     if "observed_data" not in idata.children:
         raise ValueError("The posterior tree has no observed_data group; refit to get it.")
-    return idata["observed_data"].to_dataset()[LOG_LIK_VAR].transpose(OBS, FEATURE).values
+    return idata["observed_data"].to_dataset()[OBSERVED_VAR].transpose(OBS, FEATURE).values
 
 
 def _responsibility_draws(result: Any) -> xr.DataArray:

@@ -307,7 +307,7 @@ class BayesGMM(BaseGMM):
                 coords={**chain_draw, OBS: np.arange(arr.shape[0])},
             ),
             "observed_data": xr.Dataset(
-                {posterior.LOG_LIK_VAR: ((OBS, FEATURE), arr)},
+                {posterior.OBSERVED_VAR: ((OBS, FEATURE), arr)},
                 coords={OBS: np.arange(arr.shape[0]), FEATURE: names},
             ),
             "relabeling": xr.Dataset(
