@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesgmm.compare import Comparison, fit_status
+from bayesgmm.compare import BAYES_METHODS, Comparison, fit_status
 from bayesgmm.results import GMMResult
 
 __all__ = ["describe_method", "report", "table_to_latex", "table_to_markdown"]
@@ -280,11 +280,64 @@ class _Document:
 # --------------------------------------------------------------------------
 
 
-def _result_sections(doc: _Document, result: GMMResult, prefix: str, reference=None) -> None:
+def _clusters_caption(result: GMMResult, label: str) -> str:
+    """Caption saying what :func:`bayesgmm.plotting.plot_clusters` draws for this fit."""
+    from bayesgmm import plotting
+
+    n_ringed = len(plotting.least_certain(result))
+    limits = (f"at most {plotting.MAX_RINGED}, at most 5% of the points, and only points "
+              f"whose component has probability below {plotting._CERTAIN}")
+    if result.n_features == 1:
+        marked = (f"the {n_ringed} least certain point(s) marked just above the axis ({limits})"
+                  if n_ringed else "no point is marked as uncertain: every point's component "
+                                   f"has probability {plotting._CERTAIN} or more")
+        return (f"{label}: weighted component densities and the mixture density (dashed) over "
+                f"a histogram of {result.feature_names[0]}; {marked}")
+    ringed = (f"the {n_ringed} least certain point(s) ringed ({limits})" if n_ringed
+              else "no point is ringed: every point's component has probability "
+                   f"{plotting._CERTAIN} or more")
+    faded = "coloured by component (faded as the assignment gets less certain)"
+    if result.n_features == 2:
+        return f"{label}: data {faded}, with 95% ellipses; {ringed}"
+    shares = ""
+    if result.observed is not None:
+        _, explained = plotting.pca_projection(result.observed.values)
+        shares = (f" (PC1 {100 * explained[0]:.1f}% and PC2 {100 * explained[1]:.1f}% of "
+                  f"the standardised variance)")
+    return (f"{label}: data on the first two principal axes of the standardised "
+            f"data{shares}, {faded}, with projected 95% ellipses; {ringed}")
+
+
+def _checks(result: GMMResult) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The fit's diagnostics, the warnings computing them raised, and :func:`fit_status`."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        diag = result.diagnostics()
+    reasons = fit_status(result, diag if result.is_bayesian else None)
+    return diag, [str(item.message) for item in caught], reasons
+
+
+def _result_sections(doc: _Document, result: GMMResult, prefix: str, reference=None, *,
+                     role: str = "Fit", status: list[str] | None = None) -> None:
+    """One fit: method, estimates, diagnostics, figures.
+
+    ``role`` starts the heading ("Headline fit", "Secondary fit", ...); ``status``
+    replaces :func:`fit_status` (a comparison's status column also checks LOO).
+    A fit that fails a check gets a warning before its tables, not only after.
+    """
     from bayesgmm import plotting
 
     label = f"{result.method.upper()}, K={result.n_components}"
-    doc.heading(f"Fit: {label}")
+    doc.heading(f"{role}: {label}")
+    diag, caught, reasons = _checks(result)
+    if status is not None:
+        reasons = status
+    if reasons:
+        doc.warning(f"This fit fails its own checks: {'; '.join(reasons)}. Do not read it "
+                    f"as an answer: its estimates, tables and figures below are shown to "
+                    f"diagnose it.")
     doc.text(describe_method(result))
     doc.text(f"Log-likelihood {result.log_likelihood:.3f} with {result.n_parameters} free "
              f"parameters: AIC {result.aic():.2f}, BIC {result.bic():.2f}, "
@@ -294,13 +347,15 @@ def _result_sections(doc: _Document, result: GMMResult, prefix: str, reference=N
     caption = ("Posterior mean, sd and 89% equal-tailed credible interval per parameter"
                if result.is_bayesian else "Maximum-likelihood estimate per parameter")
     doc.table(f"{prefix}parameters", summary, caption)
-    _diagnostic_section(doc, result, prefix)
+    _diagnostic_section(doc, result, prefix, diag, caught, reasons)
     doc.figure(f"{prefix}clusters", lambda: plotting.plot_clusters(result),
-               f"{label}: data coloured by component, 95% ellipses, uncertain points ringed")
+               _clusters_caption(result, label))
     if result.is_bayesian and result.n_features >= 2:
+        n_draws = min(40, result.means.sizes["chain"] * result.means.sizes["draw"])
         doc.figure(f"{prefix}posterior_ellipses",
-                   lambda: plotting.plot_posterior_ellipses(result, reference),
-                   f"{label}: posterior draws of the component ellipses"
+                   lambda: plotting.plot_posterior_ellipses(result, reference, n_draws=n_draws),
+                   f"{label}: {n_draws} posterior draws of each component's 95% ellipse"
+                   + (" on the same principal axes" if result.n_features > 2 else "")
                    + (" over the EM ellipses (black)" if reference is not None else ""))
     doc.figure(f"{prefix}responsibilities", lambda: plotting.plot_responsibilities(result),
                f"{label}: the least certain assignments")
@@ -309,13 +364,8 @@ def _result_sections(doc: _Document, result: GMMResult, prefix: str, reference=N
               "The ten observations whose component is least certain")
 
 
-def _diagnostic_section(doc: _Document, result: GMMResult, prefix: str) -> None:
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        diag = result.diagnostics()
-    reasons = fit_status(result, diag if result.is_bayesian else None)
+def _diagnostic_section(doc: _Document, result: GMMResult, prefix: str, diag: pd.DataFrame,
+                        caught: list[str], reasons: list[str]) -> None:
     if not result.is_bayesian:
         if not result.converged:
             doc.warning("EM stopped at max_iter before converging; the estimates may move "
@@ -327,8 +377,8 @@ def _diagnostic_section(doc: _Document, result: GMMResult, prefix: str) -> None:
     doc.table(f"{prefix}diagnostics", diag,
               "Convergence diagnostics of the relabelled posterior (R-hat should be below "
               "1.01, bulk and tail ESS above 400)")
-    for item in caught:
-        doc.warning(str(item.message))
+    for message in caught:
+        doc.warning(message)
     for reason in reasons:
         doc.warning(f"This fit fails a check: {reason}. Do not read it as an answer.")
     if caught or reasons:
@@ -355,6 +405,95 @@ def _comparison_sections(doc: _Document, cmp: Comparison) -> None:
     doc.figure("criteria", lambda: cmp.plot(), "Information criteria and elpd against K")
 
 
+#: Whose pick is the headline: the most exact Bayesian method first (chosen by LOO), EM
+#: (chosen by BIC) last.
+HEADLINE_ORDER = (*BAYES_METHODS, "em")
+
+
+def _criterion_of(method: str) -> str:
+    return "bic" if method == "em" else "loo"
+
+
+def _picks(cmp: Comparison, include_flagged: bool) -> dict[str, tuple[int, GMMResult]]:
+    """Per method, the K its criterion picks and that fit, headline method first."""
+    ok = {key: r for key, r in cmp.results.items() if r is not None}
+    picks = {}
+    for method in dict.fromkeys(m for m, _ in ok):
+        k = cmp.best(_criterion_of(method), method=method, include_flagged=include_flagged)
+        if k is not None and (method, k) in ok:
+            picks[method] = (k, ok[(method, k)])
+    rank = {m: i for i, m in enumerate(HEADLINE_ORDER)}
+    return dict(sorted(picks.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def _status(cmp: Comparison, method: str, k: int) -> list[str]:
+    status = str(cmp.table.loc[(method, k), "status"])
+    return [] if status == "ok" else status.split("; ")
+
+
+def _choose_fits(doc: _Document, cmp: Comparison) -> list[tuple[GMMResult, str, list[str]]]:
+    """The fits to detail, headline first, as ``(result, role, status)``; explains the choice.
+
+    The headline is the best fit that passes all its diagnostics: the K with the highest
+    PSIS-LOO elpd among the passing fits of the most exact Bayesian method that has one
+    (NUTS, then full-rank ADVI, then ADVI), else the K with the lowest BIC among the
+    passing EM fits. Every other method's pick by the same rule follows as a secondary
+    fit. When no fit passes, a warning says so at the top of the report and the fit the
+    same rule picks among all fits is shown, with its failures, as no answer.
+    """
+    passing = _picks(cmp, include_flagged=False)
+    doc.heading("Headline")
+    if not passing:
+        flagged = _picks(cmp, include_flagged=True)
+        if not flagged:
+            doc.text("No fit succeeded, so there is nothing to show; see the status and "
+                     "warning columns of the model-selection table.")
+            return []
+        method, (k, result) = next(iter(flagged.items()))
+        criterion = _criterion_of(method).upper()
+        status = _status(cmp, method, k)
+        doc.text(f"No headline: every fit fails at least one of its own checks (see the "
+                 f"status column above). Shown below is the fit the headline rule picks when "
+                 f"failing fits are allowed, {method.upper()}, K={k} (best {criterion} among "
+                 f"the {method.upper()} fits), so that its failures can be read: "
+                 f"{'; '.join(status)}. It is not an answer.")
+        return [(result, "Best flagged fit (not an answer)", status)]
+    method, (k, _) = next(iter(passing.items()))
+    label = f"{method.upper()}, K={k}"
+    if method == "em":
+        bayes = [m for m in cmp.table.index.get_level_values("method").unique() if m != "em"]
+        why = (f"The headline answer is {label}: the K with the lowest BIC among the EM fits "
+               f"that pass their checks (converged, no collapsed component). A Bayesian fit "
+               f"chosen by PSIS-LOO would come first, but "
+               + ("none passes its diagnostics." if bayes else "none was fitted."))
+    else:
+        why = (f"The headline answer is {label}: the K with the highest PSIS-LOO elpd among "
+               f"the {method.upper()} fits that pass all their diagnostics. A Bayesian fit "
+               f"that passes comes first because LOO estimates how well the model predicts "
+               f"new data and its intervals carry the parameter uncertainty; the most exact "
+               f"method comes first (NUTS, then full-rank ADVI, then ADVI), and EM by BIC "
+               f"only when no Bayesian fit passes.")
+    notes = []
+    for m, (k_ok, _) in passing.items():
+        criterion = _criterion_of(m)
+        k_any = cmp.best(criterion, method=m, include_flagged=True)
+        if k_any is not None and k_any != k_ok:
+            notes.append(f"{m.upper()}, K={k_any} scores better by {criterion.upper()} but "
+                         f"fails its checks ({'; '.join(_status(cmp, m, k_any))}), so it is "
+                         f"not shown as an answer.")
+    for m in dict.fromkeys(m for m, _ in cmp.results):
+        if m not in passing:
+            notes.append(f"No {m.upper()} fit passes its diagnostics, so none is shown (see "
+                         f"the status column above).")
+    secondary = [f"{m.upper()}, K={kk}" for m, (kk, _) in list(passing.items())[1:]]
+    if secondary:
+        notes.append("Secondary fits, each its method's pick among its passing fits, follow "
+                     "for comparison: " + ", ".join(secondary) + ".")
+    doc.text(" ".join([why, *notes]))
+    return [(result, "Headline fit" if i == 0 else "Secondary fit", [])
+            for i, (_, (_, result)) in enumerate(passing.items())]
+
+
 def _build(obj: GMMResult | Comparison, title: str | None) -> _Document:
     doc = _Document(title or "bayesgmm report")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -362,13 +501,9 @@ def _build(obj: GMMResult | Comparison, title: str | None) -> _Document:
     if isinstance(obj, GMMResult):
         results = [obj]
     elif isinstance(obj, Comparison):
-        results = []
-        ok = {key: r for key, r in obj.results.items() if r is not None}
-        for method in dict.fromkeys(m for m, _ in ok):
-            criterion = "bic" if method == "em" else "loo"
-            k = obj.best(criterion, method=method)
-            if k is not None:
-                results.append(ok[(method, k)])
+        if not _picks(obj, include_flagged=False):
+            doc.warning("No fit passes its diagnostics; nothing below is an answer.")
+        results = [r for _, (_, r) in _picks(obj, include_flagged=True).items()]
     else:
         raise TypeError(f"obj must be a GMMResult or a Comparison, got {type(obj).__name__}.")
     first = next((r for r in results if r.observed is not None), None)
@@ -379,11 +514,15 @@ def _build(obj: GMMResult | Comparison, title: str | None) -> _Document:
         doc.table("data_summary", _data_summary(first.observed), "Summary of the data")
     if isinstance(obj, Comparison):
         _comparison_sections(doc, obj)
+        shown = _choose_fits(doc, obj)
+    else:
+        shown = [(obj, "Fit", None)]
+    results = [result for result, _, _ in shown]
     em_fits = {r.n_components: r for r in results if r.method == "em"}
-    for i, result in enumerate(results):
+    for i, (result, role, status) in enumerate(shown):
         reference = em_fits.get(result.n_components) if result.is_bayesian else None
         _result_sections(doc, result, f"{i + 1}_{result.method}_k{result.n_components}_",
-                         reference)
+                         reference, role=role, status=status)
     doc.heading("Reproducibility")
     seeds = sorted({str(r.config.get("random_state")) for r in results})
     doc.text(f"Random seed(s): {', '.join(seeds)}. Software versions below.")
@@ -398,8 +537,14 @@ def report(obj: GMMResult | Comparison, path: str | os.PathLike, *,
     Parameters
     ----------
     obj : GMMResult or Comparison
-        One fit, or a comparison from :func:`bayesgmm.compare_k` (the report
-        then details the best K of each method: BIC for EM, LOO for Bayes).
+        One fit, or a comparison from :func:`bayesgmm.compare_k`. A comparison's
+        report details one headline fit, the best fit that passes all its
+        diagnostics (by PSIS-LOO for the most exact Bayesian method with a
+        passing fit, else by BIC for EM), then each other method's pick as a
+        secondary fit. A fit that fails a check is never the headline: when
+        none passes, a warning at the top says so and the best failing fit is
+        shown with its failures. A fit that fails a check gets a warning at
+        the top of its section.
     path : str or path-like
         The HTML file to write (``.html`` is added if missing). The Markdown
         twin goes beside it with ``.md``; images, CSV and LaTeX tables go to

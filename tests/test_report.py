@@ -85,3 +85,167 @@ def test_report_never_calls_a_failing_or_unchecked_fit_clean(tmp_path, short_nut
         assert "No diagnostic warnings" not in page, name
     assert "fails a check: R-hat" in (tmp_path / "short.html").read_text()
     assert "no sampling diagnostics" in (tmp_path / "advi.html").read_text()
+
+
+# --------------------------------------------------------------------------
+# The headline fit (issue 10): the best fit that passes its diagnostics
+# --------------------------------------------------------------------------
+
+
+def _markdown(obj, tmp_path, name):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bg.report(obj, tmp_path / f"{name}.html").with_suffix(".md").read_text()
+
+
+@pytest.fixture(scope="module")
+def spurious_fits():
+    """EM on two clusters plus five copies of one point: K=3 collapses onto the copies and
+    has the best BIC, but fails its checks (as in test_status.py)."""
+    import warnings
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(6, 1, (100, 2)),
+                        np.full((5, 2), 3.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = {("em", k): bg.EMGMM(k, n_init=5, random_state=0, reg_covar=1e-9).fit(X).result_
+                for k in (1, 2)}
+        fits[("em", 3)] = bg.EMGMM(
+            3, reg_covar=1e-9, weights_init=[0.45, 0.45, 0.1],
+            means_init=[[0.0, 0.0], [6.0, 6.0], [3.0, 3.0]],
+            precisions_init=np.stack([np.eye(2), np.eye(2), np.eye(2) * 1e4]),
+        ).fit(X).result_
+    return fits
+
+
+def test_headline_is_a_passing_fit_when_the_best_by_criterion_is_flagged(spurious_fits,
+                                                                          tmp_path):
+    from bayesgmm.compare import Comparison
+
+    cmp = Comparison(spurious_fits)
+    assert cmp.best("bic", include_flagged=True) == 3 and cmp.best("bic") == 2
+    text = _markdown(cmp, tmp_path, "spurious")
+    assert "## Headline fit: EM, K=2" in text
+    assert "EM, K=3 scores better by BIC but fails its checks (spurious" in text
+    assert "K=3" not in "".join(re.findall(r"^## .*$", text, flags=re.M))
+    assert "No fit passes" not in text
+    # the headline is stated before any fit section
+    assert text.index("The headline answer is EM, K=2") < text.index("## Headline fit")
+
+
+def test_a_flagged_bayesian_pick_is_never_the_headline(spurious_fits, short_nuts_faithful,
+                                                       faithful, tmp_path):
+    from bayesgmm.compare import Comparison
+
+    em2 = bg.EMGMM(2, random_state=0).fit(faithful).result_
+    cmp = Comparison({("em", 2): em2, ("nuts", 2): short_nuts_faithful})
+    assert cmp.table.loc[("nuts", 2), "status"] != "ok"
+    text = _markdown(cmp, tmp_path, "flagged_nuts")
+    headings = re.findall(r"^## (.*)$", text, flags=re.M)
+    assert "Headline fit: EM, K=2" in headings
+    assert not any("NUTS" in h for h in headings)
+    assert "No NUTS fit passes its diagnostics" in text
+    # the same NUTS fit, counted as passing, is the headline and EM follows as secondary
+    cmp.table.loc[("nuts", 2), "status"] = "ok"
+    text = _markdown(cmp, tmp_path, "passing_nuts")
+    headings = re.findall(r"^## (.*)$", text, flags=re.M)
+    fits = [h for h in headings if " fit: " in h]
+    assert fits == ["Headline fit: NUTS, K=2", "Secondary fit: EM, K=2"]
+    assert "The headline answer is NUTS, K=2" in text and "PSIS-LOO" in text
+
+
+def test_no_passing_fit_is_said_at_the_top(faithful, tmp_path):
+    import warnings
+
+    from bayesgmm.compare import Comparison
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = {("em", k): bg.EMGMM(k, max_iter=2, random_state=0).fit(faithful).result_
+                for k in (2, 3)}
+    cmp = Comparison(fits)
+    assert set(cmp.table["status"]) == {"EM not converged"}
+    text = _markdown(cmp, tmp_path, "nopass")
+    top = "No fit passes its diagnostics; nothing below is an answer."
+    assert text.index(top) < text.index("## Data")
+    k = cmp.best("bic", include_flagged=True)
+    section = text[text.index(f"## Best flagged fit (not an answer): EM, K={k}"):]
+    assert section.index("fails its own checks: EM not converged") < section.index(
+        "Maximum-likelihood estimate per parameter")
+    assert "Headline fit" not in text and "The headline answer" not in text
+    page = (tmp_path / "nopass.html").read_text()
+    assert page.index(top) < page.index("<h2>Data</h2>")
+
+
+def test_single_failing_fit_warns_before_its_tables(faithful, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bg.EMGMM(2, max_iter=2, random_state=0).fit(faithful).result_
+    text = _markdown(fit, tmp_path, "unconverged")
+    warning = text.index("> **Warning:** This fit fails its own checks: EM not converged")
+    assert text.index("## Fit: EM, K=2") < warning < text.index(
+        "Maximum-likelihood estimate per parameter")
+    clean = _markdown(bg.EMGMM(2, random_state=0).fit(faithful).result_, tmp_path, "clean")
+    assert "Warning" not in clean
+
+
+# --------------------------------------------------------------------------
+# Figure captions say what plot_clusters draws
+# --------------------------------------------------------------------------
+
+
+def _clusters_caption(text):
+    return re.search(r"!\[([^\]]*)\]\([^)]*_clusters\.png\)", text).group(1)
+
+
+def test_caption_of_a_two_feature_fit(faithful, tmp_path):
+    from bayesgmm import plotting
+
+    fit = bg.EMGMM(2, random_state=0).fit(faithful).result_
+    caption = _clusters_caption(_markdown(fit, tmp_path, "two"))
+    n = len(plotting.least_certain(fit))
+    assert caption.startswith("EM, K=2: data coloured by component")
+    assert "with 95% ellipses" in caption and f"the {n} least certain point(s) ringed" in caption
+    assert "at most 30" in caption and "principal" not in caption
+
+
+def test_caption_of_a_fit_with_more_than_two_features(iris, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesgmm import plotting
+
+    fit = bg.EMGMM(3, random_state=0).fit(iris).result_
+    caption = _clusters_caption(_markdown(fit, tmp_path, "iris"))
+    assert "data on the first two principal axes of the standardised data" in caption
+    assert "with projected 95% ellipses" in caption
+    n = len(plotting.least_certain(fit))
+    assert f"the {n} least certain point(s) ringed" in caption
+    # the shares of variance in the caption are those on the plotted axes
+    ax = plotting.plot_clusters(fit)
+    for axis, label in (("PC1", ax.get_xlabel()), ("PC2", ax.get_ylabel())):
+        share = re.match(r"PC\d \(([\d.]+)%", label).group(1)
+        assert f"{axis} {share}%" in caption
+    plt.close("all")
+
+
+def test_caption_of_a_one_feature_fit(faithful, tmp_path):
+    from bayesgmm import plotting
+
+    fit = bg.EMGMM(2, random_state=0).fit(faithful[["eruptions"]]).result_
+    text = _markdown(fit, tmp_path, "one")
+    caption = _clusters_caption(text)
+    assert "weighted component densities" in caption and "over a histogram" in caption
+    n = len(plotting.least_certain(fit))
+    assert f"the {n} least certain point(s) marked just above the axis" in caption
+    assert "ellipse" not in caption and "ringed" not in caption
+    assert "ellipse" not in text.lower()
