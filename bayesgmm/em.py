@@ -623,6 +623,43 @@ def e_step(X: np.ndarray, state: EMState) -> tuple[np.ndarray, np.ndarray]:
     return rows - frame.log_jacobian, resp
 
 
+def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
+    """``log w_k + log N(x_n | mu_k, Sigma_k)`` of every row under every component.
+
+    The one NumPy implementation of the Gaussian mixture's log-density: EM's
+    E-step, :mod:`bayesgmm.posterior` (every posterior draw) and the
+    calibration code all evaluate it here.  The weights need not sum to one
+    (a zero weight gives ``-inf``), so components of many mixtures can be
+    stacked into one ``state`` and evaluated in one pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    state : EMState
+        Mixture parameters (``precisions_cholesky`` must match ``covariances``).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_components)
+
+    Examples
+    --------
+    >>> state = EMState(np.array([0.5]), np.zeros((1, 1)), np.ones((1, 1, 1)),
+    ...                 np.ones((1, 1, 1)), "full")
+    >>> round(float(weighted_log_prob(np.zeros((1, 1)), state)[0, 0]), 6)  # log 0.5 + log phi(0)
+    -1.612086
+    """
+    frame = _Frame.of(X, state.covariance_type)
+    runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
+    try:
+        with np.errstate(divide="ignore"):
+            weighted = runner.weighted_log_prob(frame.to_work(state))
+    finally:
+        runner.close()
+    return weighted - frame.log_jacobian
+
+
 def estimate_log_gaussian_prob(X: np.ndarray, state: EMState) -> np.ndarray:
     """Log-densities ``log N(x_n | mu_k, Sigma_k)`` of every row under every component.
 
@@ -637,13 +674,7 @@ def estimate_log_gaussian_prob(X: np.ndarray, state: EMState) -> np.ndarray:
     -------
     ndarray of shape (n_samples, n_components)
     """
-    frame = _Frame.of(X, state.covariance_type)
-    runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
-    try:
-        weighted = runner.weighted_log_prob(frame.to_work(state))
-    finally:
-        runner.close()
-    return weighted - np.log(state.weights) - frame.log_jacobian
+    return weighted_log_prob(X, state) - np.log(state.weights)
 
 
 def log_likelihood(X: np.ndarray, state: EMState) -> float:

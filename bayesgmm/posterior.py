@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
+from bayesgmm import em
 from bayesgmm._constants import CHAIN, COMPONENT, DRAW, FEATURE, OBS
 from bayesgmm.bayes.relabel import switches_within_chains
 from bayesgmm.exceptions import DiagnosticsWarning
@@ -45,7 +46,6 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 PARETO_K_MAX = 0.7  # above it, importance ratios (LOO or VI) have too heavy a tail
 WAIC_VAR_MAX = 0.4
-_CHUNK = 256
 _BLOCK_VALUES = 2_000_000
 
 
@@ -82,21 +82,22 @@ def component_log_density(
     -0.918939
     """
     X = np.asarray(X, dtype=float)
+    n_draws, k = weights.shape
     d = X.shape[1]
-    out = np.empty((weights.shape[0], X.shape[0], weights.shape[1]))
-    # draws per block: keep the (draws, K, D, N) temporaries near 16 MB
-    chunk = max(1, min(_CHUNK, _BLOCK_VALUES // max(1, weights.shape[1] * d * X.shape[0])))
-    for start in range(0, weights.shape[0], chunk):
+    out = np.empty((n_draws, X.shape[0], k))
+    # draws per block: the components of a block of draws are stacked into one mixture
+    # state and evaluated by EM's log-density in one pass; keep its (N, draws x K) output
+    # near 16 MB
+    chunk = max(1, _BLOCK_VALUES // max(1, k * X.shape[0]))
+    for start in range(0, n_draws, chunk):
         sl = slice(start, start + chunk)
-        chol = np.linalg.cholesky(covariances[sl])  # (S, K, D, D)
-        diff = X[None, None, :, :] - means[sl][:, :, None, :]  # (S, K, N, D)
-        y = np.linalg.solve(chol, np.swapaxes(diff, -1, -2))  # (S, K, D, N)
-        maha = np.sum(y**2, axis=-2)  # (S, K, N)
-        log_det = np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (S, K)
-        lp = -0.5 * maha - log_det[..., None] - 0.5 * d * np.log(2.0 * np.pi)
-        with np.errstate(divide="ignore"):
-            lw = np.log(weights[sl])
-        out[sl] = np.swapaxes(lp + lw[..., None], -1, -2)
+        size = weights[sl].shape[0]
+        covs = np.asarray(covariances[sl], dtype=float).reshape(size * k, d, d)
+        stacked = em.EMState(np.asarray(weights[sl], dtype=float).reshape(-1),
+                             np.asarray(means[sl], dtype=float).reshape(size * k, d), covs,
+                             em.precision_cholesky(covs, "full"), "full")
+        wlp = em.weighted_log_prob(X, stacked)  # (N, size * K)
+        out[sl] = wlp.reshape(X.shape[0], size, k).transpose(1, 0, 2)
     return out
 
 
