@@ -488,7 +488,7 @@ def _choose_fits(doc: _Document, cmp: Comparison) -> list[tuple[GMMResult, str, 
     secondary = [f"{m.upper()}, K={kk}" for m, (kk, _) in list(passing.items())[1:]]
     if secondary:
         notes.append("Secondary fits, each its method's pick among its passing fits, follow "
-                     "for comparison: " + ", ".join(secondary) + ".")
+                     "for comparison: " + "; ".join(secondary) + ".")
     doc.text(" ".join([why, *notes]))
     return [(result, "Headline fit" if i == 0 else "Secondary fit", [])
             for i, (_, (_, result)) in enumerate(passing.items())]
