@@ -298,3 +298,96 @@ def test_fast_route_is_skipped_when_the_check_fails(monkeypatch):
     assert called == [] and len(fallbacks) == 1
     assert "nutpie 9.9 is outside" in str(fallbacks[0].message)
     assert np.isfinite(est.result_.log_likelihood)
+
+
+# ---------------------------------------------------------------------------
+# an edited model goes to its own PyMC graph, never to the kernel
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
+def test_kernel_mismatch_accepts_every_model_bayesgmm_writes(kind):
+    from bayesgmm.bayes import inference
+
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    model = build_gmm_model(X, 2, kind)
+    assert inference.kernel_mismatch(model) is None
+    assert inference.model_structure(model) == (2, 3, kind)
+    model.set_data("means_scale", np.full(3, 5.0))  # new prior values: still the kernel's
+    assert inference.kernel_mismatch(model) is None
+
+
+def test_kernel_mismatch_names_an_added_potential_and_a_replaced_container():
+    import pymc as pm
+
+    from bayesgmm.bayes import inference
+
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    model = build_gmm_model(X, 2, "full")
+    with model:
+        pm.Potential("pin", -((model["mu_std"][0, 0] - 3.0) ** 2))
+    assert "pin" in inference.kernel_mismatch(model)
+    fixed = pm.do(build_gmm_model(X, 2, "full"), {"lkj_eta": 50.0})
+    assert inference.kernel_mismatch(fixed) is not None
+
+
+class _Routed(Exception):
+    pass
+
+
+def test_an_edited_model_is_sampled_on_its_own_graph(monkeypatch):
+    # run_nuts's default (the kernel) must not sample an edited model: it warns and
+    # hands the model to nutpie's compilation of the PyMC graph (stubbed here: that
+    # compile takes a minute; the real run is in test_edited_model_posterior_follows_the_edit)
+    import pymc as pm
+
+    from bayesgmm.bayes import inference
+
+    seen = {}
+
+    def native(model, settings, edited):
+        seen["edited"] = edited
+        raise _Routed
+
+    monkeypatch.setattr(inference, "_sample_nutpie_native", native)
+    model = build_gmm_model(np.random.default_rng(0).normal(size=(30, 2)), 2, "diag")
+    with model:
+        pm.Potential("pin", -((model["mu_std"][0, 0] - 3.0) ** 2))
+    with pytest.warns(bg.SamplerFallbackWarning, match="pin"), pytest.raises(_Routed):
+        inference.run_nuts(model, draws=10, tune=10, chains=1, random_seed=0,
+                           progressbar=False)
+    assert seen == {"edited": True}
+
+
+def test_an_edited_model_is_fitted_by_pm_fit_not_the_kernel(monkeypatch):
+    import pymc as pm
+
+    from bayesgmm.bayes import inference
+
+    def advi(*args, **kwargs):
+        raise _Routed
+
+    monkeypatch.setattr(inference.pm, "ADVI", advi)
+    monkeypatch.setattr(inference.vi, "fit_advi", lambda *a, **k: pytest.fail("kernel used"))
+    model = build_gmm_model(np.random.default_rng(0).normal(size=(30, 2)), 2, "diag")
+    with model:
+        pm.Potential("pin", -((model["mu_std"][0, 0] - 3.0) ** 2))
+    with pytest.warns(bg.SamplerFallbackWarning, match="pin"), pytest.raises(_Routed):
+        inference.run_advi(model, n_steps=10, progressbar=False)
+
+
+@pytest.mark.slow
+def test_edited_model_posterior_follows_the_edit():
+    import pymc as pm
+
+    from bayesgmm.bayes import inference
+
+    X = np.random.default_rng(0).normal(size=(60, 1))
+    model = build_gmm_model(X, 1, "diag")
+    with model:  # a strong extra term pulls the standardized mean to 3
+        pm.Potential("pin", -50.0 * (model["mu_std"][0, 0] - 3.0) ** 2)
+    with pytest.warns(bg.SamplerFallbackWarning):
+        out = inference.run_nuts(model, draws=300, tune=300, chains=2, random_seed=0,
+                                 progressbar=False)
+    # prior N(0, 2) x likelihood (60 points, sd 1 at 0) x pin N(3, 0.1): mean near 2.9
+    assert 2.5 < out.raw["mu_std"].mean() < 3.0

@@ -51,8 +51,10 @@ __all__ = [
     "LossWindowConvergence",
     "available_samplers",
     "clear_cache",
+    "kernel_mismatch",
     "model_data_of",
     "model_log_density",
+    "model_structure",
     "raw_from_unconstrained",
     "run_advi",
     "run_nuts",
@@ -104,6 +106,41 @@ def available_samplers() -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 
 
+def model_structure(model: pm.Model) -> tuple[int, int, str]:
+    """``(n_components, n_features, covariance_type)`` read from a model's variables.
+
+    The shapes of ``mu_std`` (K, D), ``sd_std`` and the presence of ``cpc_u``
+    tell them apart; where two structures give the same shapes (one feature,
+    or one component) they are the same model.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        From :func:`bayesgmm.bayes.model.build_gmm_model`.
+
+    Returns
+    -------
+    tuple
+        ``(K, D, covariance_type)``.
+
+    Examples
+    --------
+    >>> from bayesgmm.bayes.model import build_gmm_model
+    >>> model_structure(build_gmm_model(np.random.default_rng(0).normal(size=(30, 2)), 3, "tied"))
+    (3, 2, 'tied')
+    """
+    k, d = (int(n) for n in model["mu_std"].type.shape)
+    sd_dims = model["sd_std"].type.ndim
+    if "cpc_u" in model.named_vars:
+        kind = "full" if model["cpc_u"].type.ndim == 2 else "tied"
+    elif sd_dims == 2:
+        kind = "diag" if d > 1 else "full"
+    else:
+        sd_len = int(model["sd_std"].type.shape[0])
+        kind = "spherical" if sd_len == k and (k > 1 or d == 1) else "tied"
+    return k, d, kind
+
+
 def model_data_of(model: pm.Model) -> ModelData:
     """The data and prior settings held in a model's data containers.
 
@@ -120,12 +157,76 @@ def model_data_of(model: pm.Model) -> ModelData:
               for name, var in model.named_vars.items()
               if isinstance(var, pytensor.compile.SharedVariable)}
     return ModelData(
-        X_std=values["X_std"], center=model.bayesgmm_center,  # type: ignore[attr-defined]
-        scale=model.bayesgmm_scale,  # type: ignore[attr-defined]
+        X_std=values["X_std"], center=values["center"], scale=values["scale"],
         weights_concentration=values["weights_concentration"], means_loc=values["means_loc"],
         means_scale=values["means_scale"], sd_scale=values["sd_scale"],
         lkj_eta=float(values["lkj_eta"]), reg_diag=values["reg_diag"],
     )
+
+
+def _graph_inputs(model: pm.Model) -> dict[str, Any]:
+    """A model's value variables and data containers, by name."""
+    inputs = {v.name: v for v in model.value_vars}
+    inputs.update({name: var for name, var in model.named_vars.items()
+                   if isinstance(var, pytensor.compile.SharedVariable)})
+    return inputs
+
+
+def kernel_mismatch(model: pm.Model) -> str | None:
+    """Why bayesgmm's kernel would not compute this model's log-density, or None.
+
+    The kernel implements exactly the model :func:`build_gmm_model` writes.
+    A model that was edited afterwards (a variable added, a prior replaced,
+    a potential added) has another log-density; it is rebuilt here from its
+    own data containers and the two log-density graphs are compared node by
+    node (:func:`pytensor.graph.basic.equal_computations`, inputs matched by
+    name).
+
+    Parameters
+    ----------
+    model : pymc.Model
+
+    Returns
+    -------
+    str or None
+        None when the kernel computes this model's log-density; otherwise the
+        reason, in words.
+
+    Examples
+    --------
+    >>> from bayesgmm.bayes.model import build_gmm_model
+    >>> model = build_gmm_model(np.random.default_rng(0).normal(size=(30, 2)), 2, "diag")
+    >>> kernel_mismatch(model) is None
+    True
+    >>> with model:
+    ...     _ = pm.Potential("shrink", -model["mu_std"].sum() ** 2)
+    >>> kernel_mismatch(model)
+    'the model has variables that bayesgmm does not write: shrink'
+    """
+    from pytensor.graph.basic import equal_computations
+
+    from bayesgmm.bayes.model import model_from_data
+
+    try:
+        k, _, kind = model_structure(model)
+        reference = model_from_data(model_data_of(model), k, kind)
+    except Exception as err:  # a model bayesgmm did not write at all
+        return f"it is not a bayesgmm model ({type(err).__name__}: {err})"
+    extra = sorted(set(model.named_vars) - set(reference.named_vars))
+    missing = sorted(set(reference.named_vars) - set(model.named_vars))
+    if extra:
+        return "the model has variables that bayesgmm does not write: " + ", ".join(extra)
+    if missing:
+        return "the model lacks variables bayesgmm writes: " + ", ".join(missing)
+    mine, theirs = _graph_inputs(model), _graph_inputs(reference)
+    if set(mine) != set(theirs):
+        return "its value variables or data containers differ from bayesgmm's"
+    names = sorted(mine)
+    if not equal_computations([model.logp()], [reference.logp()],
+                              in_xs=[mine[n] for n in names],
+                              in_ys=[theirs[n] for n in names]):
+        return "its log-density differs from the one bayesgmm writes (an edited prior?)"
+    return None
 
 
 def model_log_density(model: pm.Model) -> MixtureDensity:
@@ -150,9 +251,8 @@ def model_log_density(model: pm.Model) -> MixtureDensity:
     >>> density.names
     ['w_simplex__', 'mu_std', 'sd_std_log__']
     """
-    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
-    return MixtureDensity(spec["n_components"], spec["n_features"], spec["covariance_type"],
-                          model_data_of(model))
+    k, d, kind = model_structure(model)
+    return MixtureDensity(k, d, kind, model_data_of(model))
 
 
 _NATIVE_CACHE: dict[tuple[Any, ...], Any] = {}
@@ -170,12 +270,16 @@ def clear_cache() -> None:
         _NATIVE_CACHE.clear()
 
 
-def _native_nutpie(model: pm.Model) -> Any:
-    """Compile the PyMC model with nutpie itself (one Numba C callback), cached per shape."""
+def _native_nutpie(model: pm.Model, edited: bool) -> Any:
+    """Compile the PyMC model with nutpie itself (one Numba C callback), cached per shape.
+
+    An ``edited`` model (see :func:`kernel_mismatch`) is compiled on its own, never cached.
+    """
     import nutpie
 
-    spec = model.bayesgmm_spec  # type: ignore[attr-defined]
-    key = (spec["n_components"], spec["n_features"], spec["covariance_type"])
+    if edited:
+        return nutpie.compile_pymc_model(model)
+    key = model_structure(model)
     with _NATIVE_GUARD:
         if key not in _NATIVE_CACHE:
             _NATIVE_CACHE[key] = nutpie.compile_pymc_model(model)
@@ -346,10 +450,20 @@ def run_nuts(
         random_seed=random_seed, progressbar=progressbar, target_accept=target_accept,
         init_raw=init_raw,
     )
+    mismatch = kernel_mismatch(model) if sampler in ("nutpie", "nutpie_native") else None
+    if mismatch is not None and sampler == "nutpie":
+        warnings.warn(
+            f"bayesgmm: the fast kernel does not compute this model's log-density ({mismatch}); "
+            "sampling the model's own PyMC graph with nutpie instead (PyTensor compiles it: "
+            "slower to start).",
+            SamplerFallbackWarning, stacklevel=3,
+        )
+        sampler = "nutpie_native"
     if sampler == "nutpie":
         raw, stats, t_compile, t_sample = _sample_nutpie(model, settings)
     elif sampler == "nutpie_native":
-        raw, stats, t_compile, t_sample = _sample_nutpie_native(model, settings)
+        raw, stats, t_compile, t_sample = _sample_nutpie_native(model, settings,
+                                                                edited=mismatch is not None)
     else:
         raw, stats, t_compile, t_sample = _sample_pymc(model, settings, sampler)
     stats = stats.drop_vars([c for c in stats.coords if c not in ("chain", "draw")])
@@ -457,16 +571,22 @@ def _sample_nutpie(model: pm.Model, settings: _NutsSettings) -> _Sampled:
     return raw, stats, t_compile, t_sample
 
 
-def _sample_nutpie_native(model: pm.Model, settings: _NutsSettings) -> _Sampled:
-    """Sample with nutpie's own compilation of the PyMC model (one C callback)."""
+def _sample_nutpie_native(model: pm.Model, settings: _NutsSettings, edited: bool) -> _Sampled:
+    """Sample with nutpie's own compilation of the PyMC model (one C callback).
+
+    An ``edited`` model starts from nutpie's own initial points: its layout is
+    not bayesgmm's, so the EM starting values do not apply.
+    """
     import dataclasses
 
 
     t0 = time.perf_counter()
-    layout = model_log_density(model)  # the flat vector's layout, for the starting points
-    native = _native_nutpie(model).with_data(**layout.data.data_dict())
-    native = dataclasses.replace(
-        native, initial_point_func=_jittered_init(layout, settings.init_raw, 0.1))
+    native = _native_nutpie(model, edited)
+    if not edited:  # bayesgmm's layout: start near the EM solution
+        layout = model_log_density(model)
+        native = dataclasses.replace(
+            native.with_data(**layout.data.data_dict()),
+            initial_point_func=_jittered_init(layout, settings.init_raw, 0.1))
     t_compile = time.perf_counter() - t0
     raw, stats, t_sample = _run_nutpie(native, settings, None)
     return raw, stats, t_compile, t_sample
@@ -718,6 +838,14 @@ def run_advi(
         raise ValueError(f"method must be 'advi' or 'fullrank_advi'; got {method!r}.")
     if engine not in ("kernel", "pymc"):
         raise ValueError(f"engine must be 'kernel' or 'pymc'; got {engine!r}.")
+    mismatch = kernel_mismatch(model) if engine == "kernel" else None
+    if mismatch is not None:
+        warnings.warn(
+            f"bayesgmm: the fast kernel does not compute this model's log-density ({mismatch}); "
+            "fitting the model's own PyMC graph with pymc.fit instead.",
+            SamplerFallbackWarning, stacklevel=3,
+        )
+        engine = "pymc"
     if engine == "kernel":
         try:
             return _advi_on_kernel(model, method=method, n_steps=n_steps, draws=draws,

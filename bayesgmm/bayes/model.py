@@ -54,6 +54,7 @@ __all__ = [
     "auto_reg_covar",
     "build_gmm_model",
     "model_data",
+    "model_from_data",
     "resolve_priors",
 ]
 
@@ -251,8 +252,8 @@ def build_gmm_model(
         Free variables ``w`` (K,; absent when K = 1), ``mu_std`` (K, D), ``sd_std`` and, for
         ``full``/``tied`` with ``D > 1``, ``cpc_u``; data containers ``X_std``,
         ``weights_concentration``, ``means_loc``, ``means_scale``, ``sd_scale``,
-        ``lkj_eta``; a potential ``loglik``.  The standardization is stored in
-        ``model.bayesgmm_center`` and ``model.bayesgmm_scale``.
+        ``lkj_eta``, ``reg_diag``, and the standardization ``center`` and
+        ``scale``; a potential ``loglik``.
 
     Raises
     ------
@@ -277,11 +278,38 @@ def build_gmm_model(
     K = int(n_components)
     if K < 1:
         raise ValueError(f"n_components must be an integer >= 1; got {n_components!r}.")
-    D = X.shape[1]
-    md = model_data(X, K, priors, reg_covar, covariance_type)
+    return model_from_data(model_data(X, K, priors, reg_covar, covariance_type), K,
+                           covariance_type)
+
+
+def model_from_data(md: ModelData, n_components: int, covariance_type: str) -> pm.Model:
+    """The PyMC model for resolved data and priors (:class:`~bayesgmm.bayes.spec.ModelData`).
+
+    :func:`build_gmm_model` resolves the user's settings and calls this;
+    :func:`bayesgmm.bayes.inference.kernel_mismatch` calls it to rebuild the
+    model a given one should equal.
+
+    Parameters
+    ----------
+    md : ModelData
+        Standardized data, standardization and priors.
+    n_components : int
+        ``K``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance structure.
+
+    Returns
+    -------
+    pymc.Model
+        As :func:`build_gmm_model`.
+    """
+    K, D = int(n_components), md.X_std.shape[1]
     n_pairs = D * (D - 1) // 2
 
     with pm.Model(check_bounds=False) as model:
+        # the standardization, kept with the model (not in its log-density)
+        pm.Data("center", md.center)
+        pm.Data("scale", md.scale)
         Z = pm.Data("X_std", md.X_std)
         alpha = pm.Data("weights_concentration", md.weights_concentration)
         m_loc = pm.Data("means_loc", md.means_loc)
@@ -329,12 +357,4 @@ def build_gmm_model(
             pt.log(w)[None, :] - 0.5 * sq - log_det[None, :] - 0.5 * D * np.log(2.0 * np.pi)
         )
         pm.Potential("loglik", pt.sum(pt.logsumexp(log_comp, axis=1)))
-
-    model.bayesgmm_center = md.center  # type: ignore[attr-defined]
-    model.bayesgmm_scale = md.scale  # type: ignore[attr-defined]
-    model.bayesgmm_spec = {  # type: ignore[attr-defined]
-        "n_components": K,
-        "n_features": D,
-        "covariance_type": covariance_type,
-    }
     return model
