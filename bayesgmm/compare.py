@@ -18,6 +18,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from bayesgmm._constants import COMPONENT
 from bayesgmm._validation import validate_choice, validate_prob
+from bayesgmm.posterior import ESS_MIN, PARETO_K_MAX, RHAT_MAX
 from bayesgmm.results import GMMResult
 
 __all__ = ["Comparison", "MethodComparison", "compare", "fit_status"]
@@ -32,9 +33,6 @@ TABLE_COLUMNS = (
     "pareto_k_max", "waic_warning", "loo_warning", "r_hat_max", "divergences",
     "converged", "status", "warning",
 )
-#: Thresholds behind :func:`fit_status` (Vehtari et al. 2021 for R-hat and ESS; Vehtari
-#: et al. 2024 for Pareto k; Yao et al. 2018 for the variational k-hat).
-R_HAT_MAX, ESS_BULK_MIN, PARETO_K_MAX = 1.01, 400, 0.7
 
 
 def _criterion_column(criterion: str) -> tuple[str, bool]:
@@ -276,8 +274,8 @@ def fit_status(result: GMMResult | None, diagnostics: pd.DataFrame | None = None
 
     Checks: the fit failed; EM or ADVI did not converge; a component collapsed
     onto too few points or onto the ``reg_covar`` floor (a spurious maximum);
-    for NUTS, R-hat above :data:`R_HAT_MAX`, bulk ESS of a reported quantity
-    below :data:`ESS_BULK_MIN`, divergent transitions; for ADVI, the Pareto
+    for NUTS, R-hat above :data:`RHAT_MAX`, bulk ESS of a reported quantity
+    below :data:`ESS_MIN`, divergent transitions; for ADVI, the Pareto
     k-hat of the importance ratios above :data:`PARETO_K_MAX` (when the fit
     recorded it); for Bayesian fits, a PSIS-LOO Pareto k above
     :data:`PARETO_K_MAX`.
@@ -320,11 +318,11 @@ def fit_status(result: GMMResult | None, diagnostics: pd.DataFrame | None = None
     attrs = diagnostics.attrs
     if result.method == "nuts":
         r_hat = float(np.nanmax(diagnostics["r_hat"])) if "r_hat" in diagnostics else np.nan
-        if r_hat > R_HAT_MAX:
-            reasons.append(f"R-hat {r_hat:.3f} > {R_HAT_MAX}")
+        if r_hat > RHAT_MAX:
+            reasons.append(f"R-hat {r_hat:.3f} > {RHAT_MAX}")
         ess = float(np.nanmin(diagnostics["ess_bulk"])) if "ess_bulk" in diagnostics else np.nan
-        if ess < ESS_BULK_MIN:
-            reasons.append(f"bulk ESS {ess:.0f} < {ESS_BULK_MIN}")
+        if ess < ESS_MIN:
+            reasons.append(f"bulk ESS {ess:.0f} < {ESS_MIN}")
         if attrs.get("divergences", 0):
             reasons.append(f"{int(attrs['divergences'])} divergences")
     else:

@@ -42,9 +42,12 @@ OBSERVED_VAR = "X"
 #: Name of the pointwise log-likelihood in ``idata["log_likelihood"]``. ArviZ pairs a
 #: log-likelihood with its observed variable by name, so the two share the value "X".
 LOG_LIK_VAR = OBSERVED_VAR
+#: Diagnostic thresholds, used by every warning and by :func:`bayesgmm.compare.fit_status`:
+#: R-hat and bulk/tail ESS as Vehtari et al. (2021) recommend; Pareto k of importance
+#: ratios, of PSIS-LOO (Vehtari et al. 2024) or of ADVI's p/q (Yao et al. 2018).
 RHAT_MAX = 1.01
 ESS_MIN = 400
-PARETO_K_MAX = 0.7  # above it, importance ratios (LOO or VI) have too heavy a tail
+PARETO_K_MAX = 0.7
 WAIC_VAR_MAX = 0.4
 _BLOCK_VALUES = 2_000_000
 
