@@ -174,6 +174,9 @@ class BaseGMM(DensityMixin, BaseEstimator):
     def aic(self, X: Any) -> float:
         """Akaike information criterion of the model on ``X`` (lower is better).
 
+        The log-likelihood is that of the point estimate: the maximum-likelihood
+        fit for EM, the posterior mean for a Bayesian fit.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -183,12 +186,14 @@ class BaseGMM(DensityMixin, BaseEstimator):
         -------
         float
         """
-        log_lik = self.score_samples(X).sum()
-        return criteria.aic(log_lik, self._n_parameters())
+        arr = self._validate_predict_data(X)
+        return criteria.aic(em.log_likelihood(arr, self._point_state()), self._n_parameters())
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion of the model on ``X`` (lower is better).
 
+        The log-likelihood is that of the point estimate, as in :meth:`aic`.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -198,8 +203,9 @@ class BaseGMM(DensityMixin, BaseEstimator):
         -------
         float
         """
-        scores = self.score_samples(X)
-        return criteria.bic(scores.sum(), self._n_parameters(), scores.shape[0])
+        arr = self._validate_predict_data(X)
+        return criteria.bic(em.log_likelihood(arr, self._point_state()), self._n_parameters(),
+                            arr.shape[0])
 
     def _n_parameters(self) -> int:
         state = self._point_state()

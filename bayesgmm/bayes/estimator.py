@@ -11,7 +11,7 @@ import xarray as xr
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from bayesgmm import criteria, em, posterior
+from bayesgmm import em, posterior
 from bayesgmm._constants import CHAIN, COMPONENT, DRAW, FEATURE, FEATURE_BIS, OBS
 from bayesgmm._validation import (
     check_distinct_rows,
@@ -468,37 +468,6 @@ class BayesGMM(BaseGMM):
         arr = self._validate_predict_data(X)
         ll = posterior.pointwise_log_likelihood(arr, *self._thinned_draws())
         return np.logaddexp.reduce(ll, axis=0) - np.log(ll.shape[0])
-
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion at the posterior mean (lower is better).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        float
-        """
-        arr = self._validate_predict_data(X)
-        return criteria.aic(em.log_likelihood(arr, self._point), self._n_parameters())
-
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion at the posterior mean (lower is better).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        float
-        """
-        arr = self._validate_predict_data(X)
-        return criteria.bic(em.log_likelihood(arr, self._point), self._n_parameters(),
-                            arr.shape[0])
 
     # ------------------------------------------------------------------
     # prior predictive
