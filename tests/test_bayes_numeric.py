@@ -103,7 +103,7 @@ def test_unconstrained_matches_pymc_transforms():
         fwd = transform.forward(pytensor.tensor.constant(raw[rv.name]), *rv.owner.inputs[2:])
         expected = fwd.eval(mode="FAST_COMPILE")
         assert_allclose(ours[value.name], expected, atol=1e-10)
-    from bayesgmm.bayes.inference import raw_from_unconstrained
+    from bayesgmm.bayes.params import raw_from_unconstrained
 
     back = raw_from_unconstrained(ours)
     for name in raw:

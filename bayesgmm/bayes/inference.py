@@ -41,7 +41,7 @@ import xarray as xr
 from bayesgmm.bayes import _nutpie_bridge, vi
 from bayesgmm.bayes.density import MixtureDensity
 from bayesgmm.bayes.model import ModelData
-from bayesgmm.bayes.params import unconstrained_from_raw
+from bayesgmm.bayes.params import raw_from_unconstrained, unconstrained_from_raw
 from bayesgmm.exceptions import SamplerFallbackWarning
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
     "model_data_of",
     "model_log_density",
     "model_structure",
-    "raw_from_unconstrained",
     "run_advi",
     "run_nuts",
 ]
@@ -284,40 +283,6 @@ def _native_nutpie(model: pm.Model, edited: bool) -> Any:
         if key not in _NATIVE_CACHE:
             _NATIVE_CACHE[key] = nutpie.compile_pymc_model(model)
         return _NATIVE_CACHE[key]
-
-
-def raw_from_unconstrained(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Map unconstrained draws back to the model's variables (NumPy).
-
-    Parameters
-    ----------
-    values : mapping
-        ``w_simplex__``, ``mu_std``, ``sd_std_log__`` and optionally
-        ``cpc_u_logodds__``, any leading dims.
-
-    Returns
-    -------
-    dict
-        ``w``, ``mu_std``, ``sd_std`` and optionally ``cpc_u``.
-
-    Examples
-    --------
-    >>> raw_from_unconstrained({"w_simplex__": np.zeros(1), "mu_std": np.zeros(1),
-    ...                         "sd_std_log__": np.zeros(1)})["w"].tolist()
-    [0.5, 0.5]
-    """
-    out = {
-        "mu_std": np.asarray(values["mu_std"], dtype=float),
-        "sd_std": np.exp(np.asarray(values["sd_std_log__"], dtype=float)),
-    }
-    if "w_simplex__" in values:  # absent with one component
-        s = np.asarray(values["w_simplex__"], dtype=float)
-        full = np.concatenate([s, -s.sum(axis=-1, keepdims=True)], axis=-1)
-        full = np.exp(full - full.max(axis=-1, keepdims=True))
-        out["w"] = full / full.sum(axis=-1, keepdims=True)
-    if "cpc_u_logodds__" in values:
-        out["cpc_u"] = 1.0 / (1.0 + np.exp(-np.asarray(values["cpc_u_logodds__"], dtype=float)))
-    return out
 
 
 # ---------------------------------------------------------------------------

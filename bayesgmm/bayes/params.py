@@ -17,6 +17,7 @@ __all__ = [
     "cpc_from_corr_cholesky",
     "params_from_raw",
     "raw_from_params",
+    "raw_from_unconstrained",
     "unconstrained_from_raw",
 ]
 
@@ -259,4 +260,38 @@ def unconstrained_from_raw(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     if "cpc_u" in raw:
         u = np.asarray(raw["cpc_u"], dtype=float)
         out["cpc_u_logodds__"] = np.log(u) - np.log1p(-u)
+    return out
+
+
+def raw_from_unconstrained(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Map unconstrained draws back to the model's variables (NumPy).
+
+    Parameters
+    ----------
+    values : mapping
+        ``w_simplex__``, ``mu_std``, ``sd_std_log__`` and optionally
+        ``cpc_u_logodds__``, any leading dims.
+
+    Returns
+    -------
+    dict
+        ``w``, ``mu_std``, ``sd_std`` and optionally ``cpc_u``.
+
+    Examples
+    --------
+    >>> raw_from_unconstrained({"w_simplex__": np.zeros(1), "mu_std": np.zeros(1),
+    ...                         "sd_std_log__": np.zeros(1)})["w"].tolist()
+    [0.5, 0.5]
+    """
+    out = {
+        "mu_std": np.asarray(values["mu_std"], dtype=float),
+        "sd_std": np.exp(np.asarray(values["sd_std_log__"], dtype=float)),
+    }
+    if "w_simplex__" in values:  # absent with one component
+        s = np.asarray(values["w_simplex__"], dtype=float)
+        full = np.concatenate([s, -s.sum(axis=-1, keepdims=True)], axis=-1)
+        full = np.exp(full - full.max(axis=-1, keepdims=True))
+        out["w"] = full / full.sum(axis=-1, keepdims=True)
+    if "cpc_u_logodds__" in values:
+        out["cpc_u"] = 1.0 / (1.0 + np.exp(-np.asarray(values["cpc_u_logodds__"], dtype=float)))
     return out
