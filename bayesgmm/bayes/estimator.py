@@ -32,6 +32,7 @@ from bayesgmm.bayes.model import (
 )
 from bayesgmm.bayes.params import params_from_raw, raw_from_params
 from bayesgmm.bayes.relabel import apply_permutation, relabel_draws, switches_within_chains
+from bayesgmm.bayes.spec import simulate_mixture
 from bayesgmm.estimators import EMGMM, BaseGMM
 from bayesgmm.exceptions import ConvergenceWarning
 from bayesgmm.results import GMMResult
@@ -516,14 +517,8 @@ class BayesGMM(BaseGMM):
         raw = {n: pr[n].values for n in var_names}
         w, m, c = params_from_raw(raw, covariance_type=self.covariance_type, n_components=k,
                                   center=md.center, scale=md.scale, reg_diag=md.reg_diag)
-        rng = np.random.default_rng(seed)
         n = arr.shape[0]
-        wf, mf, cf = w.reshape(-1, k), m.reshape(-1, k, d), c.reshape(-1, k, d, d)
-        sims = np.empty((wf.shape[0], n, d))
-        for i in range(wf.shape[0]):
-            z = rng.choice(k, size=n, p=wf[i] / wf[i].sum())
-            chol = np.linalg.cholesky(cf[i])
-            sims[i] = mf[i][z] + np.einsum("nab,nb->na", chol[z], rng.standard_normal((n, d)))
+        sims = simulate_mixture(w, m, c, n, seed)  # (chain, draw, obs, feature)
         n_chain, n_draw = w.shape[:2]
         coords = {CHAIN: np.arange(n_chain), DRAW: np.arange(n_draw), COMPONENT: np.arange(k),
                   FEATURE: names, FEATURE_BIS: names}
@@ -535,7 +530,7 @@ class BayesGMM(BaseGMM):
                 coords=coords,
             ),
             "prior_predictive": xr.Dataset(
-                {"X": ((CHAIN, DRAW, OBS, FEATURE), sims.reshape(n_chain, n_draw, n, d))},
+                {"X": ((CHAIN, DRAW, OBS, FEATURE), sims)},
                 coords={CHAIN: coords[CHAIN], DRAW: coords[DRAW], OBS: np.arange(n),
                         FEATURE: names},
             ),

@@ -3,8 +3,10 @@
 What every route of :class:`~bayesgmm.BayesGMM` shares: the prior settings
 (:data:`PRIOR_KEYS`, checked by :func:`resolve_priors`), the data in
 standardized units with the priors expressed in them (:class:`ModelData`,
-built by :func:`model_data`), and the flat unconstrained layout of the
-parameters (:func:`parameter_layout`).  The PyMC model
+built by :func:`model_data`), the flat unconstrained layout of the
+parameters (:func:`parameter_layout`), forward draws of the prior
+(:func:`sample_prior`, with :func:`prior_model_data` for a prior that does not
+depend on the data) and of data given the parameters (:func:`simulate_mixture`).  The PyMC model
 (:mod:`bayesgmm.bayes.model`), the fast log-density
 (:mod:`bayesgmm.bayes.density`), ADVI on it (:mod:`bayesgmm.bayes.vi`) and the
 parameter transforms read them from here, so importing this module (or the
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bayesgmm._constants import COVARIANCE_TYPES
+from bayesgmm.bayes.params import params_from_raw
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -27,7 +30,11 @@ __all__ = [
     "ModelData",
     "model_data",
     "parameter_layout",
+    "prior_model_data",
     "resolve_priors",
+    "sample_prior",
+    "sample_prior_raw",
+    "simulate_mixture",
 ]
 
 #: Prior keys accepted by ``priors=``, with a one-line meaning each.
@@ -263,6 +270,14 @@ def model_data(
     )
 
 
+def _check_covariance_type(covariance_type: Any) -> str:
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+    return str(covariance_type)
+
+
 def parameter_layout(
     n_components: int, n_features: int, covariance_type: str
 ) -> list[tuple[str, tuple[int, ...]]]:
@@ -289,10 +304,7 @@ def parameter_layout(
     >>> [name for name, shape in parameter_layout(3, 2, "full")]
     ['w_simplex__', 'mu_std', 'sd_std_log__', 'cpc_u_logodds__']
     """
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
-        )
+    _check_covariance_type(covariance_type)
     K, D = int(n_components), int(n_features)
     out: list[tuple[str, tuple[int, ...]]] = []
     if K > 1:
@@ -304,3 +316,258 @@ def parameter_layout(
     if covariance_type in ("full", "tied") and D > 1:
         out.append(("cpc_u_logodds__", (K, n_pairs) if covariance_type == "full" else (n_pairs,)))
     return out
+
+
+# ----------------------------------------------------------------------
+# forward simulation: the prior, and data given the parameters
+# ----------------------------------------------------------------------
+
+
+def prior_model_data(
+    n_components: int,
+    n_features: int,
+    priors: Mapping[str, Any],
+    reg_covar: float | np.ndarray,
+    covariance_type: str = "full",
+) -> ModelData:
+    """The prior settings of a model whose prior does not depend on the data.
+
+    With every prior key given in data units and a fixed ``reg_covar``, the
+    prior of ``BayesGMM`` in data units is the same whatever the data: the
+    model divides each setting by the data's scale and multiplies the draws
+    back.  This returns that prior as a :class:`ModelData` with no data
+    (``center = 0``, ``scale = 1``, ``X_std`` of shape ``(0, D)``), for
+    :func:`sample_prior`.
+
+    Parameters
+    ----------
+    n_components : int
+        ``K``.
+    n_features : int
+        ``D``.
+    priors : mapping
+        ``weights_concentration``, ``means_loc``, ``means_scale``,
+        ``sd_scale`` and, for ``full`` and ``tied``, ``lkj_eta`` (see
+        :data:`PRIOR_KEYS`; floats or arrays).
+    reg_covar : float or ndarray of shape (n_features,)
+        Floor added to every variance, data units.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure (decides whether ``lkj_eta`` is needed).
+
+    Returns
+    -------
+    ModelData
+
+    Raises
+    ------
+    ValueError
+        If a needed prior key is missing (its default would depend on the
+        data), a setting is invalid or ``covariance_type`` is unknown.
+
+    Examples
+    --------
+    >>> md = prior_model_data(2, 1, dict(weights_concentration=2.0, means_loc=0.0,
+    ...                       means_scale=3.0, sd_scale=1.0), 1e-6, "diag")
+    >>> md.means_scale.tolist(), md.X_std.shape
+    ([3.0], (0, 1))
+    """
+    covariance_type = _check_covariance_type(covariance_type)
+    required = ["weights_concentration", "means_loc", "means_scale", "sd_scale"]
+    if covariance_type in ("full", "tied"):
+        required.append("lkj_eta")
+    missing = [key for key in required if priors.get(key) is None]
+    if missing:
+        raise ValueError(
+            f"priors must give every key {required} so that the prior does not "
+            f"depend on the data; missing {missing}."
+        )
+    K, D = int(n_components), int(n_features)
+    p = resolve_priors(priors, K, D)
+    reg = np.broadcast_to(np.asarray(reg_covar, dtype=float), (D,)).copy()
+    if not np.all(np.isfinite(reg)) or np.any(reg < 0):
+        raise ValueError(f"reg_covar must be >= 0 (float or one per feature); got {reg_covar!r}.")
+    return ModelData(
+        X_std=np.empty((0, D)),
+        center=np.zeros(D),
+        scale=np.ones(D),
+        weights_concentration=p["weights_concentration"],
+        means_loc=p["means_loc"],
+        means_scale=p["means_scale"],
+        sd_scale=p["sd_scale"],
+        lkj_eta=p["lkj_eta"],
+        reg_diag=reg,
+    )
+
+
+def sample_prior_raw(
+    md: ModelData,
+    covariance_type: str,
+    size: int,
+    random_state: int | np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """Independent draws of the model's free variables from their prior.
+
+    The variables of :mod:`bayesgmm.bayes.model`, standardized units:
+    ``w ~ Dirichlet(weights_concentration)`` (absent when K = 1),
+    ``mu_std ~ Normal(means_loc, means_scale)``, ``sd_std ~
+    HalfNormal(sd_scale)`` (``mean(sd_scale)`` for ``spherical``; shape
+    ``(K, D)``, ``(D,)`` tied, ``(K,)`` spherical) and, for ``full`` and
+    ``tied`` with ``D > 1``, the C-vine variables ``cpc_u ~ Beta(a_j, a_j)``,
+    ``a_j = lkj_eta + (D - 2 - j) / 2`` for the pair ``(i, j)``, whose
+    correlation matrix is ``LKJ(lkj_eta)``.
+
+    Parameters
+    ----------
+    md : ModelData
+        Prior settings (:func:`model_data` or :func:`prior_model_data`); K is
+        ``md.weights_concentration.size``, D is ``md.means_loc.size``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance structure.
+    size : int
+        Number of draws (leading axis of every array).
+    random_state : int, Generator or None, default=None
+        Seed.
+
+    Returns
+    -------
+    dict
+        ``{name: ndarray of shape (size, ...)}``, the inputs of
+        :func:`bayesgmm.bayes.params.params_from_raw`.
+
+    Examples
+    --------
+    >>> md = prior_model_data(2, 3, dict(weights_concentration=1.0, means_loc=0.0,
+    ...                       means_scale=1.0, sd_scale=1.0, lkj_eta=2.0), 0.0)
+    >>> {k: v.shape for k, v in sample_prior_raw(md, "full", 4, 0).items()}
+    {'w': (4, 2), 'mu_std': (4, 2, 3), 'sd_std': (4, 2, 3), 'cpc_u': (4, 2, 3)}
+    """
+    covariance_type = _check_covariance_type(covariance_type)
+    rng = np.random.default_rng(random_state)
+    K, D = md.weights_concentration.size, md.means_loc.size
+    size = int(size)
+    raw: dict[str, np.ndarray] = {}
+    if K > 1:
+        raw["w"] = rng.dirichlet(md.weights_concentration, size=size)
+    raw["mu_std"] = md.means_loc + md.means_scale * rng.standard_normal((size, K, D))
+    if covariance_type == "spherical":
+        raw["sd_std"] = np.abs(float(np.mean(md.sd_scale)) * rng.standard_normal((size, K)))
+    else:
+        sd_shape = (D,) if covariance_type == "tied" else (K, D)
+        raw["sd_std"] = np.abs(md.sd_scale * rng.standard_normal((size, *sd_shape)))
+    if covariance_type in ("full", "tied") and D > 1:
+        cols = np.tril_indices(D, k=-1)[1]
+        a = float(md.lkj_eta) + (D - 2 - cols) / 2.0
+        batch = (K, a.size) if covariance_type == "full" else (a.size,)
+        raw["cpc_u"] = rng.beta(a, a, size=(size, *batch))
+    return raw
+
+
+def sample_prior(
+    md: ModelData,
+    covariance_type: str,
+    size: int,
+    random_state: int | np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mixture parameters in data units drawn from the model's prior.
+
+    :func:`sample_prior_raw` mapped by
+    :func:`bayesgmm.bayes.params.params_from_raw` (the C-vine map and the
+    standardization of ``md``).  With :func:`prior_model_data` the prior in
+    data units is (all draws independent):
+
+    - ``w ~ Dirichlet(alpha)`` and ``mu_kd ~ Normal(means_loc_d, means_scale_d)``;
+    - ``full``: ``sd_kd ~ HalfNormal(sd_scale_d)``, ``Omega_k ~ LKJ(lkj_eta)``
+      per component, ``Sigma_k = diag(sd_k) Omega_k diag(sd_k) + reg_covar I``;
+    - ``tied``: one ``sd_d ~ HalfNormal(sd_scale_d)`` and one ``Omega ~
+      LKJ(lkj_eta)`` shared by every component;
+    - ``diag``: ``Sigma_k = diag(sd_k^2) + reg_covar I``;
+    - ``spherical``: ``Sigma_k = (sd_k^2 + reg_covar) I`` with ``sd_k ~
+      HalfNormal(mean_d sd_scale_d)`` (the model divides every feature by the
+      same scale and uses the mean of the standardized ``sd_scale``).
+
+    Parameters
+    ----------
+    md : ModelData
+        Prior settings and standardization.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance structure.
+    size : int
+        Number of draws.
+    random_state : int, Generator or None, default=None
+        Seed.
+
+    Returns
+    -------
+    weights : ndarray of shape (size, K)
+    means : ndarray of shape (size, K, D)
+    covariances : ndarray of shape (size, K, D, D)
+        Full matrices whatever ``covariance_type``.
+
+    Examples
+    --------
+    >>> pri = dict(weights_concentration=2.0, means_loc=0.0, means_scale=3.0,
+    ...            sd_scale=1.0, lkj_eta=2.0)
+    >>> w, m, c = sample_prior(prior_model_data(2, 2, pri, 1e-9), "full", 5, random_state=0)
+    >>> w.shape, m.shape, c.shape
+    ((5, 2), (5, 2, 2), (5, 2, 2, 2))
+    """
+    raw = sample_prior_raw(md, covariance_type, size, random_state)
+    return params_from_raw(raw, covariance_type=covariance_type,
+                           n_components=md.weights_concentration.size, center=md.center,
+                           scale=md.scale, reg_diag=md.reg_diag)
+
+
+def simulate_mixture(
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    n_samples: int,
+    random_state: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Draw observations from Gaussian mixtures, one data set per parameter set.
+
+    For each parameter set (leading axes), ``n_samples`` labels are drawn
+    with probabilities ``weights / weights.sum()`` and each row is
+    ``mu_z + L_z e`` with ``L_z`` the Cholesky factor of ``Sigma_z`` and ``e``
+    standard normal.  Parameter sets are simulated one after the other from
+    the same generator.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (..., K)
+    means : ndarray of shape (..., K, D)
+    covariances : ndarray of shape (..., K, D, D)
+        Full matrices.
+    n_samples : int
+        Rows per data set.
+    random_state : int, Generator or None, default=None
+        Seed.
+
+    Returns
+    -------
+    ndarray of shape (..., n_samples, D)
+
+    Examples
+    --------
+    >>> simulate_mixture(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None], 4, 0).shape
+    (4, 2)
+    >>> simulate_mixture(np.full((3, 2), 0.5), np.zeros((3, 2, 1)), np.ones((3, 2, 1, 1)),
+    ...                  5, 0).shape
+    (3, 5, 1)
+    """
+    rng = np.random.default_rng(random_state)
+    weights = np.asarray(weights, dtype=float)
+    means = np.asarray(means, dtype=float)
+    covariances = np.asarray(covariances, dtype=float)
+    K, D = means.shape[-2:]
+    batch = weights.shape[:-1]
+    w = weights.reshape(-1, K)
+    m = means.reshape(-1, K, D)
+    c = covariances.reshape(-1, K, D, D)
+    n = int(n_samples)
+    out = np.empty((w.shape[0], n, D))
+    for i in range(w.shape[0]):
+        z = rng.choice(K, size=n, p=w[i] / w[i].sum())
+        chol = np.linalg.cholesky(c[i])
+        out[i] = m[i][z] + np.einsum("nab,nb->na", chol[z], rng.standard_normal((n, D)))
+    return out.reshape(*batch, n, D)
