@@ -524,12 +524,6 @@ def _flat_parameters(post: xr.Dataset) -> dict[str, np.ndarray]:
     return out
 
 
-def _ebfmi(energy: np.ndarray) -> np.ndarray:
-    diff = np.diff(energy, axis=1)
-    return np.sum(diff**2, axis=1) / np.sum((energy - energy.mean(axis=1, keepdims=True)) ** 2,
-                                             axis=1)
-
-
 def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
     """Convergence diagnostics on the relabeled draws.
 
@@ -558,6 +552,7 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
         ``elbo_final``, ``advi_converged``, ``advi_steps``, ``vi_pareto_k``.
     """
     import arviz as az
+    import arviz_stats as azs
 
     idata = _idata(result)
     post = idata["posterior"].to_dataset()
@@ -585,7 +580,8 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
         if "reached_max_treedepth" in st:
             attrs["tree_depth_hits"] = int(st["reached_max_treedepth"].sum())
         if "energy" in st:
-            attrs["ebfmi"] = _ebfmi(st["energy"].transpose(CHAIN, DRAW).values).tolist()
+            attrs["ebfmi"] = np.asarray(azs.bfmi(st["energy"].transpose(CHAIN, DRAW),
+                                                 sample_dims=[CHAIN, DRAW])).tolist()
     attrs["divergences"] = divergences
     draws_relabeled, switches = 0, 0
     if "relabeling" in idata.children:

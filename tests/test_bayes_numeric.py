@@ -276,6 +276,11 @@ def test_diagnostics_table_and_warnings():
     assert "means[0, x0]" in good.index and len(good) == 2 + 4 + 6
     assert good["r_hat"].max() < 1.05
     assert good.attrs["divergences"] == 0 and len(good.attrs["ebfmi"]) == 2
+    # E-BFMI (Betancourt 2016): sum of squared energy jumps over the energy's sum of squares
+    energy = _fake_tree()["sample_stats"]["energy"].values
+    textbook = (np.diff(energy, axis=1) ** 2).sum(1) / ((energy - energy.mean(1, keepdims=True))
+                                                         ** 2).sum(1)
+    assert_allclose(good.attrs["ebfmi"], textbook, rtol=1e-12)
     with pytest.warns(DiagnosticsWarning) as record:
         posterior.diagnostics(_fake_tree(shift_chain=1.0))
     messages = " ".join(str(r.message) for r in record)
