@@ -346,3 +346,17 @@ def test_cli_id_columns_need_at_least_3_rows(n_rows, left_out, tmp_path, capsys)
     status, stdout, stderr, _ = _run(path, capsys, "--k", "1")
     assert status == 0, stderr
     assert ("left out 'id'" in stdout) == left_out
+
+
+def test_cli_errors_that_are_not_the_users_keep_their_traceback(tmp_path, capsys,
+                                                                monkeypatch):
+    path = tmp_path / "data.csv"
+    path.write_text(_PLAIN)
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("a bug in bayesgmm")
+
+    monkeypatch.setattr(cli.bg, "compare_k", bug)
+    with pytest.raises(RuntimeError, match="a bug in bayesgmm"):  # not a one-line exit 2
+        _run(path, capsys)
+    assert not (tmp_path / "out").exists()
