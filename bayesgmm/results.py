@@ -769,19 +769,32 @@ def _feed_value(feed: Any, value: Any) -> None:
 def load(path: str | os.PathLike) -> GMMResult:
     """Read a :class:`GMMResult` written by :meth:`GMMResult.to_netcdf`.
 
-    Before anything is decoded, the SHA-256 digests stored when the file was
-    written are recomputed and compared (see :meth:`GMMResult.to_netcdf`):
-    first the one of the file's bytes, before the HDF5 library parses them,
-    then the one of every array and attribute. A file whose numbers or
-    attributes changed afterwards (an edit, a damaged disk, a flipped bit) is
-    refused, never loaded with changed values. A file rewritten by an HDF5
-    tool (``h5repack``, ``nccopy``) loses the digest of its bytes but still
-    loads when its contents are unchanged.
+    Before anything is decoded, the two SHA-256 digests written with the file
+    (see :meth:`GMMResult.to_netcdf`) are recomputed and compared:
 
-    Files written by bayesgmm before the digest was introduced (format 1)
+    1. the digest on the file's last line, ``bayesgmm-sha256 <hex>``, over
+       every byte before it, checked before the HDF5 library parses those
+       bytes;
+    2. the root attribute ``sha256``, over every array (name, dimensions,
+       dtype, shape and bytes) and every attribute of every group.
+
+    A mismatch of either raises :class:`~bayesgmm.exceptions.DifferentModelError`:
+    a file whose numbers or attributes changed after writing (an edit, a
+    damaged disk, a flipped bit) is refused, never loaded with changed values.
+    A file without the last line (what an HDF5 tool such as ``h5repack`` or
+    ``nccopy`` leaves when it rewrites the file) loads when the contents
+    digest matches; a file of the current format without the ``sha256`` attribute is
+    refused. The settings must also match the stored ``id`` (the first 16 hex
+    digits of a SHA-256 of the format version, covariance type, method and
+    configuration). The digests
+    detect damage and edits, not deliberate forgery: anyone can recompute them.
+
+    Files written by bayesgmm before the digests were introduced (format 1)
     still load, with a :class:`~bayesgmm.exceptions.UnverifiedFileWarning`:
-    they carry no digest, so only their configuration ``id`` is checked.
-    Saving such a result again writes the current format, digest included.
+    they carry no digest, so only their ``id`` is checked and changed numbers
+    go undetected. A format-1 file that carries a digest or other attributes
+    of a later format is refused. Saving such a result again writes the
+    current format, digests included.
 
     Parameters
     ----------
@@ -800,9 +813,15 @@ def load(path: str | os.PathLike) -> GMMResult:
         If ``path`` is a folder.
     DifferentModelError
         If the file is not a readable netCDF file written by bayesgmm, comes
-        from a newer file format, does not match its SHA-256 digest, or has
-        missing or malformed attributes or variables. The message names
-        ``path``.
+        from a newer file format, does not match either SHA-256 digest (or,
+        in the current format, lacks the ``sha256`` attribute), does not
+        match its ``id``, or has missing or malformed attributes or
+        variables. The message names ``path``.
+
+    Warns
+    -----
+    UnverifiedFileWarning
+        For a file of format 1, which carries no digest.
 
     Examples
     --------
