@@ -306,15 +306,43 @@ def test_fast_route_is_skipped_when_the_check_fails(monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
-def test_kernel_mismatch_accepts_every_model_bayesgmm_writes(kind):
+@pytest.mark.parametrize(("k", "d"), [(2, 3), (1, 2), (3, 1)])
+def test_kernel_mismatch_accepts_every_model_bayesgmm_writes(kind, k, d):
     from bayesgmm.bayes import inference
 
-    X = np.random.default_rng(0).normal(size=(30, 3))
-    model = build_gmm_model(X, 2, kind)
+    X = np.random.default_rng(0).normal(size=(30, d))
+    model = build_gmm_model(X, k, kind)
     assert inference.kernel_mismatch(model) is None
-    assert inference.model_structure(model) == (2, 3, kind)
-    model.set_data("means_scale", np.full(3, 5.0))  # new prior values: still the kernel's
+    k_read, d_read, kind_read = inference.model_structure(model)
+    assert (k_read, d_read) == (k, d)
+    # where two structures give the same shapes (D = 1, or K = 1) they are the same model
+    same = {kind, kind_read} <= {"full", "diag"} or (
+        {kind, kind_read} <= {"spherical", "tied"} and ((d == 1 and k == 1) or kind != "tied"))
+    assert kind_read == kind or same
+    model.set_data("means_scale", np.full(d, 5.0))  # new prior values: still the kernel's
     assert inference.kernel_mismatch(model) is None
+
+
+def test_the_likelihood_is_an_observed_variable_pymc_can_simulate_and_score():
+    # pm.sample_prior_predictive / sample_posterior_predictive and pm.compute_log_likelihood
+    # need an observed variable (the likelihood was a Potential)
+    import pymc as pm
+
+    X = np.random.default_rng(0).normal(size=(25, 2))
+    model = build_gmm_model(X, 2, "full")
+    assert [v.name for v in model.observed_RVs] == ["X_obs"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prior = pm.sample_prior_predictive(draws=400, model=model, random_seed=1,
+                                           compile_kwargs={"mode": "FAST_COMPILE"})
+    sims = prior["prior_predictive"]["X_obs"].values
+    assert sims.shape == (1, 400, 25, 2)
+    # standardized units: prior draws centre near 0 (means ~ N(0, 2), sds ~ HalfNormal(1))
+    assert abs(float(np.median(sims))) < 0.5
+    pointwise = model.logp(vars=[model["X_obs"]], sum=False)[0]
+    values = pointwise.eval({v: model.initial_point()[v.name] for v in model.value_vars},
+                            mode="FAST_COMPILE")
+    assert values.shape == (25,)  # one term per row: what pm.compute_log_likelihood stores
 
 
 def test_kernel_mismatch_names_an_added_potential_and_a_replaced_container():

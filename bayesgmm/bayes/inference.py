@@ -135,8 +135,8 @@ def model_structure(model: pm.Model) -> tuple[int, int, str]:
     elif sd_dims == 2:
         kind = "diag" if d > 1 else "full"
     else:
-        sd_len = int(model["sd_std"].type.shape[0])
-        kind = "spherical" if sd_len == k and (k > 1 or d == 1) else "tied"
+        sd_len = int(model["sd_std"].type.shape[0])  # tied with D > 1 has cpc_u
+        kind = "spherical" if d > 1 or sd_len == k else "tied"
     return k, d, kind
 
 

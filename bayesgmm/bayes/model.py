@@ -23,11 +23,13 @@ Parameterization (standardized units)
   distribution of ``LKJCholeskyCov(eta, sd_dist=HalfNormal(sd_scale))``.
   PyMC's ``LKJCholeskyCov`` has no batched log-density, which is why the
   partial correlations are written out here.
-- Likelihood: ``pm.Potential("loglik", sum_n logsumexp_k [log w_k +
-  log N(z_n | mu_k, Sigma_k)])``.  The pointwise marginal log-likelihood in
-  data units is recomputed from the draws with NumPy
-  (:func:`bayesgmm.posterior.pointwise_log_likelihood`), which avoids a second
-  compiled graph.
+- Likelihood: the observed variable ``X_obs`` (``pm.CustomDist`` on the
+  standardized data) with row-wise density ``logsumexp_k [log w_k +
+  log N(z_n | mu_k, Sigma_k)]``, so ``pm.sample_posterior_predictive`` and
+  ``pm.compute_log_likelihood`` work on the model.  bayesgmm itself
+  recomputes the pointwise log-likelihood in data units from the draws with
+  NumPy (:func:`bayesgmm.posterior.pointwise_log_likelihood`), which avoids a
+  second compiled graph.
 """
 
 from __future__ import annotations
@@ -253,7 +255,7 @@ def build_gmm_model(
         ``full``/``tied`` with ``D > 1``, ``cpc_u``; data containers ``X_std``,
         ``weights_concentration``, ``means_loc``, ``means_scale``, ``sd_scale``,
         ``lkj_eta``, ``reg_diag``, and the standardization ``center`` and
-        ``scale``; a potential ``loglik``.
+        ``scale``; the observed variable ``X_obs`` (the standardized data).
 
     Raises
     ------
@@ -329,32 +331,80 @@ def model_from_data(md: ModelData, n_components: int, covariance_type: str) -> p
             sd = pm.HalfNormal("sd_std", sigma=s_scale, shape=(K, D))
 
         reg = pm.Data("reg_diag", md.reg_diag)  # (D,) floor added to every variance
-        resid = Z[:, None, :] - mu[None, :, :]  # (N, K, D)
-
+        params = [w, mu, sd, reg]
+        sd_sig = {"spherical": "(k)", "tied": "(d)"}.get(covariance_type, "(k,d)")
+        signature = f"(k),(k,d),{sd_sig},(d)"
         if covariance_type in ("full", "tied") and D > 1:
             _, cols = _pair_index(D)
             a = eta + (D - 2 - cols.astype(float)) / 2.0
             batch = (K, n_pairs) if covariance_type == "full" else (n_pairs,)
-            cpc_u = pm.Beta("cpc_u", alpha=a, beta=a, shape=batch)
-            z = 2.0 * cpc_u - 1.0
-            sd_b = sd if covariance_type == "full" else pt.shape_padleft(sd)  # (K|1, D)
-            if D <= UNROLL_MAX_FEATURES:
-                sq, log_det = _mahalanobis_unrolled(z, sd_b, reg, resid, D)
-            else:
-                sq, log_det = _mahalanobis_batched(z, sd_b, reg, resid, D)
-            log_det = log_det * pt.ones((K,))
-        else:
-            if covariance_type == "spherical":
-                var = pt.shape_padright(sd**2) + reg[None, :]  # (K, D)
-            elif covariance_type == "tied":
-                var = pt.shape_padleft(sd**2 + reg) * pt.ones((K, 1))
-            else:
-                var = sd**2 + reg[None, :]
-            sq = pt.sum(resid**2 / var[None, :, :], axis=-1)
-            log_det = 0.5 * pt.sum(pt.log(var), axis=-1)
+            params.append(pm.Beta("cpc_u", alpha=a, beta=a, shape=batch))
+            signature += ",(k,p)" if covariance_type == "full" else ",(p)"
 
-        log_comp = (
-            pt.log(w)[None, :] - 0.5 * sq - log_det[None, :] - 0.5 * D * np.log(2.0 * np.pi)
-        )
-        pm.Potential("loglik", pt.sum(pt.logsumexp(log_comp, axis=1)))
+        def logp(value: Any, *theta: Any) -> Any:
+            return _row_log_likelihood(value, *theta, covariance_type=covariance_type)
+
+        def random(*theta: Any, rng: np.random.Generator | None = None,
+                   size: tuple[int, ...] | None = None) -> np.ndarray:
+            return _simulate_standardized(*theta, covariance_type=covariance_type, rng=rng,
+                                          size=size)
+
+        # the labels summed out: one observed row-wise density, so PyMC's posterior
+        # predictive and pointwise log-likelihood work on this model
+        pm.CustomDist("X_obs", *params, logp=logp, random=random,
+                      signature=f"{signature}->(d)", observed=Z)
     return model
+
+
+def _row_log_likelihood(value: Any, w: Any, mu: Any, sd: Any, reg: Any, *cpc_u: Any,
+                        covariance_type: str) -> Any:
+    """``log sum_k w_k N(z_n | mu_k, Sigma_k)`` of every row ``z_n`` (standardized units)."""
+    # PyMC hands the parameters over with the rows' batch axis broadcast in front (size 1)
+    w, mu, reg = _core(w, 1), _core(mu, 2), _core(reg, 1)
+    sd = _core(sd, 1 if covariance_type in ("spherical", "tied") else 2)
+    cpc_u = tuple(_core(u, 2 if covariance_type == "full" else 1) for u in cpc_u)
+    K, D = (int(n) for n in mu.type.shape)
+    resid = value[:, None, :] - mu[None, :, :]  # (N, K, D)
+    if cpc_u:
+        z = 2.0 * cpc_u[0] - 1.0
+        sd_b = sd if covariance_type == "full" else pt.shape_padleft(sd)  # (K|1, D)
+        if D <= UNROLL_MAX_FEATURES:
+            sq, log_det = _mahalanobis_unrolled(z, sd_b, reg, resid, D)
+        else:
+            sq, log_det = _mahalanobis_batched(z, sd_b, reg, resid, D)
+        log_det = log_det * pt.ones((K,))
+    else:
+        if covariance_type == "spherical":
+            var = pt.shape_padright(sd**2) + reg[None, :]  # (K, D)
+        elif covariance_type == "tied":
+            var = pt.shape_padleft(sd**2 + reg) * pt.ones((K, 1))
+        else:
+            var = sd**2 + reg[None, :]
+        sq = pt.sum(resid**2 / var[None, :, :], axis=-1)
+        log_det = 0.5 * pt.sum(pt.log(var), axis=-1)
+    log_comp = pt.log(w)[None, :] - 0.5 * sq - log_det[None, :] - 0.5 * D * np.log(2.0 * np.pi)
+    return pt.logsumexp(log_comp, axis=1)
+
+
+def _core(x: Any, ndim: int) -> Any:
+    """``x`` without leading broadcast axes beyond its ``ndim`` core axes."""
+    extra = x.type.ndim - ndim
+    return pt.squeeze(x, axis=tuple(range(extra))) if extra > 0 else x
+
+
+def _simulate_standardized(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, reg: np.ndarray,
+                           *cpc_u: np.ndarray, covariance_type: str,
+                           rng: np.random.Generator | None,
+                           size: tuple[int, ...] | None) -> np.ndarray:
+    """Rows from the mixture at one parameter value, standardized units (PyMC's ``random``)."""
+    from bayesgmm.bayes.params import params_from_raw
+    from bayesgmm.bayes.spec import simulate_mixture
+
+    K, D = mu.shape[-2:]
+    raw = {"w": w, "mu_std": mu, "sd_std": sd, **({"cpc_u": cpc_u[0]} if cpc_u else {})}
+    weights, means, covs = params_from_raw(raw, covariance_type=covariance_type,
+                                           n_components=K, center=np.zeros(D),
+                                           scale=np.ones(D), reg_diag=reg)
+    n = int(np.prod(size)) if size else 1
+    rows = simulate_mixture(weights, means, covs, n, rng)
+    return rows.reshape((*size, D)) if size else rows[0]
