@@ -9,6 +9,8 @@ covariance entries, ESS per second, divergences, and the ratio.
     python benchmarks/bench_bayes.py --fresh-cache  # empty PyTensor/Numba cache: a true cold start
     python benchmarks/bench_bayes.py --only bayesgmm
     python benchmarks/bench_bayes.py --compare      # sampler table, cold and warm (docs/bayes.md)
+    python benchmarks/bench_bayes.py --data simulated --repeat 3 \
+        --out benchmarks/results/bayes_vs_hand.json
 
 The hand-written model uses PyMC's default NUTS sampler (nutpie when it is
 installed) and no relabeling: that is what a user gets.  For reference the
@@ -40,6 +42,9 @@ def _parse() -> argparse.Namespace:
                         "simulated data (K=3, D=2, N=500)")
     p.add_argument("--compare", action="store_true",
                    help="time every sampler, cold and warm, in subprocesses")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="repeat the pair of fits in this process; medians are printed")
+    p.add_argument("--out", default=None, help="write the raw record (JSON) here")
     p.add_argument("--variant", choices=VARIANTS, default=None,
                    help="(internal) time one variant on simulated data in this process")
     return p.parse_args()
@@ -218,6 +223,33 @@ def main() -> int:
     print(f"{ARGS.data} data, N={X.shape[0]}, K={K}, {ARGS.chains} chains x {ARGS.draws} "
           f"draws after {ARGS.tune} tune; fresh cache: {ARGS.fresh_cache}; "
           f"import {T_IMPORT:.1f} s")
+    repeats = [_one_repeat(X) for _ in range(ARGS.repeat)]
+    if ARGS.repeat > 1 or ARGS.out:
+        import statistics
+
+        summary = {}
+        for name in repeats[0]:
+            ess_per_s = [r[name]["ess"] / r[name]["wall"] for r in repeats]
+            summary[name] = {"median_wall": statistics.median(r[name]["wall"] for r in repeats),
+                             "median_ess_per_s": statistics.median(ess_per_s)}
+            print(f"{name}: median wall {summary[name]['median_wall']:.1f} s, median ESS/s "
+                  f"{summary[name]['median_ess_per_s']:.2f} over {ARGS.repeat} repeats")
+        if len(summary) == 2:
+            summary["ratio_of_median_ess_per_s"] = (summary["bayesgmm"]["median_ess_per_s"]
+                                                    / summary["hand"]["median_ess_per_s"])
+            print(f"ratio of median ESS/s: {summary['ratio_of_median_ess_per_s']:.1f}x")
+        if ARGS.out:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            from _record import write_record
+
+            write_record(ARGS.out, {"data": ARGS.data, "n_obs": int(X.shape[0]), "k": K,
+                                    "chains": ARGS.chains, "draws": ARGS.draws,
+                                    "tune": ARGS.tune, "fresh_cache": ARGS.fresh_cache,
+                                    "repeats": repeats, "summary": summary})
+    return 0
+
+
+def _one_repeat(X: np.ndarray) -> dict:
     rows = {}
     if ARGS.only in (None, "bayesgmm"):
         t0 = time.perf_counter()
@@ -238,7 +270,7 @@ def main() -> int:
         ratio = (rows["bayesgmm"]["ess"] / rows["bayesgmm"]["wall"]) / (
             rows["hand"]["ess"] / rows["hand"]["wall"])
         print(f"ratio of ESS/s, BayesGMM / hand-written: {ratio:.1f}x")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
