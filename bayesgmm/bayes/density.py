@@ -4,10 +4,11 @@
 this module evaluates the same joint log-density (priors, PyMC's transforms
 and their log-Jacobians, and the marginal likelihood) and its gradient, in the
 same flat unconstrained coordinates, with one Numba kernel
-(:mod:`bayesgmm.bayes._kernel`).  The kernel compiles in 6-10 s once per
-machine (then loads from Numba's disk cache in a fraction of a second),
-against about 40 s for PyTensor to compile PyMC's graph of the same model on
-an empty cache, and it evaluates 1.0-2.1x faster (docs/bayes.md).  The test
+(:mod:`bayesgmm.bayes._kernel`).  The kernel compiles once per machine (7.0 s,
+then 0.3 s from Numba's disk cache), where nutpie's compile of PyMC's graph
+of the same model costs 9-10 s in every process, and per evaluation it is as
+fast or faster at most shapes (``benchmarks/results/compile.json`` and
+``kernel.json``; docs/bayes.md).  The test
 suite checks value and gradient against PyMC's own ``model.logp()`` and
 against finite differences.
 

@@ -67,9 +67,9 @@ class BayesGMM(BaseGMM):
     sampler : str or None, default=None
         NUTS implementation: ``"nutpie"`` (the default: nutpie's Rust NUTS on
         bayesgmm's own Numba kernel for this model's log-density and gradient,
-        compiled once per machine in 6-10 s; see docs/bayes.md for the
-        measurements), ``"nutpie_native"`` (nutpie compiles the PyMC model with
-        PyTensor: about 40 s on an empty cache, 15-20 s in every new process),
+        compiled once per machine, 7 s, then loaded in 0.3 s; see docs/bayes.md
+        for the measurements), ``"nutpie_native"`` (nutpie compiles the PyMC
+        model: 9-10 s in every new process, not cached on disk),
         or a PyMC ``nuts_sampler`` (``"pymc"``, ``"numpyro"``, ``"blackjax"``
         when installed), which also compile the PyMC model.  For ADVI:
         ``"pymc"`` fits with :func:`pymc.fit` on PyTensor's graph; anything

@@ -10,7 +10,8 @@ while sampling, so chains and concurrent fits run in parallel.  The kernel
 computes the same log-density as the PyMC model (checked in the test suite).
 ``"nutpie_native"`` lets nutpie compile the PyMC model with PyTensor, and
 ``"pymc"`` (or ``"numpyro"``/``"blackjax"``) runs ``pm.sample``; both pay
-PyTensor's compilation (about 40 s per model shape on an empty cache).
+PyTensor's compilation of the model (9-10 s in every process for
+``"nutpie_native"``, ``benchmarks/results/compile.json``).
 Everything the user sees (weights, means, covariances) is computed from the
 unconstrained draws with NumPy (:mod:`bayesgmm.bayes.params`), so no second
 graph is compiled for deterministics or the pointwise log-likelihood.
@@ -383,8 +384,8 @@ def run_nuts(
         Show progress.
     sampler : str, default=DEFAULT_SAMPLER
         ``"nutpie"`` (nutpie's Rust NUTS calling bayesgmm's Numba kernel),
-        ``"nutpie_native"`` (nutpie compiles the PyMC model with PyTensor:
-        about 40 s on an empty PyTensor cache, 15-20 s in every new process),
+        ``"nutpie_native"`` (nutpie compiles the PyMC model: 9-10 s in every
+        new process, not cached on disk; ``benchmarks/results/compile.json``),
         or a PyMC ``nuts_sampler`` (``"pymc"``, and ``"numpyro"``/``"blackjax"``
         if installed).
     init_raw : mapping, optional
