@@ -95,3 +95,25 @@ def random_state(covariance_type, n_components=3, n_features=4, seed=0):
         covs = rng.uniform(0.3, 2.0, k)
     pc = em.precision_cholesky(covs, covariance_type)
     return em.EMState(weights, means, covs, pc, covariance_type)
+
+
+@pytest.fixture(scope="session")
+def spurious_em_fits():
+    """EM fits K=1, 2, 3 of two clusters plus five copies of one point; K=3 is started on
+    the copies and collapses onto them: bounded only by reg_covar, it has the best AIC and
+    BIC but fails its checks (EMGMM's restarts avoid it; a user's start need not)."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(6, 1, (100, 2)),
+                        np.full((5, 2), 3.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = {("em", k): bg.EMGMM(k, n_init=5, random_state=0, reg_covar=1e-9).fit(X).result_
+                for k in (1, 2)}
+        fits[("em", 3)] = bg.EMGMM(
+            3, reg_covar=1e-9, init_params="kmeans", weights_init=[0.45, 0.45, 0.1],
+            means_init=[[0.0, 0.0], [6.0, 6.0], [3.0, 3.0]],
+            precisions_init=np.stack([np.eye(2), np.eye(2), np.eye(2) * 1e4]),
+        ).fit(X).result_
+    return fits

@@ -100,27 +100,9 @@ def _markdown(obj, tmp_path, name):
         return bg.report(obj, tmp_path / f"{name}.html").with_suffix(".md").read_text()
 
 
-@pytest.fixture(scope="module")
-def spurious_fits():
-    """EM on two clusters plus five copies of one point: K=3 collapses onto the copies and
-    has the best BIC, but fails its checks (as in test_status.py)."""
-    import warnings
-
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(6, 1, (100, 2)),
-                        np.full((5, 2), 3.0)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fits = {("em", k): bg.EMGMM(k, n_init=5, random_state=0, reg_covar=1e-9).fit(X).result_
-                for k in (1, 2)}
-        fits[("em", 3)] = bg.EMGMM(
-            3, reg_covar=1e-9, weights_init=[0.45, 0.45, 0.1],
-            means_init=[[0.0, 0.0], [6.0, 6.0], [3.0, 3.0]],
-            precisions_init=np.stack([np.eye(2), np.eye(2), np.eye(2) * 1e4]),
-        ).fit(X).result_
-    return fits
+@pytest.fixture
+def spurious_fits(spurious_em_fits):
+    return dict(spurious_em_fits)
 
 
 def test_headline_is_a_passing_fit_when_the_best_by_criterion_is_flagged(spurious_fits,

@@ -10,23 +10,8 @@ from bayesgmm.compare import Comparison, fit_status
 
 
 @pytest.fixture(scope="module")
-def spurious_sweep():
-    # Two clusters plus five copies of one point. Started on the copies, a third component
-    # collapses onto them: its likelihood is bounded only by reg_covar, so AIC and BIC
-    # rank it first (EMGMM's restarts avoid it; a user's start need not).
-    rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(0, 1, (100, 2)), rng.normal(6, 1, (100, 2)),
-                        np.full((5, 2), 3.0)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fits = {("em", k): bg.EMGMM(k, n_init=5, random_state=0, reg_covar=1e-9).fit(X).result_
-                for k in (1, 2)}
-        fits[("em", 3)] = bg.EMGMM(
-            3, reg_covar=1e-9, init_params="kmeans", weights_init=[0.45, 0.45, 0.1],
-            means_init=[[0.0, 0.0], [6.0, 6.0], [3.0, 3.0]],
-            precisions_init=np.stack([np.eye(2), np.eye(2), np.eye(2) * 1e4]),
-        ).fit(X).result_
-    return Comparison(fits)
+def spurious_sweep(spurious_em_fits):
+    return Comparison(dict(spurious_em_fits))
 
 
 def test_a_collapsed_fit_is_flagged_and_never_chosen(spurious_sweep):
