@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesgmm import calibration as cal
+from bayesgmm import validation as val
 
 #: Data-free priors in data units (every key given, so nothing depends on the data).
 PRIORS = {"weights_concentration": 5.0, "means_loc": 0.0, "means_scale": 3.0,
@@ -56,7 +56,7 @@ GROUPS: dict[str, tuple[str, list[tuple[str, str, int, int]]]] = {
 _LABELS = {"nuts": "NUTS", "advi": "ADVI (mean-field)", "fullrank_advi": "ADVI (full-rank)"}
 
 
-def _summary(res: cal.SBCResult, wall: float) -> tuple[dict, object]:
+def _summary(res: val.SBCResult, wall: float) -> tuple[dict, object]:
     table = res.table(n_bins=10, prob=0.95)
     n_q = len(res.names)
     inside_bonf, _ = res.band_test(prob=1 - 0.05 / n_q)
@@ -102,11 +102,11 @@ def main() -> None:
     summary = {}
     for group in groups:
         stem, configs = GROUPS[group]
-        results: list[cal.SBCResult] = []
+        results: list[val.SBCResult] = []
         for method, cov_type, d, offset in configs:
             reps = args.reps_nuts if method == "nuts" else args.reps_advi
             t0 = time.perf_counter()
-            res = cal.run_sbc(reps, n_components=2, n_features=d, n_samples=args.n_samples,
+            res = val.run_sbc(reps, n_components=2, n_features=d, n_samples=args.n_samples,
                               priors=PRIORS, reg_covar=REG_COVAR, method=method,
                               n_keep=50 if method == "nuts" else 100,
                               fit_kwargs=NUTS_KWARGS if method == "nuts" else ADVI_KWARGS,
@@ -122,7 +122,7 @@ def main() -> None:
             np.savez(args.ranks_dir / f"sbc_{key}.npz", ranks=res.ranks, names=res.names,
                      n_ranks=res.n_ranks, divergences=res.divergences, max_rhat=res.max_rhat,
                      seconds=res.seconds)
-        fig = cal.plot_ecdf_difference(
+        fig = val.plot_ecdf_difference(
             results, prob=0.95,
             titles=[f"{_LABELS[r.method]}, {r.covariance_type}, K=2, D={r.n_features}, "
                     f"R={r.ranks.shape[0]}, L={r.n_ranks - 1}" for r in results])
