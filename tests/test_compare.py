@@ -1,7 +1,11 @@
 """Choosing K (compare_k, Comparison) and EM-vs-EM/Bayes comparisons (compare)."""
 
+import copy
+
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 import bayesgmm as bg
 from bayesgmm.compare import TABLE_COLUMNS, match_components
@@ -27,13 +31,67 @@ def test_table_matches_individual_fits(iris, iris_sweep):
     assert row["n_params"] == 44
 
 
-def test_best_follows_each_criterion(iris_sweep):
-    table = iris_sweep.table.loc["em"]
-    for criterion in ("aic", "bic", "icl"):
-        assert iris_sweep.best(criterion) == int(table[criterion].idxmin())
+def test_best_on_three_well_separated_clusters_is_three(blobs):
+    # The truth is known: three components 6 sd apart (make_blobs_gmm, 300 rows). BIC and
+    # ICL are consistent and must find them; AIC is not (it picks 5 here) and is left out.
+    sweep = bg.compare_k(blobs.X, range(1, 7), methods="em", progressbar=False)
+    assert sweep.best("bic") == 3
+    assert sweep.best("icl") == 3
+    assert "BIC (em) and ICL (em) pick K=3" in sweep.verdict()
+
+
+def _hand_table(statuses=None):
+    """A table written by hand: what each criterion picks is known by construction."""
+    rows = {
+        # (method, K): aic, bic, icl, elpd_waic, elpd_loo
+        ("em", 1): (30.0, 5.0, 9.0, np.nan, np.nan),
+        ("em", 2): (10.0, 7.0, 8.0, np.nan, np.nan),
+        ("em", 3): (20.0, 6.0, 7.0, np.nan, np.nan),
+        ("advi", 1): (3.0, 3.0, 3.0, -80.0, -100.0),
+        ("advi", 2): (1.0, 1.0, 1.0, -85.0, -90.0),
+        ("advi", 3): (2.0, 2.0, 2.0, -70.0, -95.0),
+    }
+    table = pd.DataFrame(np.nan, index=pd.MultiIndex.from_tuples(rows, names=["method", "K"]),
+                         columns=list(TABLE_COLUMNS)).astype({"status": object})
+    for key, values in rows.items():
+        table.loc[key, ["aic", "bic", "icl", "elpd_waic", "elpd_loo"]] = values
+        table.loc[key, "status"] = (statuses or {}).get(key, "ok")
+    return table
+
+
+def test_best_takes_the_lowest_criterion_and_the_highest_elpd(iris_sweep):
+    cmp = copy.copy(iris_sweep)
+    cmp.table = _hand_table()
+    # information criteria: lowest value, by EM unless a method is named
+    assert (cmp.best("aic"), cmp.best("bic"), cmp.best("icl")) == (2, 1, 3)
+    assert cmp.best("bic", method="advi") == 2
+    # elpd: highest value (the lowest would give 1 and 2), by the Bayesian method
+    assert (cmp.best("loo"), cmp.best("waic")) == (2, 3)
+    assert cmp.best("loo", method="em") is None
+    # a flagged fit does not vote unless asked to
+    cmp.table = _hand_table({("em", 3): "collapsed component", ("advi", 2): "failed checks"})
+    assert (cmp.best("icl"), cmp.best("loo")) == (2, 3)
+    assert cmp.best("icl", include_flagged=True) == 3
+    assert cmp.best("loo", include_flagged=True) == 2
+
+
+def test_best_without_a_criterion_or_with_a_wrong_one(iris_sweep):
     assert iris_sweep.best("loo") is None
     with pytest.raises(ValueError, match="criterion must be one of"):
         iris_sweep.best("dic")
+
+
+def test_one_component_row_is_the_closed_form_gaussian_fit(iris, iris_sweep):
+    # K=1 needs no EM: the maximum-likelihood Gaussian is the sample mean and the biased
+    # sample covariance; BIC = -2 loglik + 14 log 150 (4 means, 10 covariance entries)
+    X = iris.to_numpy()
+    loglik = stats.multivariate_normal(X.mean(0), np.cov(X.T, bias=True)).logpdf(X).sum()
+    row = iris_sweep.table.loc[("em", 1)]
+    # reg_covar=1e-6 on the diagonal moves the maximum by (n/4) reg^2 tr(Sigma^-2) ~ 1e-7
+    # (second order: the first-order change is zero at the maximum)
+    assert row["loglik"] == pytest.approx(loglik, abs=1e-6)
+    assert row["bic"] == pytest.approx(-2 * loglik + 14 * np.log(150), abs=2e-6)
+    assert row["bic"] == pytest.approx(829.978, abs=1e-3)  # the value above, printed
 
 
 def test_verdict_names_the_choice_of_each_criterion(iris_sweep):
