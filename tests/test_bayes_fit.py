@@ -134,7 +134,29 @@ def test_responsibility_interval_brackets_the_median(faithful_nuts):
     assert len(table) == r.n_obs
     # the most uncertain point lies between the two clusters
     assert table["entropy"].max() > 0.3 and table["probability"].min() < 0.9
-    assert_allclose(table["probability"], r.assignment_uncertainty()["probability"])
+    # against the posterior draws, by scipy: per draw s, r_sk = w_sk N(x | m_sk, C_sk) / sum_j
+    # (posterior-mean responsibility, its equal-tailed 94% interval, entropy in nats)
+    from scipy import stats
+    from scipy.special import softmax
+
+    post = r.idata["posterior"].to_dataset()
+    w = post["weights"].transpose("chain", "draw", "component").values.reshape(-1, 2)
+    m = post["means"].transpose("chain", "draw", "component", "feature").values.reshape(
+        -1, 2, 2)
+    c = post["covariances"].transpose("chain", "draw", "component", "feature",
+                                      "feature_bis").values.reshape(-1, 2, 2, 2)
+    X = r.idata["observed_data"]["X"].values
+    logp = np.stack([[np.log(w[s, k]) + stats.multivariate_normal(m[s, k], c[s, k]).logpdf(X)
+                      for k in range(2)] for s in range(len(w))])
+    resp = softmax(logp, axis=1)  # (draw, component, obs)
+    mean = resp.mean(axis=0)
+    label = mean.argmax(axis=0)
+    chosen = resp[:, label, np.arange(len(label))]
+    assert_allclose(table["label"], label)
+    assert_allclose(table["probability"], mean.max(axis=0), rtol=1e-9)
+    assert_allclose(table["lower"], np.quantile(chosen, 0.03, axis=0), rtol=1e-9)
+    assert_allclose(table["upper"], np.quantile(chosen, 0.97, axis=0), rtol=1e-9)
+    assert_allclose(table["entropy"], stats.entropy(mean, axis=0), rtol=1e-7, atol=1e-12)
 
 
 def test_waic_and_loo(faithful_nuts):
