@@ -29,6 +29,10 @@ def test_table_matches_individual_fits(iris, iris_sweep):
     assert row["bic"] == pytest.approx(r.bic(), rel=1e-12)
     assert row["icl"] == pytest.approx(r.icl(), rel=1e-12)
     assert row["n_params"] == 44
+    # and the values themselves: mclust's VVV fits of iris print BIC -574.018 (K=2) and
+    # -580.84 (K=3), rounded to the digits shown (opposite sign convention)
+    assert iris_sweep.table.loc[("em", 2), "bic"] == pytest.approx(574.018, abs=1e-3)
+    assert row["bic"] == pytest.approx(580.84, abs=5e-3)
 
 
 def test_best_on_three_well_separated_clusters_is_three(blobs):
