@@ -11,6 +11,7 @@
 
 import dataclasses
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -220,10 +221,25 @@ def test_a_removed_digest_is_refused(em_fit, tmp_path):
 
 def test_the_digest_is_a_sha256_of_the_file_contents(em_fit, tmp_path):
     path = em_fit.result_.to_netcdf(tmp_path / "fit.nc")
+    # the trailing line is hashlib's SHA-256 of every byte before it (results._trailer's
+    # documented layout, parsed here with plain bytes operations)
+    payload = path.read_bytes()
+    body, sep, last = payload[:-1].rpartition(b"\n")
+    assert payload.endswith(b"\n") and sep
+    tag, _, hexdigest = last.partition(b" ")
+    assert tag == b"bayesgmm-sha256"
+    assert hexdigest.decode() == hashlib.sha256(body).hexdigest()
+    # the attribute digest: a full hex SHA-256, the same for the same contents written
+    # again, another for other contents (a constant or unread digest fails here)
     with h5netcdf.File(path, "r") as handle:
         stored = handle.attrs["sha256"]
-        assert stored == results._digest(handle)
-    assert len(stored) == 64 and int(stored, 16) >= 0  # a full hex SHA-256
+    assert len(stored) == 64 and int(stored, 16) >= 0
+    again = em_fit.result_.to_netcdf(tmp_path / "again.nc")
+    with h5netcdf.File(again, "r") as handle:
+        assert handle.attrs["sha256"] == stored
+    with h5netcdf.File(again, "a") as handle:
+        EM_EDITS["em weights"](handle)
+        assert results._digest(handle) != stored
     resign(path)  # recomputing it over unchanged contents changes nothing
     with h5netcdf.File(path, "r") as handle:
         assert handle.attrs["sha256"] == stored
