@@ -229,15 +229,16 @@ class BaseGMM(DensityMixin, BaseEstimator):
         """
         check_is_fitted(self)
         n_samples = validate_int(n_samples, "n_samples")
+        from bayesgmm.bayes.spec import simulate_mixture
+
         state = self._point_state()
-        rng = check_random_state(getattr(self, "random_state", None))
+        seed = check_random_state(getattr(self, "random_state", None)).randint(2**31 - 1)
         k, d = state.means.shape
-        counts = rng.multinomial(n_samples, state.weights)
         covs = em.full_covariances(state.covariances, state.covariance_type, k, d)
-        X = np.vstack([rng.multivariate_normal(state.means[j], covs[j], size=int(c))
-                       for j, c in enumerate(counts)])
-        y = np.concatenate([np.full(c, j, dtype=int) for j, c in enumerate(counts)])
-        return X, y
+        X, y = simulate_mixture(state.weights, state.means, covs, n_samples, seed,
+                                return_labels=True)
+        order = np.argsort(y, kind="stable")  # grouped by component, as scikit-learn does
+        return X[order], y[order]
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit the model and return the label of each sample.

@@ -523,7 +523,8 @@ def simulate_mixture(
     covariances: np.ndarray,
     n_samples: int,
     random_state: int | np.random.Generator | None = None,
-) -> np.ndarray:
+    return_labels: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Draw observations from Gaussian mixtures, one data set per parameter set.
 
     For each parameter set (leading axes), ``n_samples`` labels are drawn
@@ -542,10 +543,14 @@ def simulate_mixture(
         Rows per data set.
     random_state : int, Generator or None, default=None
         Seed.
+    return_labels : bool, default=False
+        Also return the component of every row.
 
     Returns
     -------
     ndarray of shape (..., n_samples, D)
+        The rows; with ``return_labels``, a tuple ``(rows, labels)`` with
+        labels of shape ``(..., n_samples)``.
 
     Examples
     --------
@@ -566,8 +571,10 @@ def simulate_mixture(
     c = covariances.reshape(-1, K, D, D)
     n = int(n_samples)
     out = np.empty((w.shape[0], n, D))
+    labels = np.empty((w.shape[0], n), dtype=int)
     for i in range(w.shape[0]):
-        z = rng.choice(K, size=n, p=w[i] / w[i].sum())
+        z = labels[i] = rng.choice(K, size=n, p=w[i] / w[i].sum())
         chol = np.linalg.cholesky(c[i])
         out[i] = m[i][z] + np.einsum("nab,nb->na", chol[z], rng.standard_normal((n, D)))
-    return out.reshape(*batch, n, D)
+    rows = out.reshape(*batch, n, D)
+    return (rows, labels.reshape(*batch, n)) if return_labels else rows

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayesgmm._validation import validate_int, validate_positive
+from bayesgmm.bayes.spec import simulate_mixture
 
 __all__ = ["SimulatedMixture", "load_faithful", "load_iris", "make_blobs_gmm"]
 
@@ -144,10 +145,8 @@ def make_blobs_gmm(
         q, _ = np.linalg.qr(a)
         scales = rng.uniform(0.5, 1.5, size=d)
         covariances[j] = (q * scales**2) @ q.T
-    labels = rng.choice(k, size=n_samples, p=weights)
-    chol = np.linalg.cholesky(covariances)
-    noise = rng.normal(size=(n_samples, d))
-    X = means[labels] + np.einsum("nij,nj->ni", chol[labels], noise)
+    X, labels = simulate_mixture(weights, means, covariances, n_samples, rng,
+                                 return_labels=True)
     return SimulatedMixture(X, labels, weights, means, covariances)
 
 
