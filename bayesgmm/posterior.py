@@ -354,7 +354,8 @@ class ELPD:
     elpd : float
         ``sum_n (lppd_n - p_n)``.
     se : float
-        Standard error of ``elpd``: ``sqrt(n var(elpd_n))``.
+        Standard error of ``elpd``: ``sqrt(n var(elpd_n))``, the variance with
+        ``n - 1`` as in PSIS-LOO (Vehtari, Gelman and Gabry 2017).
     p : float
         Effective number of parameters ``sum_n var_s log p(x_n | theta_s)``.
     pointwise : xarray.DataArray
@@ -445,7 +446,7 @@ def waic(result: Any) -> ELPD:
     return ELPD(
         kind="waic",
         elpd=float(elpd_i.sum()),
-        se=float(np.sqrt(n * np.var(elpd_i))),
+        se=float(np.sqrt(n * np.var(elpd_i, ddof=1))),
         p=float(p_i.sum()),
         pointwise=xr.DataArray(elpd_i, dims=(OBS,), coords=coords, name="elpd_waic"),
         p_pointwise=xr.DataArray(p_i, dims=(OBS,), coords=coords, name="p_waic"),

@@ -252,7 +252,7 @@ def test_waic_matches_hand_computation():
     out = posterior.waic(tree)
     assert_allclose(out.elpd, np.sum(lppd - p), rtol=1e-10)
     assert_allclose(out.p, p.sum(), rtol=1e-10)
-    assert_allclose(out.se, np.sqrt(60 * np.var(lppd - p)), rtol=1e-10)
+    assert_allclose(out.se, np.sqrt(60 * np.var(lppd - p, ddof=1)), rtol=1e-10)
     assert out.pointwise.dims == ("obs",) and not out.warning
     assert "elpd_waic" in str(out)
     loo = posterior.loo(tree)
