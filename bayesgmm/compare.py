@@ -258,13 +258,13 @@ def _collapsed(result: GMMResult) -> list[int]:
     """Components of the point estimate that sit on too few points or on the variance floor."""
     from bayesgmm.em import collapsed_from_full
 
-    weights, _, covs = (a.values for a in result.point_estimate())
+    weights, means, covs = (a.values for a in result.point_estimate())
     # the floor the fit used: per feature for a Bayesian "auto" floor, else the number given
     given = result.config.get("reg_covar", 0.0)
     reg = result.config.get("reg_covar_used", given)
     reg = np.asarray(reg, dtype=float) if not isinstance(reg, str) else 0.0
     ratio = 1 + 1 / 12 if isinstance(given, str) else 2.0  # "auto": the data's resolution
-    return collapsed_from_full(weights, covs, result.covariance_type, result.n_obs,
+    return collapsed_from_full(weights, means, covs, result.covariance_type, result.n_obs,
                                reg, floor_ratio=ratio).tolist()
 
 

@@ -169,9 +169,12 @@ def collapsed_components(state: EMState, n_samples: int, reg_covar: float) -> np
     A component is collapsed when it holds fewer points than its covariance
     needs (``D + 1`` for a full matrix, 2 for diagonal or spherical), or when
     its smallest covariance eigenvalue is within a factor 2 of ``reg_covar``,
-    i.e. the regularisation, not the data, sets its spread. Such solutions
-    (spurious near-singular maxima, common with rounded data) have a high
-    likelihood that says nothing about clusters.
+    i.e. the regularisation, not the data, sets its spread, or when it is
+    singular relative to the data (a variance below
+    :data:`RELATIVE_VARIANCE_MIN` of the data's in some direction, whatever
+    the floor; see :func:`collapsed_from_full`). Such solutions (spurious
+    near-singular maxima, common with rounded data) have a high likelihood
+    that says nothing about clusters.
 
     Returns
     -------
@@ -179,22 +182,41 @@ def collapsed_components(state: EMState, n_samples: int, reg_covar: float) -> np
     """
     k, d = state.means.shape
     covs = full_covariances(state.covariances, state.covariance_type, k, d)
-    return collapsed_from_full(state.weights, covs, state.covariance_type, n_samples, reg_covar)
+    return collapsed_from_full(state.weights, state.means, covs, state.covariance_type,
+                               n_samples, reg_covar)
 
 
-def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance_type: str,
-                        n_samples: int, reg_covar: float | np.ndarray,
+#: A component whose variance in some direction is below this fraction of the
+#: mixture's own variance along the features (its spread below 1/10,000 of the
+#: data's) is singular: its points lie on a line, a plane or one value, whatever
+#: the floor. Data are seldom recorded to more than four or five significant
+#: digits, so a real cluster is not that thin.
+RELATIVE_VARIANCE_MIN = 1e-8
+
+
+def collapsed_from_full(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
+                        covariance_type: str, n_samples: int, reg_covar: float | np.ndarray,
                         floor_ratio: float = 2.0) -> np.ndarray:
     """:func:`collapsed_components` for full ``(K, D, D)`` covariance matrices.
 
-    The spread test is on the covariance in floor units, ``diag(f)^-1/2
-    Sigma diag(f)^-1/2`` (``f`` the floor of every feature): a smallest
-    eigenvalue at most ``floor_ratio`` means that in some direction the
-    floor, not the data, sets the spread.
+    Three tests, any one of which marks a component:
+
+    - it holds fewer points than its covariance needs;
+    - on the floor: the covariance in floor units, ``diag(f)^-1/2 Sigma
+      diag(f)^-1/2`` (``f`` the floor of every feature), has a smallest
+      eigenvalue at most ``floor_ratio``: in some direction the floor, not
+      the data, sets the spread;
+    - singular relative to the data: the covariance in units of the
+      mixture's total variance per feature (the diagonal of
+      ``sum_k w_k (Sigma_k + mu_k mu_k') - mu mu'``) has a smallest
+      eigenvalue below :data:`RELATIVE_VARIANCE_MIN`. This catches
+      near-singular components whatever the floor, also with
+      ``reg_covar=0`` or a floor far below the data's scale.
 
     Parameters
     ----------
     weights : ndarray of shape (K,)
+    means : ndarray of shape (K, D)
     covariances : ndarray of shape (K, D, D)
     covariance_type : str
         The fitted structure: it sets how many points a component needs.
@@ -216,16 +238,21 @@ def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance
 
     Examples
     --------
+    >>> w, mu = np.array([0.5, 0.5]), np.zeros((2, 2))
     >>> covs = np.stack([np.eye(2), np.eye(2) * 1e-9])
-    >>> collapsed_from_full(np.array([0.5, 0.5]), covs, "full", 10, 1e-9).tolist()
+    >>> collapsed_from_full(w, mu, covs, "full", 10, 1e-9).tolist()
     [1]
     >>> thin_in_x0 = np.stack([np.eye(2), np.diag([0.0102, 1.0])])  # floor 0.01 on x0
-    >>> collapsed_from_full(np.array([0.5, 0.5]), thin_in_x0, "full", 100,
+    >>> collapsed_from_full(w, mu, thin_in_x0, "full", 100,
     ...                     np.array([0.01, 1e-6]), floor_ratio=1 + 1 / 12).tolist()
+    [1]
+    >>> on_a_line = np.stack([np.eye(2) * 10, np.diag([1.2e-8, 10.0])])  # no floor at all
+    >>> collapsed_from_full(w, mu, on_a_line, "full", 100, 0.0).tolist()
     [1]
     """
     d = covariances.shape[-1]
-    counts = np.asarray(weights) * n_samples
+    weights = np.asarray(weights, dtype=float)
+    counts = weights * n_samples
     need = d + 1 if covariance_type == "full" else (1 if covariance_type == "tied" else 2)
     floor = np.broadcast_to(np.asarray(reg_covar, dtype=float), (d,))
     if np.all(floor > 0):
@@ -234,7 +261,14 @@ def collapsed_from_full(weights: np.ndarray, covariances: np.ndarray, covariance
         on_floor = np.linalg.eigvalsh(in_floor_units)[:, 0] <= floor_ratio
     else:
         on_floor = np.zeros(covariances.shape[0], dtype=bool)
-    return np.flatnonzero((counts < need) | on_floor)
+    means = np.asarray(means, dtype=float)
+    centre = weights @ means
+    spread = np.einsum("k,kij->ij", weights, covariances)
+    spread += np.einsum("k,ki,kj->ij", weights, means - centre, means - centre)
+    data_scale = 1.0 / np.sqrt(np.maximum(np.diag(spread), np.finfo(float).tiny))
+    in_data_units = covariances * data_scale[:, None] * data_scale[None, :]
+    singular = np.linalg.eigvalsh(in_data_units)[:, 0] < RELATIVE_VARIANCE_MIN
+    return np.flatnonzero((counts < need) | on_floor | singular)
 
 
 @functools.cache

@@ -477,8 +477,9 @@ default="auto"
         (_, total), state, info, resp, collapsed = best
         if collapsed.size:
             warnings.warn(
-                f"EMGMM: component(s) {collapsed.tolist()} collapsed onto a few points or onto "
-                f"the reg_covar={self.reg_covar:g} floor in every one of the {n_init} runs; the "
+                f"EMGMM: component(s) {collapsed.tolist()} collapsed (onto a few points, onto "
+                f"the reg_covar={self.reg_covar:g} floor, or to a near-singular spread) in every "
+                f"one of the {n_init} runs; the "
                 "likelihood of such a fit is spurious. Use fewer components, increase reg_covar, "
                 "or rescale the data.",
                 ConvergenceWarning,

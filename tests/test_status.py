@@ -68,3 +68,34 @@ def test_a_bayesian_component_on_the_auto_floor_is_flagged():
         warnings.simplefilter("ignore")
         ok = bg.BayesGMM(2, method="advi", random_state=0, progressbar=False).fit(X)
     assert not any(r.startswith("spurious") for r in fit_status(ok.result_))
+
+
+@pytest.mark.parametrize("reg_covar", [1e-9, 0.0])
+def test_a_near_singular_component_is_flagged_whatever_the_floor(reg_covar):
+    # Data of variance about 13 with a 40-point cluster lying on a line (spread 1.1e-4
+    # across it, variance about 1e-8, i.e. 1e-9 of the data's). With a floor far below that
+    # variance the floor test cannot see it; the rule relative to the data must.
+    rng = np.random.default_rng(0)
+    a = rng.normal([0, 0], 1.5, (150, 2))
+    b = rng.normal([7, 7], 1.5, (150, 2))
+    t = rng.uniform(-3, 3, 40)
+    line = np.column_stack([3 + t, 3 + 0.5 * t + rng.normal(0, 1.1e-4, 40)])
+    X = np.concatenate([a, b, line])
+    with pytest.warns(bg.ConvergenceWarning, match="near-singular"):
+        result = bg.EMGMM(3, reg_covar=reg_covar, n_init=10, random_state=0).fit(X).result_
+    thinnest = min(np.linalg.eigvalsh(result.covariances.values)[:, 0])
+    assert thinnest < 1e-7 * X.var(axis=0).min()  # the case is what it says
+    assert any(r.startswith("spurious") for r in fit_status(result))
+    cmp = Comparison({("em", 3): result})
+    assert cmp.best("bic") is None and cmp.best("bic", include_flagged=True) == 3
+
+
+def test_a_thin_but_real_cluster_is_not_flagged():
+    # A cluster 1,000 times narrower than the data (variance ratio 1e-6) is real data,
+    # not a singular fit: the relative rule must leave it alone.
+    rng = np.random.default_rng(1)
+    wide = rng.normal(0, 10, (200, 2))
+    thin = rng.normal([5, 5], 0.01, (100, 2))
+    result = bg.EMGMM(2, reg_covar=0.0, n_init=3, random_state=0).fit(
+        np.concatenate([wide, thin])).result_
+    assert fit_status(result) == []
