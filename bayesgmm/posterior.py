@@ -542,9 +542,9 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
         One row per scalar parameter (``weights[k]``, ``means[k, f]``,
         ``covariances[k, f, g]``), columns ``r_hat``, ``ess_bulk``, ``ess_tail``,
         ``mcse_mean``, ``divergences`` and ``label_switches_within_chains``
-        (fit-level, the same on every row: draws whose matching to the EM
-        reference differs from their chain's most common matching, i.e. the
-        sampler moved between labelings inside a chain).  ``attrs`` holds the
+        (fit-level, the same on every row: how many times, from one draw to
+        the next inside a chain, the matching to the EM reference changed,
+        i.e. the sampler moved between labelings).  ``attrs`` holds the
         fit-level figures: ``method``, ``n_chains``, ``n_draws``,
         ``divergences``, ``tree_depth_hits``, ``ebfmi`` (per chain),
         ``label_switches_within_chains``, ``draws_relabeled`` (draws whose

@@ -218,7 +218,7 @@ def _fake_tree(n_chain=2, n_draw=200, shift_chain=0.0, seed=0, n_obs=60):
 
 def test_label_switches_within_chains_differ_from_draws_relabeled():
     # chain 0 settled in the other labeling (every draw relabeled, no switch);
-    # chain 1 jumps between labelings 3 times out of 200
+    # chain 1 visits the other labeling for one draw, 3 times: away and back, 6 switches
     tree = _fake_tree()
     perm = np.zeros((2, 200, 2), dtype=int)
     perm[0] = [1, 0]
@@ -229,9 +229,22 @@ def test_label_switches_within_chains_differ_from_draws_relabeled():
         coords={"chain": [0, 1], "draw": np.arange(200), "component": [0, 1]},
         attrs={"n_permuted": 203})
     table = posterior.diagnostics(tree, warn=False)
-    assert table.attrs["label_switches_within_chains"] == 3
+    assert table.attrs["label_switches_within_chains"] == 6
     assert table.attrs["draws_relabeled"] == 203
-    assert (table["label_switches_within_chains"] == 3).all()
+    assert (table["label_switches_within_chains"] == 6).all()
+
+
+def test_label_switches_count_changes_not_draws():
+    from bayesgmm.bayes.relabel import switches_within_chains
+
+    once = np.zeros((1, 1000, 2), dtype=int)
+    once[0, :400] = [0, 1]
+    once[0, 400:] = [1, 0]  # one switch at draw 400, then stays
+    assert switches_within_chains(once) == 1
+    alternating = np.zeros((1, 1000, 2), dtype=int)
+    alternating[0, ::2] = [0, 1]
+    alternating[0, 1::2] = [1, 0]  # a switch at every draw
+    assert switches_within_chains(alternating) == 999
 
 
 def test_pointwise_log_likelihood_matches_scipy():

@@ -163,9 +163,10 @@ def relabel_draws(
 def switches_within_chains(permutation: np.ndarray) -> int:
     """Count label switches inside chains.
 
-    A chain that settled in another labeling than the reference is not
-    switching: only draws whose permutation differs from their own chain's
-    most common one are counted.
+    A switch is a change of labeling from one draw to the next within a
+    chain. A chain that settled in another labeling than the reference is
+    relabeled but does not switch; a chain that moves to another labeling
+    once and stays there switches once.
 
     Parameters
     ----------
@@ -175,21 +176,18 @@ def switches_within_chains(permutation: np.ndarray) -> int:
     Returns
     -------
     int
-        Draws whose labeling differs from their chain's most common labeling.
+        Consecutive pairs of draws, within a chain, whose labelings differ.
 
     Examples
     --------
     >>> same = np.array([[1, 0]] * 4)            # a whole chain in the other labeling
-    >>> mixed = np.array([[0, 1], [1, 0], [0, 1], [0, 1]])
-    >>> switches_within_chains(np.stack([same, mixed]))
-    1
+    >>> away_and_back = np.array([[0, 1], [1, 0], [0, 1], [0, 1]])
+    >>> switches_within_chains(np.stack([same, away_and_back]))
+    2
     """
     permutation = np.asarray(permutation)
     if permutation.ndim != 3:
         raise ValueError("permutation: expected an array of shape (n_chains, n_draws, "
                          f"n_components), got shape {permutation.shape}.")
-    count = 0
-    for chain in permutation:
-        _, counts = np.unique(chain, axis=0, return_counts=True)
-        count += int(chain.shape[0] - counts.max())
-    return count
+    changed = np.any(permutation[:, 1:] != permutation[:, :-1], axis=-1)
+    return int(changed.sum())
