@@ -331,6 +331,8 @@ def fit_status(result: GMMResult | None, diagnostics: pd.DataFrame | None = None
         k_hat = float(attrs.get("vi_pareto_k", np.nan))
         if k_hat > PARETO_K_MAX:
             reasons.append(f"VI diagnostic failed (k-hat {k_hat:.2f} > {PARETO_K_MAX})")
+        elif np.isnan(k_hat):  # not recorded, or PSIS could not fit the ratios' tail
+            reasons.append("VI diagnostic failed (k-hat not available)")
     if pareto_k_max > PARETO_K_MAX:
         reasons.append(f"LOO Pareto k {pareto_k_max:.2f} > {PARETO_K_MAX}")
     return reasons

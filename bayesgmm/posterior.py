@@ -631,13 +631,14 @@ def _warn_diagnostics(table: pd.DataFrame, is_vi: bool) -> None:
         k_hat = a.get("vi_pareto_k", np.nan)
         if np.isfinite(k_hat) and k_hat <= PARETO_K_MAX:
             return
-        if not np.isnan(k_hat):
-            warnings.warn(
-                f"ADVI's Pareto k-hat is {k_hat:.2f} > {PARETO_K_MAX} (Yao et al. 2018): the "
-                "Gaussian approximation misses posterior mass, so its means may be off and "
-                "its intervals too narrow. Use method='nuts'.",
-                DiagnosticsWarning, stacklevel=3,
-            )
+        said = (f"is {k_hat:.2f} > {PARETO_K_MAX}" if not np.isnan(k_hat)
+                else "not available (not recorded, or its tail fit failed)")
+        warnings.warn(
+            f"ADVI's Pareto k-hat {said} (Yao et al. 2018): the Gaussian approximation "
+            "may miss posterior mass, so its means may be off and its intervals too "
+            "narrow. Use method='nuts'.",
+            DiagnosticsWarning, stacklevel=3,
+        )
         return
     bad_rhat = table.index[table["r_hat"] > RHAT_MAX].tolist()
     if bad_rhat:

@@ -194,9 +194,12 @@ def test_advi_records_its_pareto_k_and_a_bad_one_is_flagged(faithful_kernel_advi
     assert any(r.startswith("VI diagnostic failed") for r in fit_status(bad))
 
 
-def test_advi_that_an_outlier_breaks_says_so():
-    # Two clusters 10 sd apart plus one row at (1e6, 1e6), K=3: ADVI merged the clusters
-    # and said nothing (issue 10). Today the fit warns (k-hat 5.8) and the status flags it.
+@pytest.mark.parametrize("sampler", ["kernel", "pymc"])
+def test_advi_that_an_outlier_breaks_says_so(sampler):
+    # Two clusters 10 sd apart plus one row at (1e6, 1e6): ADVI merged the clusters and
+    # said nothing (issue 10). Now both routes warn at fit time that the VI diagnostic
+    # failed (k-hat 78 on the kernel, 63 on pm.fit, measured) and the status flags it.
+    # K=2 on the pm.fit route: the graph of the faithful K=2 fallback test, no new compile.
     import warnings
 
     import bayesgmm as bg
@@ -205,9 +208,25 @@ def test_advi_that_an_outlier_breaks_says_so():
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(10, 1, (200, 2)),
                         [[1e6, 1e6]]])
+    options = {} if sampler == "kernel" else {"sampler": "pymc"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = bg.BayesGMM(3, method="advi", random_state=0,
-                             progressbar=False).fit(X).result_
-    assert any(issubclass(w.category, bg.ConvergenceWarning) for w in caught)
-    assert fit_status(result) != []
+        result = bg.BayesGMM(2, method="advi", random_state=0, progressbar=False,
+                             **options).fit(X).result_
+    said = [str(w.message) for w in caught if issubclass(w.category, bg.ConvergenceWarning)]
+    assert any("Pareto k-hat" in m for m in said)
+    assert any(r.startswith("VI diagnostic failed") for r in fit_status(result))
+
+
+def test_a_missing_vi_diagnostic_is_a_failed_one(faithful_kernel_advi):
+    # a k-hat that could not be computed (or was never recorded) must not read as "ok"
+    import copy
+
+    from bayesgmm.compare import fit_status
+
+    _, kernel = faithful_kernel_advi
+    result = copy.copy(kernel.result_)
+    result.idata = result.idata.copy()
+    result.idata["variational"].attrs["pareto_k"] = float("nan")
+    assert "VI diagnostic failed (k-hat not available)" in fit_status(result)
+    assert fit_status(kernel.result_) == []

@@ -386,12 +386,14 @@ class BayesGMM(BaseGMM):
                     ConvergenceWarning, stacklevel=3,
                 )
             k_hat = float(out.variational.attrs.get("pareto_k", np.nan))
-            if k_hat > posterior.PARETO_K_MAX:  # also when infinite: p = 0 at a draw of q
+            # also when infinite (p = 0 at a draw of q) or NaN (PSIS could not fit the tail)
+            if not k_hat <= posterior.PARETO_K_MAX:
+                said = (f"{k_hat:.2f} > {posterior.PARETO_K_MAX}" if not np.isnan(k_hat)
+                        else "could not be computed")
                 warnings.warn(
-                    f"BayesGMM: {self.method} Pareto k-hat {k_hat:.2f} > "
-                    f"{posterior.PARETO_K_MAX} (Yao et al. 2018): the approximation misses "
-                    "posterior mass; do not read its intervals as the posterior's. Use "
-                    "method='nuts'.",
+                    f"BayesGMM: {self.method} Pareto k-hat {said} (Yao et al. 2018): the "
+                    "approximation may miss posterior mass; do not read its intervals as "
+                    "the posterior's. Use method='nuts'.",
                     ConvergenceWarning, stacklevel=3,
                 )
             return
