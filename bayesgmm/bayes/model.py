@@ -110,25 +110,22 @@ def _pair_index(n_features: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def _corr_cholesky(z: pt.TensorVariable, n_features: int) -> list[list[Any]]:
+def _corr_cholesky(z: Any, n_features: int) -> Any:
     """Cholesky factor of a correlation matrix from its C-vine partial correlations.
 
-    ``z`` has the pairs on its last axis; the result is a ``D x D`` nested list
-    of tensors (batched like ``z[..., 0]``), ``None`` above the diagonal.
+    ``z`` has the ``D (D - 1) / 2`` pairs on its last axis, row by row; the
+    result has shape ``(..., D, D)``, batched like ``z[..., 0]``. Entry
+    ``(i, j)`` is ``z_ij sqrt(prod_{k<j} (1 - z_ik^2))``, the diagonal
+    ``sqrt(prod_{k<i} (1 - z_ik^2))``: the same construction as
+    :func:`bayesgmm.bayes.params.corr_cholesky_from_cpc`, as a PyTensor graph.
     """
-    rows, cols = _pair_index(n_features)
-    pos = {(int(i), int(j)): p for p, (i, j) in enumerate(zip(rows, cols, strict=True))}
-    one = pt.ones_like(z[..., 0]) if n_features > 1 else None
-    C: list[list[Any]] = [[None] * n_features for _ in range(n_features)]
-    for i in range(n_features):
-        rem = None  # prod_{k<j} (1 - z_ik^2)
-        for j in range(i):
-            zij = z[..., pos[(i, j)]]
-            C[i][j] = zij if rem is None else zij * pt.sqrt(rem)
-            factor = 1.0 - zij**2
-            rem = factor if rem is None else rem * factor
-        C[i][i] = one if rem is None else pt.sqrt(rem)
-    return C
+    D = n_features
+    rows, cols = _pair_index(D)
+    Zm = pt.zeros((*tuple(z.shape[:-1]), D, D))
+    Zm = pt.set_subtensor(Zm[..., rows, cols], z)
+    log_rem = pt.log1p(-(Zm**2))  # zero on and above the diagonal
+    excl = pt.cumsum(log_rem, axis=-1) - log_rem  # sum over k < j of log(1 - z_ik^2)
+    return Zm * pt.exp(0.5 * excl) + pt.exp(0.5 * pt.sum(log_rem, axis=-1))[..., None] * pt.eye(D)
 
 
 def _regularized_cholesky(
@@ -168,7 +165,9 @@ def _mahalanobis_unrolled(
     Cheapest to compile for small D (every entry is an elementwise expression
     batched over components); the graph grows as D^3.
     """
-    C = _corr_cholesky(z, n_features)
+    Cm = _corr_cholesky(z, n_features)
+    C = [[Cm[..., i, j] if j <= i else None for j in range(n_features)]
+         for i in range(n_features)]
     L = _regularized_cholesky(C, sd, reg, n_features)
     # forward substitution L y = resid, one feature row at a time (every
     # component and point at once)
@@ -193,15 +192,7 @@ def _mahalanobis_batched(
     A fixed number of operations whatever D (Cholesky and triangular solve
     batched over components), so compilation does not grow with D.
     """
-    D = n_features
-    rows, cols = _pair_index(D)
-    batch_shape = tuple(z.shape[:-1])
-    Zm = pt.zeros((*batch_shape, D, D))
-    Zm = pt.set_subtensor(Zm[..., rows, cols], z)
-    log_rem = pt.log1p(-(Zm**2))  # zero on and above the diagonal
-    excl = pt.cumsum(log_rem, axis=-1) - log_rem  # sum over k < j of log(1 - z_ik^2)
-    C = Zm * pt.exp(0.5 * excl) + pt.exp(0.5 * pt.sum(log_rem, axis=-1))[..., None] * pt.eye(D)
-    A = sd[..., :, None] * C
+    A = sd[..., :, None] * _corr_cholesky(z, n_features)
     cov = pt.matmul(A, pt.swapaxes(A, -1, -2)) + pt.diag(reg)
     L = pt.linalg.cholesky(cov)
     if L.ndim == 2:  # tied: one matrix for every component
