@@ -32,7 +32,7 @@ from bayesgmm.bayes.model import (
 )
 from bayesgmm.bayes.params import params_from_raw, raw_from_params
 from bayesgmm.bayes.relabel import apply_permutation, relabel_draws, switches_within_chains
-from bayesgmm.bayes.spec import simulate_mixture
+from bayesgmm.bayes.spec import sample_prior, simulate_mixture
 from bayesgmm.estimators import EMGMM, BaseGMM
 from bayesgmm.exceptions import ConvergenceWarning
 from bayesgmm.results import GMMResult
@@ -289,7 +289,6 @@ class BayesGMM(BaseGMM):
 
     def _make_result(self, arr, names, w, m, c, perm, info, out, sampler, n_chain, n_draw):
         k, d = self.n_components, arr.shape[1]
-        n_chain * n_draw
         comp = np.arange(k)
         chain_draw = {CHAIN: np.arange(n_chain), DRAW: np.arange(n_draw)}
         post = xr.Dataset(
@@ -501,8 +500,6 @@ class BayesGMM(BaseGMM):
             ``(chain=1, draw, ...)``) and ``prior_predictive`` (``X`` with dims
             ``(chain, draw, obs, feature)``).
         """
-        import pymc as pm
-
         draws = validate_int(draws, "draws")
         validate_int(self.n_components, "n_components")
         validate_covariance_type(self.covariance_type)
@@ -511,19 +508,9 @@ class BayesGMM(BaseGMM):
         names = feature_names_of(X, d)
         rs = self.random_state if random_state is None else random_state
         seed = int(check_random_state(rs).randint(np.iinfo(np.int32).max))
-        reg = self._reg(arr)
-        model = build_gmm_model(arr, k, self.covariance_type, self.priors, reg)
-        md = model_data(arr, k, self.priors, reg, self.covariance_type)
-        var_names = [v.name for v in model.free_RVs]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*Potential.*")
-            warnings.filterwarnings("ignore", message=".*BLAS.*")
-            prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=var_names,
-                                               random_seed=seed)
-        pr = prior["prior"].to_dataset()
-        raw = {n: pr[n].values for n in var_names}
-        w, m, c = params_from_raw(raw, covariance_type=self.covariance_type, n_components=k,
-                                  center=md.center, scale=md.scale, reg_diag=md.reg_diag)
+        md = model_data(arr, k, self.priors, self._reg(arr), self.covariance_type)
+        # the model's prior, drawn by the one NumPy sampler (no PyMC graph is built)
+        w, m, c = (a[None] for a in sample_prior(md, self.covariance_type, draws, seed))
         n = arr.shape[0]
         sims = simulate_mixture(w, m, c, n, seed)  # (chain, draw, obs, feature)
         n_chain, n_draw = w.shape[:2]
