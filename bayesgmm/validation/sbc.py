@@ -39,14 +39,7 @@ from arviz_stats.base import array_stats
 from bayesgmm._validation import validate_covariance_type
 from bayesgmm.bayes.spec import prior_model_data, sample_prior, simulate_mixture
 from bayesgmm.posterior import pointwise_log_likelihood
-from bayesgmm.validation.ranks import (
-    chi_square_uniformity,
-    ecdf_band_test,
-    ecdf_difference,
-    rank_statistic,
-    simultaneous_band,
-    thin_draws,
-)
+from bayesgmm.validation import ranks as rank_stats
 
 __all__ = [
     "SBCResult",
@@ -200,7 +193,7 @@ class SBCResult:
         -------
         statistic, pvalue : ndarray of shape (P,)
         """
-        return chi_square_uniformity(self.ranks, self.n_ranks, n_bins)
+        return rank_stats.chi_square_uniformity(self.ranks, self.n_ranks, n_bins)
 
     def band_test(self, prob: float = 0.95, n_simulations: int = 4000
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +211,7 @@ class SBCResult:
         inside : ndarray of bool, shape (P,)
         pvalue : ndarray of shape (P,)
         """
-        return ecdf_band_test(self.ranks, self.n_ranks, prob, n_simulations)
+        return rank_stats.ecdf_band_test(self.ranks, self.n_ranks, prob, n_simulations)
 
     def table(self, n_bins: int = 10, prob: float = 0.95) -> Any:
         """One row per quantity: chi-square p-value, band p-value, inside, tail shares.
@@ -347,7 +340,7 @@ def run_sbc(
         secs.append(time.perf_counter() - t0)
         post = est.result_.idata["posterior"].to_dataset()
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        keep = thin_draws(n_draw, min(n_keep, n_draw))
+        keep = rank_stats.thin_draws(n_draw, min(n_keep, n_draw))
         pw = post["weights"].values[:, keep]
         pm_ = post["means"].values[:, keep]
         pc = post["covariances"].values[:, keep]
@@ -357,7 +350,7 @@ def run_sbc(
                                           pm_.reshape(s, *pm_.shape[2:]),
                                           pc.reshape(s, *pc.shape[2:]), X,
                                           covariance_type=covariance_type)
-        ranks.append(rank_statistic(truth[0], q, rng))
+        ranks.append(rank_stats.rank_statistic(truth[0], q, rng))
         by_chain = q.reshape(n_chain, keep.size, -1)
         rhat.append(float(np.nanmax(array_stats.rhat(by_chain, chain_axis=0, draw_axis=1,
                                                      method="split")))
@@ -424,10 +417,11 @@ def plot_ecdf_difference(
     for ax, res, title in zip(axes[0], results, titles or [None] * len(results), strict=True):
         n_q = res.ranks.shape[1]
         level = 1 - (1 - prob) / n_q if bonferroni else prob
-        grid, hw, _, _ = simultaneous_band(res.ranks.shape[0], res.n_ranks, level, n_simulations)
+        grid, hw, _, _ = rank_stats.simultaneous_band(res.ranks.shape[0], res.n_ranks, level,
+                                                      n_simulations)
         ax.fill_between(grid, -hw, hw, color="0.85",
                         label=f"{level:.4g} simultaneous band")
-        _, diff = ecdf_difference(res.ranks, res.n_ranks)
+        _, diff = rank_stats.ecdf_difference(res.ranks, res.n_ranks)
         outside = np.any(np.abs(diff) > hw[:, None] + 1e-12, axis=0)
         for p in range(n_q):
             ax.plot(grid, diff[:, p], lw=1.0 if not outside[p] else 2.0,
