@@ -14,6 +14,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from bayesgmm import posterior
+from bayesgmm._constants import COVARIANCE_TYPES
 from bayesgmm.bayes.params import (
     corr_cholesky_from_cpc,
     cpc_from_corr_cholesky,
@@ -23,8 +24,6 @@ from bayesgmm.bayes.params import (
 )
 from bayesgmm.bayes.relabel import apply_permutation, kl_cost, relabel_draws
 from bayesgmm.exceptions import DiagnosticsWarning, NotFittedError
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
 def _random_params(kind, k=3, d=3, seed=0):
