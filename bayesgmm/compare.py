@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
-from bayesgmm._constants import COMPONENT
 from bayesgmm._validation import validate_choice, validate_prob
+from bayesgmm.bayes import relabel
 from bayesgmm.posterior import ESS_MIN, PARETO_K_MAX, RHAT_MAX
 from bayesgmm.results import GMMResult
 
@@ -375,33 +374,37 @@ def _row_of(result: GMMResult) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
-def _symmetric_kl(means_a, covs_a, means_b, covs_b) -> np.ndarray:
-    """Symmetrised Kullback-Leibler divergence between every pair of Gaussian components."""
-    d = means_a.shape[1]
-    prec_a, prec_b = np.linalg.inv(covs_a), np.linalg.inv(covs_b)
-    diff = means_a[:, None, :] - means_b[None, :, :]
-    trace = (np.einsum("jab,kba->jk", prec_b, covs_a) + np.einsum("kab,jba->jk", prec_a, covs_b))
-    maha = (np.einsum("jka,kab,jkb->jk", diff, prec_b, diff)
-            + np.einsum("jka,jab,jkb->jk", diff, prec_a, diff))
-    return 0.25 * (trace + maha) - 0.5 * d
-
-
 def match_components(reference: GMMResult, other: GMMResult) -> np.ndarray:
     """Permutation of ``other``'s components that best matches ``reference``'s.
 
-    The Hungarian algorithm on the symmetrised Kullback-Leibler divergence
-    between the point-estimate components.
+    A wrapper of :func:`bayesgmm.bayes.relabel.match_components` on the two
+    point estimates (the Hungarian algorithm on the symmetrised
+    Kullback-Leibler divergence between components).
+
+    Parameters
+    ----------
+    reference : GMMResult
+        The fit whose labels are kept.
+    other : GMMResult
+        A fit of the same K and features.
 
     Returns
     -------
     ndarray of shape (n_components,)
-        ``other`` component ``perm[k]`` corresponds to ``reference`` component ``k``.
+        ``other`` component ``perm[k]`` corresponds to ``reference`` component
+        ``k``: ``other.permute_components(perm)`` is labelled as ``reference``.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.datasets.load_faithful()
+    >>> a = bg.EMGMM(2, random_state=0).fit(X).result_
+    >>> match_components(a, a.permute_components([1, 0])).tolist()
+    [1, 0]
     """
     _, ma, ca = reference.point_estimate()
     _, mb, cb = other.point_estimate()
-    cost = _symmetric_kl(ma.values, ca.values, mb.values, cb.values)
-    rows, cols = linear_sum_assignment(cost)
-    return cols[np.argsort(rows)]
+    return relabel.match_components(mb.values, cb.values, ma.values, ca.values)
 
 
 @dataclass
@@ -428,26 +431,6 @@ class MethodComparison:
     def __repr__(self) -> str:
         return ("MethodComparison\n" + self.agreement.to_string(float_format=lambda v: f"{v:.3f}")
                 + "\n\n" + self.components.to_string(float_format=lambda v: f"{v:.4g}"))
-
-
-def _permuted(result: GMMResult, perm: np.ndarray) -> GMMResult:
-    order = {COMPONENT: perm}
-    return GMMResult(
-        weights=result.weights.isel(order).assign_coords({COMPONENT: np.arange(len(perm))}),
-        means=result.means.isel(order).assign_coords({COMPONENT: np.arange(len(perm))}),
-        covariances=result.covariances.isel(order).assign_coords(
-            {COMPONENT: np.arange(len(perm))}),
-        responsibilities=result.responsibilities.isel(order).assign_coords(
-            {COMPONENT: np.arange(len(perm))}),
-        log_likelihood=result.log_likelihood,
-        covariance_type=result.covariance_type,
-        method=result.method,
-        config=result.config,
-        idata=result.idata,
-        converged=result.converged,
-        n_iter=result.n_iter,
-        data=result.data,
-    )
 
 
 def compare(results: list[GMMResult] | dict[str, GMMResult], prob: float = 0.94
@@ -508,7 +491,7 @@ def compare(results: list[GMMResult] | dict[str, GMMResult], prob: float = 0.94
     aligned = {names[0]: ref}
     for name in names[1:]:
         perms[name] = match_components(ref, named[name])
-        aligned[name] = _permuted(named[name], perms[name])
+        aligned[name] = named[name].permute_components(perms[name])
     components = _component_table(aligned, prob)
     agreement = _agreement_table(aligned)
     return MethodComparison(components, agreement, perms)

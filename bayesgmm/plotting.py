@@ -300,10 +300,12 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
             path = _ellipse_path(means[s, k] @ basis - offset, basis.T @ covs[s, k] @ basis)
             ax.plot(path[:, 0], path[:, 1], color=colors[k], alpha=0.15, lw=1)
     if reference is not None:
-        from bayesgmm.compare import match_components
+        from bayesgmm.bayes.relabel import match_components
 
-        perm = match_components(result, reference)
         _, ref_means, ref_covs = reference.point_estimate()
+        _, post_means, post_covs = result.point_estimate()
+        perm = match_components(ref_means.values, ref_covs.values, post_means.values,
+                                post_covs.values)
         for k in range(result.n_components):
             r = perm[k]
             path = _ellipse_path(ref_means.values[r] @ basis - offset,

@@ -19,7 +19,7 @@ import re
 import secrets
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from bayesgmm._constants import (
     FILE_FORMAT_VERSION,
     OBS,
 )
-from bayesgmm._validation import check_X, validate_prob
+from bayesgmm._validation import check_X, validate_int, validate_prob
 from bayesgmm.exceptions import DifferentModelError, UnverifiedFileWarning
 
 __all__ = ["GMMResult", "load"]
@@ -177,6 +177,66 @@ class GMMResult:
     def n_parameters(self) -> int:
         """Number of free parameters (weights, means and covariances)."""
         return criteria.n_parameters(self.n_components, self.n_features, self.covariance_type)
+
+    def permute_components(self, perm: Any) -> GMMResult:
+        """A copy whose components are reordered everywhere.
+
+        Weights, means, covariances (every posterior draw), responsibilities,
+        hence :attr:`labels`, and every group of :attr:`idata` with a
+        ``component`` dim (the posterior and the relabeling permutation) are
+        reordered; the likelihood, the criteria and the data do not change.
+
+        Parameters
+        ----------
+        perm : array-like of int, shape (n_components,)
+            New component ``k`` is this result's component ``perm[k]``; a
+            permutation of ``0, ..., n_components - 1``.
+
+        Returns
+        -------
+        GMMResult
+            A new result (this one is unchanged); the ``component``
+            coordinate is again ``0, ..., n_components - 1``.
+
+        Raises
+        ------
+        ValueError
+            If ``perm`` is not a permutation of the components.
+
+        Examples
+        --------
+        >>> import bayesgmm as bg
+        >>> fit = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful()).result_
+        >>> swapped = fit.permute_components([1, 0])
+        >>> bool((swapped.means.values == fit.means.values[::-1]).all())
+        True
+        >>> bool((swapped.labels.values == 1 - fit.labels.values).all())
+        True
+        """
+        k = self.n_components
+        order = np.asarray(perm)
+        if (order.shape != (k,) or order.dtype.kind not in "iu"
+                or not np.array_equal(np.sort(order), np.arange(k))):
+            raise ValueError(f"perm must be a permutation of 0..{k - 1} (one entry per "
+                             f"component), got {np.asarray(perm).tolist()!r}.")
+
+        def reorder(obj):
+            if COMPONENT not in obj.dims:
+                return obj
+            return obj.isel({COMPONENT: order}).assign_coords({COMPONENT: np.arange(k)})
+
+        idata = self.idata
+        if idata is not None:
+            idata = xr.DataTree.from_dict(
+                {node.path: reorder(node.to_dataset(inherit=False)) for node in idata.subtree})
+        return replace(
+            self,
+            weights=reorder(self.weights),
+            means=reorder(self.means),
+            covariances=reorder(self.covariances),
+            responsibilities=reorder(self.responsibilities),
+            idata=idata,
+        )
 
     def _state(self):
         from bayesgmm import em
@@ -355,6 +415,82 @@ class GMMResult:
         from bayesgmm import posterior
 
         return posterior.diagnostics(self, warn=warn)
+
+    def posterior_predictive(self, n: int | None = None, *, draws: int | None = None,
+                             random_state: Any = None) -> xr.DataArray:
+        """Replicated data sets, one per posterior draw, in data units.
+
+        For every kept draw of the weights, means and covariances, ``n`` rows
+        are simulated from that draw's mixture
+        (:func:`bayesgmm.bayes.spec.simulate_mixture`, the package's one
+        simulation). Pooled, the rows follow the posterior predictive
+        distribution; per draw, they are what a posterior predictive check
+        compares with the data.
+
+        Parameters
+        ----------
+        n : int, optional
+            Rows per data set; by default as many as the fitted data.
+        draws : int, optional
+            Simulate from at most this many draws of each chain, evenly spaced
+            (thinning). By default every draw: the result holds
+            ``chains * draws * n * n_features`` numbers (8 bytes each; 4000
+            draws of a 10 000 x 5 data set are 1.6 GB), so pass ``draws`` for
+            large data.
+        random_state : int, numpy.random.Generator or None, default=None
+            Seed of the simulation; the same seed gives the same data sets.
+
+        Returns
+        -------
+        xarray.DataArray
+            Dims ``(chain, draw, obs, feature)``; ``draw`` keeps the indices
+            of the posterior draws used and ``feature`` the feature names.
+
+        Raises
+        ------
+        ValueError
+            For an EM fit (method "em"): it has no posterior draws. Its point
+            estimate simulates with :meth:`bayesgmm.EMGMM.sample`.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> post = {"weights": ((CHAIN, DRAW, COMPONENT), np.ones((1, 3, 1))),
+        ...         "means": ((CHAIN, DRAW, COMPONENT, FEATURE), np.zeros((1, 3, 1, 1))),
+        ...         "covariances": ((CHAIN, DRAW, COMPONENT, FEATURE, FEATURE_BIS),
+        ...                         np.ones((1, 3, 1, 1, 1)))}
+        >>> ds = xr.Dataset(post, coords={FEATURE: ["x"], FEATURE_BIS: ["x"]})
+        >>> fit = GMMResult(ds["weights"], ds["means"], ds["covariances"],
+        ...                 xr.DataArray(np.ones((4, 1)), dims=(OBS, COMPONENT)), 0.0,
+        ...                 "full", method="nuts", idata=xr.DataTree(ds))
+        >>> dict(fit.posterior_predictive(n=5, random_state=0).sizes)
+        {'chain': 1, 'draw': 3, 'obs': 5, 'feature': 1}
+        """
+        if not self.is_bayesian:
+            raise ValueError(
+                f"posterior_predictive() needs posterior draws, but this result came from "
+                f"method={self.method!r}. Fit with bayesgmm.BayesGMM, or simulate from the "
+                f"EM estimate with EMGMM.sample(n)."
+            )
+        from bayesgmm.bayes.spec import simulate_mixture
+        from bayesgmm.posterior import OBSERVED_VAR
+
+        n = self.n_obs if n is None else validate_int(n, "n")
+        weights, means, covs = (a.transpose(CHAIN, DRAW, COMPONENT, ...)
+                                for a in (self.weights, self.means, self.covariances))
+        if draws is not None:
+            draws = validate_int(draws, "draws")
+            total = weights.sizes[DRAW]
+            keep = np.unique(np.linspace(0, total - 1, min(draws, total)).round().astype(int))
+            weights, means, covs = (a.isel({DRAW: keep}) for a in (weights, means, covs))
+        rows = simulate_mixture(weights.values, means.values, covs.values, n, random_state)
+        return xr.DataArray(
+            rows, dims=(CHAIN, DRAW, OBS, FEATURE),
+            coords={CHAIN: weights[CHAIN].values, DRAW: weights[DRAW].values,
+                    OBS: np.arange(n), FEATURE: self.feature_names},
+            name=OBSERVED_VAR,
+            attrs={"method": self.method, "kind": "posterior predictive"},
+        )
 
     # ------------------------------------------------------------------
     # Tables and display

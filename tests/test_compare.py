@@ -9,6 +9,7 @@ from scipy import stats
 
 import bayesgmm as bg
 from bayesgmm.compare import TABLE_COLUMNS, match_components
+from bayesgmm.posterior import LOG_LIK_VAR
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,84 @@ def test_compare_rejects_mismatched_fits(faithful):
         bg.compare([a, b])
     with pytest.raises(ValueError, match="at least 2 fits"):
         bg.compare([a])
+
+
+def _kl_1d(m1, v1, m2, v2):
+    # KL(N(m1, v1) || N(m2, v2)) for variances v1, v2: the textbook closed form
+    return 0.5 * np.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / (2 * v2) - 0.5
+
+
+def test_symmetric_kl_is_the_mean_of_both_directions_of_the_textbook_formula():
+    from bayesgmm.bayes.relabel import symmetric_kl
+
+    ma, va = np.array([0.0, 2.0, -1.0]), np.array([1.0, 0.5, 3.0])
+    mb, vb = np.array([0.5, 4.0]), np.array([2.0, 0.25])
+    got = symmetric_kl(ma[:, None], va[:, None, None], mb[:, None], vb[:, None, None])
+    want = np.array([[0.5 * (_kl_1d(ma[j], va[j], mb[k], vb[k])
+                             + _kl_1d(mb[k], vb[k], ma[j], va[j])) for k in range(2)]
+                     for j in range(3)])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # in D dimensions with diagonal covariances the divergence adds up over the features
+    m2, c2 = np.array([[0.0, 1.0]]), np.diag([1.0, 2.0])[None]
+    n2, d2 = np.array([[1.0, -1.0]]), np.diag([0.5, 4.0])[None]
+    total = sum(0.5 * (_kl_1d(m2[0, i], c2[0, i, i], n2[0, i], d2[0, i, i])
+                       + _kl_1d(n2[0, i], d2[0, i, i], m2[0, i], c2[0, i, i])) for i in range(2))
+    assert symmetric_kl(m2, c2, n2, d2)[0, 0] == pytest.approx(total, rel=1e-12)
+
+
+def test_array_matching_undoes_any_shuffle():
+    from bayesgmm.bayes.relabel import match_components as match_arrays
+
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 5, (5, 3))
+    a = rng.normal(size=(5, 3, 3))
+    covs = a @ a.transpose(0, 2, 1) + np.eye(3)
+    for _ in range(5):
+        shuffle = rng.permutation(5)
+        perm = match_arrays(means[shuffle] + 0.01, covs[shuffle], means, covs)
+        np.testing.assert_array_equal(shuffle[perm], np.arange(5))
+    with pytest.raises(ValueError, match="same K"):
+        match_arrays(means[:4], covs[:4], means, covs)
+
+
+def test_permute_components_reorders_every_per_component_quantity(faithful):
+    a = bg.EMGMM(3, random_state=0).fit(faithful).result_
+    perm = np.array([2, 0, 1])
+    b = a.permute_components(perm)
+    np.testing.assert_array_equal(b.weights.values, a.weights.values[perm])
+    np.testing.assert_array_equal(b.means.values, a.means.values[perm])
+    np.testing.assert_array_equal(b.covariances.values, a.covariances.values[perm])
+    np.testing.assert_array_equal(b.responsibilities.values, a.responsibilities.values[:, perm])
+    # new label k is old label perm[k]: old label j becomes the k with perm[k] == j
+    np.testing.assert_array_equal(np.argsort(perm)[a.labels.values], b.labels.values)
+    assert b.means["component"].values.tolist() == [0, 1, 2]
+    assert (b.log_likelihood, b.bic(), b.icl()) == pytest.approx((a.log_likelihood, a.bic(),
+                                                                   a.icl()))
+    np.testing.assert_allclose(b.predict_proba(faithful), a.predict_proba(faithful)[:, perm])
+    assert a.means.values[0].tolist() != b.means.values[0].tolist()  # a is unchanged
+    # compare() matches a shuffled copy back, whatever the order
+    assert match_components(a, b).tolist() == np.argsort(perm).tolist()
+    out = bg.compare([a, b])
+    assert out.agreement["adjusted_rand"].iloc[0] == pytest.approx(1.0)
+    np.testing.assert_allclose(out.components["em"], out.components["em_2"], rtol=1e-12)
+    for bad in ([0, 1], [0, 0, 1], [0.0, 1.0, 2.0], [0, 1, 3]):
+        with pytest.raises(ValueError, match=r"permutation of 0\.\.2"):
+            a.permute_components(bad)
+
+
+def test_permute_components_reorders_the_posterior_and_survives_a_round_trip(
+        short_nuts_faithful, tmp_path):
+    r = short_nuts_faithful
+    b = r.permute_components([1, 0])
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(b.idata["posterior"][name].values,
+                                      r.idata["posterior"][name].values[:, :, ::-1])
+        np.testing.assert_array_equal(getattr(b, name).values,
+                                      getattr(r, name).values[:, :, ::-1])
+    np.testing.assert_array_equal(b.idata["relabeling"]["permutation"].values,
+                                  r.idata["relabeling"]["permutation"].values[..., ::-1])
+    np.testing.assert_array_equal(b.idata["log_likelihood"][LOG_LIK_VAR].values,
+                                  r.idata["log_likelihood"][LOG_LIK_VAR].values)
+    np.testing.assert_allclose(b.summary().loc[0].values, r.summary().loc[1].values)
+    back = bg.load(b.to_netcdf(tmp_path / "swapped.nc"))
+    np.testing.assert_array_equal(back.means.values, b.means.values)

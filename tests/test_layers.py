@@ -75,3 +75,87 @@ bg.compare([r, back])
 def test_fast_log_density_and_its_advi_load_no_pymc():
     code = "import bayesgmm.bayes.spec, bayesgmm.bayes.density, bayesgmm.bayes.vi"
     assert _loaded_after(code) == "[]"
+
+
+def _is_type_checking(test):
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _module_file(name):
+    """The file of a bayesgmm module (``bayesgmm.bayes.relabel``), or None."""
+    parts = name.split(".")[1:]
+    base = PACKAGE.joinpath(*parts)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _runtime_bayesgmm_imports(path):
+    """Every bayesgmm module ``path`` imports at run time, function-local imports included.
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they never run.
+    """
+    found = set()
+
+    def visit(node):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "bayesgmm")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "bayesgmm":
+                for alias in node.names:  # `from bayesgmm import em` imports bayesgmm.em
+                    sub = f"{node.module}.{alias.name}"
+                    found.add(sub if _module_file(sub) else node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def _imported_closure(module):
+    """The bayesgmm modules ``module`` reaches through imports, package ``__init__``s aside.
+
+    The package's ``__init__`` is its public facade (it imports everything on purpose);
+    the layers are about the modules themselves.
+    """
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        if path.name != "__init__.py":
+            todo.extend(_runtime_bayesgmm_imports(path))
+    return seen - {module}
+
+
+def test_the_walker_sees_function_local_imports_and_skips_type_checking(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text("from typing import TYPE_CHECKING\n"
+                      "if TYPE_CHECKING:\n    from bayesgmm.results import GMMResult\n"
+                      "def f():\n    from bayesgmm.compare import compare\n"
+                      "    from bayesgmm import em\n")
+    assert _runtime_bayesgmm_imports(source) == {"bayesgmm.compare", "bayesgmm.em"}
+
+
+@pytest.mark.parametrize(("module", "forbidden"), [
+    ("bayesgmm.plotting", {"bayesgmm.compare", "bayesgmm.results", "bayesgmm.reporting",
+                           "bayesgmm.selection", "bayesgmm.cli"}),
+    ("bayesgmm.results", {"bayesgmm.compare", "bayesgmm.reporting", "bayesgmm.selection",
+                          "bayesgmm.cli"}),
+    ("bayesgmm.bayes.relabel", {"bayesgmm.compare", "bayesgmm.results", "bayesgmm.plotting"}),
+])
+def test_no_import_circle_through_plotting_results_and_compare(module, forbidden):
+    # results.plot imports plotting, and compare imports results: so plotting must reach
+    # neither (not even inside a function, not even through another module), and results
+    # must not reach compare
+    reached = _imported_closure(module)
+    assert not reached & forbidden, sorted(reached & forbidden)

@@ -1,11 +1,14 @@
-"""Label switching: match every posterior draw's components to a reference.
+"""Label switching and component matching, on arrays of component parameters.
 
 NumPy and SciPy only.  Each draw's components are matched to the reference
 components (for example the EM fit) by the Hungarian algorithm
 (:func:`scipy.optimize.linear_sum_assignment`) on the Kullback-Leibler
 divergence between the Gaussian components; the reference is then replaced by
 the mean of the relabeled draws and the matching repeated until no draw changes
-(at most ``max_iter`` rounds).
+(at most ``max_iter`` rounds).  :func:`match_components` matches two point
+estimates (for example an EM and a Bayesian fit) the same way, on the
+symmetrised divergence.  :func:`kl_cost` is the package's one Kullback-Leibler
+formula between Gaussian components.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["RelabelInfo", "apply_permutation", "kl_cost", "relabel_draws",
-           "switches_within_chains"]
+__all__ = ["RelabelInfo", "apply_permutation", "kl_cost", "match_components",
+           "relabel_draws", "switches_within_chains", "symmetric_kl"]
 
 
 class RelabelInfo(NamedTuple):
@@ -75,6 +78,96 @@ def kl_cost(
     diff = means[:, :, None, :] - ref_means[None, None, :, :]  # (S, J, K, D)
     maha = np.einsum("sjka,kab,sjkb->sjk", diff, ref_prec, diff)
     return 0.5 * (trace + maha - d + ref_logdet[None, None, :] - logdet[:, :, None])
+
+
+def symmetric_kl(
+    means_a: np.ndarray,
+    covariances_a: np.ndarray,
+    means_b: np.ndarray,
+    covariances_b: np.ndarray,
+) -> np.ndarray:
+    """Symmetrised Kullback-Leibler divergence between every pair of components.
+
+    The mean of the two directions, ``(KL(a_j || b_k) + KL(b_k || a_j)) / 2``,
+    both from :func:`kl_cost`.
+
+    Parameters
+    ----------
+    means_a : ndarray of shape (n_components_a, n_features)
+    covariances_a : ndarray of shape (n_components_a, n_features, n_features)
+    means_b : ndarray of shape (n_components_b, n_features)
+    covariances_b : ndarray of shape (n_components_b, n_features, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_components_a, n_components_b)
+
+    Examples
+    --------
+    >>> m = np.array([[0.0], [1.0]]); c = np.ones((2, 1, 1))
+    >>> symmetric_kl(m, c, m, c).round(3).tolist()
+    [[0.0, 0.5], [0.5, 0.0]]
+    """
+    means_a = np.asarray(means_a, dtype=float)
+    means_b = np.asarray(means_b, dtype=float)
+    covariances_a = np.asarray(covariances_a, dtype=float)
+    covariances_b = np.asarray(covariances_b, dtype=float)
+    a_from_b = kl_cost(means_a[None], covariances_a[None], means_b, covariances_b)[0]
+    b_from_a = kl_cost(means_b[None], covariances_b[None], means_a, covariances_a)[0]
+    return 0.5 * (a_from_b + b_from_a.T)
+
+
+def _assignment(cost: np.ndarray) -> np.ndarray:
+    """Hungarian assignment of a (candidate, reference) cost.
+
+    ``out[k]`` is the candidate that receives reference label ``k``.
+    """
+    rows, cols = linear_sum_assignment(cost)
+    out = np.empty(cost.shape[1], dtype=int)
+    out[cols] = rows
+    return out
+
+
+def match_components(
+    means: np.ndarray,
+    covariances: np.ndarray,
+    ref_means: np.ndarray,
+    ref_covariances: np.ndarray,
+) -> np.ndarray:
+    """Permutation of components that best matches a reference's components.
+
+    The Hungarian algorithm on :func:`symmetric_kl` between the components.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_components, n_features)
+        Means of the components to relabel.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Their full covariances.
+    ref_means : ndarray of shape (n_components, n_features)
+        Reference means.
+    ref_covariances : ndarray of shape (n_components, n_features, n_features)
+        Reference covariances.
+
+    Returns
+    -------
+    ndarray of shape (n_components,)
+        ``perm[k]`` is the component that receives reference label ``k``, so
+        ``means[perm]`` lines up with ``ref_means`` (as a row of
+        :attr:`RelabelInfo.permutation`).
+
+    Examples
+    --------
+    >>> ref = np.array([[0.0], [5.0], [9.0]]); c = np.ones((3, 1, 1))
+    >>> match_components(ref[[2, 0, 1]] + 0.1, c, ref, c).tolist()
+    [1, 2, 0]
+    """
+    means = np.asarray(means, dtype=float)
+    ref_means = np.asarray(ref_means, dtype=float)
+    if means.shape != ref_means.shape:
+        raise ValueError(f"means has shape {means.shape} but ref_means {ref_means.shape}; "
+                         "match components of the same K and features.")
+    return _assignment(symmetric_kl(means, covariances, ref_means, ref_covariances))
 
 
 def apply_permutation(values: np.ndarray, permutation: np.ndarray) -> np.ndarray:
@@ -146,10 +239,8 @@ def relabel_draws(
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         cost = kl_cost(means, covariances, ref_m, ref_c)
-        new = np.empty_like(perm)
-        for s in range(n_draws):
-            rows, cols = linear_sum_assignment(cost[s])
-            new[s, cols] = rows
+        new = np.array([_assignment(cost[s]) for s in range(n_draws)], dtype=int).reshape(
+            n_draws, k)
         changed = not np.array_equal(new, perm)
         perm = new
         if not changed and n_iter > 1:
