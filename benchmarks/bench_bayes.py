@@ -1,16 +1,23 @@
 """Benchmark: the mixture a user would write by hand in PyMC vs BayesGMM.
 
-Same data (iris sepal length and width), K=3, full covariances, 2 chains x
-1000 draws after 1000 tuning steps, in one process.  Prints wall time
-(including compilation), the minimum bulk ESS over weights, means and
-covariance entries, ESS per second, divergences, and the ratio.
+Same data (iris sepal length and width by default, or ``--data simulated``),
+K=3, full covariances, 2 chains x 1000 draws after 1000 tuning steps, in one
+process.  Prints wall time (including compilation), the minimum bulk ESS over
+weights, means and covariance entries, ESS per second, divergences, and the
+ratio; ``--out`` writes the raw record (every repeat) with ``_record.py``.
 
-    python benchmarks/bench_bayes.py                # disk caches as they are
+    python benchmarks/bench_bayes.py --data simulated --repeat 3 \
+        --out benchmarks/results/bayes_vs_hand.json   # the figure quoted in README and docs
+    python benchmarks/bench_bayes.py                # iris, disk caches as they are
     python benchmarks/bench_bayes.py --fresh-cache  # empty PyTensor/Numba cache: a true cold start
     python benchmarks/bench_bayes.py --only bayesgmm
-    python benchmarks/bench_bayes.py --compare      # sampler table, cold and warm (docs/bayes.md)
-    python benchmarks/bench_bayes.py --data simulated --repeat 3 \
-        --out benchmarks/results/bayes_vs_hand.json
+    python benchmarks/bench_bayes.py --compare      # every sampler, cold and warm; prints only,
+                                                    # writes no record
+
+The cold/warm comparison against nutpie's PyTensor backend that README and
+docs quote is ``benchmarks/bench_compile.py`` (``benchmarks/results/compile.json``).
+On iris the hand-written model switches labels, so its ESS (and the ratio) is
+unstable between runs; quote only a recorded median of repeats.
 
 The hand-written model uses PyMC's default NUTS sampler (nutpie when it is
 installed) and no relabeling: that is what a user gets.  For reference the
