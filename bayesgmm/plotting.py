@@ -6,11 +6,14 @@ drew on, so plots compose into a user's own figures.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bayesgmm._validation import validate_int, validate_prob
+from bayesgmm._validation import validate_choice, validate_int, validate_prob
+
+if TYPE_CHECKING:  # never at run time: results imports this module
+    from bayesgmm.results import GMMResult
 
 __all__ = [
     "MAX_RINGED",
@@ -19,6 +22,7 @@ __all__ = [
     "plot_clusters",
     "plot_criteria",
     "plot_posterior_ellipses",
+    "plot_ppc",
     "plot_rank",
     "plot_responsibilities",
     "plot_trace",
@@ -317,6 +321,115 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
     ax.set_ylabel(labels[1])
     ax.set_title(f"{len(chosen)} posterior draws of each component's 95% ellipse")
     return ax
+
+
+def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.sort(values)
+    return x, np.arange(1, x.size + 1) / x.size
+
+
+def plot_ppc(result: GMMResult, X: Any = None, ax=None, *, kind: str = "ecdf",
+             n_replicates: int = 50, random_state: Any = 0) -> np.ndarray:
+    """Posterior predictive check: observed data against replicated data sets, per feature.
+
+    Each panel draws, for one feature, the distribution of the data (black)
+    over those of ``n_replicates`` data sets of the same size simulated from
+    posterior draws (:meth:`GMMResult.posterior_predictive`, light lines). A
+    model that fits puts the black curve inside the band of light ones.
+
+    Parameters
+    ----------
+    result : GMMResult
+        A Bayesian fit.
+    X : array-like of shape (n_samples, n_features), optional
+        The observed data; by default the data the fit kept.
+    ax : matplotlib Axes or sequence of Axes, optional
+        One Axes per feature; by default a new figure with a grid of at most
+        three panels per row.
+    kind : {"ecdf", "kde"}, default="ecdf"
+        Empirical cumulative distribution functions (no smoothing choice;
+        they suit rounded data), or Gaussian kernel density estimates.
+    n_replicates : int, default=50
+        Replicated data sets drawn, from posterior draws evenly spaced
+        through each chain.
+    random_state : int, Generator or None, default=0
+        Seed of the simulation.
+
+    Returns
+    -------
+    ndarray of matplotlib Axes, shape (n_features,)
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> fit = bg.EMGMM(2, random_state=0).fit(bg.datasets.load_faithful()).result_
+    >>> try:  # an EM fit has no posterior draws to replicate the data from
+    ...     plot_ppc(fit)
+    ... except ValueError as err:
+    ...     print("method='em'" in str(err))
+    True
+    """
+    kind = validate_choice(kind, "kind", ("ecdf", "kde"))
+    n_replicates = validate_int(n_replicates, "n_replicates")
+    observed = result.observed if X is None else X
+    if observed is None:
+        raise ValueError("X: this result kept no data; pass the observed data.")
+    observed = np.asarray(getattr(observed, "values", observed), dtype=float)
+    if observed.ndim == 1:
+        observed = observed[:, None]
+    if observed.shape[1] != result.n_features:
+        raise ValueError(f"X has {observed.shape[1]} feature(s), but the fit has "
+                         f"{result.n_features}: {result.feature_names}.")
+    n_chain = result.weights.sizes["chain"] if result.is_bayesian else 1
+    per_chain = -(-n_replicates // n_chain)
+    reps = result.posterior_predictive(n=observed.shape[0], draws=per_chain,
+                                       random_state=random_state)
+    reps = reps.stack(sample=("chain", "draw")).transpose("sample", "obs", "feature").values
+    reps = reps[:n_replicates]
+    import matplotlib.pyplot as plt
+
+    d = result.n_features
+    if ax is None:
+        ncols = min(d, 3)
+        nrows = -(-d // ncols)
+        fig, grid = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows),
+                                 squeeze=False)
+        for extra in grid.flat[d:]:
+            extra.set_visible(False)
+        axes = grid.flat[:d]
+    else:
+        axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
+        if axes.size != d:
+            raise ValueError(f"ax: pass {d} Axes (one per feature), got {axes.size}.")
+        fig = axes[0].figure
+    axes = np.asarray(list(axes), dtype=object)
+    ok = np.isfinite(observed)
+    for j, (panel, name) in enumerate(zip(axes, result.feature_names, strict=True)):
+        data = observed[ok[:, j], j]
+        if kind == "ecdf":
+            for rep in reps:
+                panel.step(*_ecdf(rep[:, j]), where="post", color="C0", alpha=0.15, lw=0.8)
+            panel.step(*_ecdf(data), where="post", color="black", lw=1.8)
+            panel.set_ylabel("cumulative probability")
+        else:
+            from scipy import stats
+
+            lo = min(data.min(), reps[:, :, j].min())
+            hi = max(data.max(), reps[:, :, j].max())
+            grid_x = np.linspace(lo, hi, 256)
+            for rep in reps:
+                panel.plot(grid_x, stats.gaussian_kde(rep[:, j])(grid_x), color="C0",
+                           alpha=0.15, lw=0.8)
+            panel.plot(grid_x, stats.gaussian_kde(data)(grid_x), color="black", lw=1.8)
+            panel.set_ylabel("density")
+        panel.set_xlabel(name)
+    axes[0].plot([], [], color="black", lw=1.8, label="observed")
+    axes[0].plot([], [], color="C0", alpha=0.5, lw=0.8, label=f"{len(reps)} replicated")
+    axes[0].legend(frameon=False, fontsize="small", loc="best")
+    fig.suptitle(f"Posterior predictive check, {result.method.upper()} K="
+                 f"{result.n_components}: observed (black) vs replicated data")
+    fig.tight_layout()
+    return axes
 
 
 def plot_responsibilities(result, ax=None, *, n_points: int = 20, prob: float = 0.94):

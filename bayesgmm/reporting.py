@@ -320,12 +320,14 @@ def _checks(result: GMMResult) -> tuple[pd.DataFrame, list[str], list[str]]:
 
 
 def _result_sections(doc: _Document, result: GMMResult, prefix: str, reference=None, *,
-                     role: str = "Fit", status: list[str] | None = None) -> None:
+                     role: str = "Fit", status: list[str] | None = None,
+                     ppc: bool = False) -> None:
     """One fit: method, estimates, diagnostics, figures.
 
     ``role`` starts the heading ("Headline fit", "Secondary fit", ...); ``status``
     replaces :func:`fit_status` (a comparison's status column also checks LOO).
     A fit that fails a check gets a warning before its tables, not only after.
+    ``ppc`` adds the posterior predictive check (Bayesian fits only).
     """
     from bayesgmm import plotting
 
@@ -362,6 +364,26 @@ def _result_sections(doc: _Document, result: GMMResult, prefix: str, reference=N
     uncertain = result.assignment_uncertainty().sort_values("probability").head(10)
     doc.table(f"{prefix}uncertain_points", uncertain,
               "The ten observations whose component is least certain")
+    if ppc and result.is_bayesian:
+        _ppc_section(doc, result, prefix, label)
+
+
+#: Replicated data sets drawn in the report's posterior predictive check.
+PPC_REPLICATES = 50
+
+
+def _ppc_section(doc: _Document, result: GMMResult, prefix: str, label: str) -> None:
+    from bayesgmm import plotting
+
+    doc.heading("Posterior predictive check")
+    doc.text(f"Each panel compares, for one feature, the empirical cumulative distribution "
+             f"of the data (black) with those of {PPC_REPLICATES} data sets of the same size "
+             f"simulated from posterior draws (light blue): where the black curve leaves the "
+             f"band of blue ones, the fitted mixture does not reproduce that feature's data.")
+    doc.figure(f"{prefix}ppc",
+               lambda: plotting.plot_ppc(result, n_replicates=PPC_REPLICATES)[0],
+               f"{label}: observed data (black) against {PPC_REPLICATES} posterior predictive "
+               f"replicates, per feature")
 
 
 def _diagnostic_section(doc: _Document, result: GMMResult, prefix: str, diag: pd.DataFrame,
@@ -522,7 +544,8 @@ def _build(obj: GMMResult | Comparison, title: str | None) -> _Document:
     for i, (result, role, status) in enumerate(shown):
         reference = em_fits.get(result.n_components) if result.is_bayesian else None
         _result_sections(doc, result, f"{i + 1}_{result.method}_k{result.n_components}_",
-                         reference, role=role, status=status)
+                         reference, role=role, status=status,
+                         ppc=i == 0 and result.is_bayesian)
     doc.heading("Reproducibility")
     seeds = sorted({str(r.config.get("random_state")) for r in results})
     doc.text(f"Random seed(s): {', '.join(seeds)}. Software versions below.")
