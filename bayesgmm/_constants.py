@@ -8,6 +8,8 @@ FEATURE = "feature"
 FEATURE_BIS = "feature_bis"
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: What EMGMM's ``missing`` may say NaN entries are: missing at random, or an error.
+MISSING_OPTIONS = ("marginalize", "error")
 
 #: Version of the on-disk layout written by ``GMMResult.to_netcdf``. Version 1 (before
 #: the SHA-256 digests) had no ``sha256`` attribute and copied the posterior draws of the

@@ -48,7 +48,27 @@ def _check_dataframe_columns(X: pd.DataFrame) -> None:
         )
 
 
-def _describe_non_finite(arr: np.ndarray, names: list[str] | None) -> str:
+def _check_missing_layout(missing: np.ndarray, names: list[str] | None, name: str,
+                          columns: bool) -> None:
+    """Refuse rows (and, when fitting, columns) with no observed entry."""
+    empty_rows = np.flatnonzero(missing.all(axis=1))
+    if empty_rows.size:
+        raise ValueError(
+            f"{name}: {empty_rows.size} row(s) have every entry missing (first: "
+            f"{empty_rows[:5].tolist()}); they carry no information about the mixture. "
+            "Drop them, e.g. X.dropna(how='all')."
+        )
+    empty_cols = np.flatnonzero(missing.all(axis=0)) if columns else []
+    if len(empty_cols):
+        col_names = [names[j] if names else f"column {j}" for j in empty_cols[:5]]
+        raise ValueError(
+            f"{name}: column(s) {col_names} have every entry missing. Drop them before fitting."
+        )
+
+
+def _describe_non_finite(arr: np.ndarray, names: list[str] | None,
+                         nan_hint: str | None = "drop or impute those rows before fitting"
+                         ) -> str:
     bad = ~np.isfinite(arr)
     rows = np.flatnonzero(bad.any(axis=1))
     cols = np.flatnonzero(bad.any(axis=0))
@@ -59,7 +79,9 @@ def _describe_non_finite(arr: np.ndarray, names: list[str] | None) -> str:
     return (
         f"X contains {n_nan} NaN and {n_inf} inf value(s), in {len(rows)} row(s) "
         f"(first: {rows[:5].tolist()}) and column(s) {col_names}{more}. "
-        "Missing values are not supported: drop or impute those rows before fitting."
+        + (f"Missing values are not accepted here: {nan_hint}." if n_nan and nan_hint else
+           "Infinite values are never accepted (NaN marks a missing entry): fix or drop "
+           "those rows.")
     )
 
 
@@ -69,6 +91,8 @@ def check_X(
     n_components: int | None = None,
     check_variance: bool = True,
     name: str = "X",
+    allow_nan: bool = False,
+    nan_hint: str = "drop or impute those rows before fitting",
 ) -> np.ndarray:
     """Validate data for fitting or prediction and return it as a float64 array.
 
@@ -83,6 +107,12 @@ def check_X(
         is degenerate). Prediction skips this check.
     name : str, default="X"
         Name used in error messages.
+    allow_nan : bool, default=False
+        Accept NaN as a missing entry (infinite values are still refused),
+        but not a row or a column with every entry missing.
+    nan_hint : str, default="drop or impute those rows before fitting"
+        What the error for NaN tells the user to do when ``allow_nan`` is
+        False.
 
     Returns
     -------
@@ -140,8 +170,12 @@ def check_X(
                 f"{name} must hold numbers only; converting it to float64 failed: {msg}"
             ) from err
         raise
-    if not np.isfinite(arr).all():
-        raise ValueError(_describe_non_finite(arr, names))
+    missing = np.isnan(arr)
+    any_missing = bool(missing.any())
+    if (any_missing and not allow_nan) or np.isinf(arr).any():
+        raise ValueError(_describe_non_finite(arr, names, None if allow_nan else nan_hint))
+    if any_missing:
+        _check_missing_layout(missing, names, name, columns=check_variance)
     n_samples = arr.shape[0]
     if n_components is not None and n_samples < n_components:
         sample_word = "1 sample" if n_samples == 1 else f"{n_samples} samples"
@@ -155,7 +189,9 @@ def check_X(
                 f"{name} has 1 sample (n_samples=1): a Gaussian mixture needs at least 2 "
                 "samples to estimate a spread."
             )
-        constant = np.flatnonzero(np.ptp(arr, axis=0) == 0)
+        spread = (np.nanmax(arr, axis=0) - np.nanmin(arr, axis=0)) if any_missing else np.ptp(
+            arr, axis=0)
+        constant = np.flatnonzero(spread == 0)
         if constant.size:
             col_names = [names[j] if names else f"column {j}" for j in constant]
             raise ValueError(
@@ -189,7 +225,7 @@ def check_reg_covar_scale(X: np.ndarray, reg_covar: float, names: list[str]) -> 
     ``reg_covar`` is added in data units; at 0.1% or more of a column's
     variance it visibly inflates that column's covariances.
     """
-    variances = X.var(axis=0)
+    variances = np.nanvar(X, axis=0)
     swamped = np.flatnonzero(reg_covar >= 1e-3 * variances)
     if reg_covar == 0 or swamped.size == 0:
         return None

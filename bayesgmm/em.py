@@ -271,6 +271,12 @@ def collapsed_from_full(weights: np.ndarray, means: np.ndarray, covariances: np.
     return np.flatnonzero((counts < need) | on_floor | singular)
 
 
+def _has_nan(X: np.ndarray) -> bool:
+    """Whether ``X`` has missing entries (checked in row blocks: no N x D temporary)."""
+    step = max(1, (1 << 16) // max(1, X.shape[1]))
+    return any(np.isnan(X[a : a + step]).any() for a in range(0, X.shape[0], step))
+
+
 @functools.cache
 def _triu(n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Upper-triangle indices ``(i, j)`` and the weights of ``P_ij`` in ``z'Pz`` (1 or 2)."""
@@ -647,7 +653,14 @@ def e_step(X: np.ndarray, state: EMState) -> tuple[np.ndarray, np.ndarray]:
         ``log p(x_n)`` under the mixture.
     resp : ndarray of shape (n_samples, n_components)
         Posterior probability of each component for each row.
+
+    Rows with missing entries (NaN) are handled by :mod:`bayesgmm.em_missing`:
+    ``log_lik`` is then the log-density of each row's observed part.
     """
+    if _has_nan(X):
+        from bayesgmm import em_missing
+
+        return em_missing.e_step(X, state)
     frame = _Frame.of(X, state.covariance_type)
     runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
     try:
@@ -683,7 +696,14 @@ def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
     ...                 np.ones((1, 1, 1)), "full")
     >>> round(float(weighted_log_prob(np.zeros((1, 1)), state)[0, 0]), 6)  # log 0.5 + log phi(0)
     -1.612086
+
+    A row with missing entries (NaN) gets the density of its observed part
+    (:func:`bayesgmm.em_missing.weighted_log_prob`).
     """
+    if _has_nan(X):
+        from bayesgmm import em_missing
+
+        return em_missing.weighted_log_prob(X, state)
     frame = _Frame.of(X, state.covariance_type)
     runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
     try:
@@ -785,7 +805,15 @@ def run_em(
         Parameters after the last M-step.
     info : EMInfo
         Convergence flag, iterations run, lower bound and its trace.
+
+    Data with missing entries (NaN) go to :func:`bayesgmm.em_missing.run_em`,
+    EM on the observed-data likelihood.
     """
+    if _has_nan(X):
+        from bayesgmm import em_missing
+
+        return em_missing.run_em(X, state, reg_covar=reg_covar, tol=tol, max_iter=max_iter,
+                                 callback=callback)
     n = X.shape[0]
     frame = _Frame.of(X, state.covariance_type)
     reg = frame.reg(reg_covar)
@@ -863,6 +891,8 @@ def init_state(
     -------
     EMState
     """
+    if _has_nan(X):  # the start only: missing entries at their column's mean
+        X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
     given = (weights_init, means_init, precisions_init)
     if all(v is not None for v in given):
         state_w, state_m = np.asarray(weights_init, float), np.asarray(means_init, float)

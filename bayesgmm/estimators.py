@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import criteria, em
-from bayesgmm._constants import COMPONENT, FEATURE, FEATURE_BIS, OBS
+from bayesgmm._constants import COMPONENT, FEATURE, FEATURE_BIS, MISSING_OPTIONS, OBS
 from bayesgmm._validation import (
     check_distinct_rows,
     check_reg_covar_scale,
@@ -93,9 +93,18 @@ class BaseGMM(DensityMixin, BaseEstimator):
     def _point_state(self) -> em.EMState:
         raise NotImplementedError
 
+    def _accepts_missing(self) -> bool:
+        """Whether NaN entries are missing values to marginalise (EMGMM's ``missing``)."""
+        return getattr(self, "missing", "error") == "marginalize"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._accepts_missing()
+        return tags
+
     def _validate_predict_data(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        arr = check_X(X, check_variance=False)
+        arr = check_X(X, check_variance=False, allow_nan=self._accepts_missing())
         validate_data(self, X, reset=False, skip_check_array=True)
         if arr.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -325,6 +334,15 @@ default="auto"
         Print the log-likelihood every ``verbose_interval`` iterations if > 0.
     verbose_interval : int, default=10
         Iterations between messages.
+    missing : {"marginalize", "error"}, default="marginalize"
+        What NaN entries mean. ``"marginalize"``: a NaN is a missing entry,
+        assumed missing at random; EM maximises the observed-data likelihood
+        (each row's density is that of its observed coordinates, Ghahramani
+        and Jordan 1994; see :mod:`bayesgmm.em_missing`), ``log_likelihood``,
+        AIC, BIC and ICL are observed-data figures, and ``predict``,
+        ``predict_proba`` and ``score_samples`` accept rows with NaN. Rows
+        (and columns) with every entry missing are refused. ``"error"``:
+        refuse NaN. Infinite values are always refused.
 
     Attributes
     ----------
@@ -375,6 +393,7 @@ default="auto"
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        missing: str = "marginalize",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -390,6 +409,7 @@ default="auto"
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.missing = missing
 
     # ------------------------------------------------------------------
     # Validation
@@ -405,6 +425,7 @@ default="auto"
         validate_choice(self.init_params, "init_params", INIT_PARAMS)
         validate_int(self.verbose, "verbose", minimum=0)
         validate_int(self.verbose_interval, "verbose_interval")
+        validate_choice(self.missing, "missing", MISSING_OPTIONS)
 
     def _validate_inits(self, n_features: int) -> dict[str, np.ndarray | None]:
         k, d, kind = self.n_components, n_features, self.covariance_type
@@ -451,7 +472,9 @@ default="auto"
             The fitted estimator.
         """
         self._validate_params()
-        arr = check_X(X, n_components=self.n_components)
+        arr = check_X(X, n_components=self.n_components, allow_nan=self._accepts_missing(),
+                      nan_hint="EMGMM(missing='marginalize') fits them as missing at random, "
+                      "or drop or impute those rows")
         check_distinct_rows(arr, self.n_components)
         inits = self._validate_inits(arr.shape[1])
         self._set_n_features(X, arr)

@@ -182,7 +182,7 @@ def test_sample_draws_from_the_fitted_mixture(blobs):
 )
 def test_bad_data_raises_clear_error(X, match):
     with pytest.raises(ValueError, match=match):
-        bg.EMGMM(1).fit(X)
+        bg.EMGMM(1, missing="error").fit(X)  # NaN as a missing value: test_missing.py
 
 
 def test_fewer_samples_than_components():

@@ -39,7 +39,7 @@ _NAN_INF = np.array([[0.0, np.nan], [1.0, np.inf], [2.0, 1.0], [np.nan, 3.0]])
     [
         (_NAN_INF, 1, ValueError,
          ["2 NaN and 1 inf value(s)", "3 row(s) (first: [0, 1, 3])", "column(s) ['0', '1']",
-          "Missing values are not supported"]),
+          "Infinite values are never accepted"]),
         (np.array([[1.0, 2.0]]), 1, ValueError, ["needs at least 2 samples"]),
         (np.arange(10.0), 1, ValueError, ["X.reshape(-1, 1)"]),
         (pd.Series(np.arange(10.0)), 1, ValueError, ["series.to_frame()"]),

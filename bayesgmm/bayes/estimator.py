@@ -37,6 +37,9 @@ from bayesgmm.estimators import EMGMM, BaseGMM
 from bayesgmm.exceptions import ConvergenceWarning
 from bayesgmm.results import GMMResult
 
+_NAN_HINT = ("BayesGMM does not fit missing values yet; EMGMM(missing='marginalize') "
+             "does, or drop or impute those rows")
+
 __all__ = ["BayesGMM"]
 
 _MAX_PREDICT_DRAWS = 400
@@ -230,7 +233,7 @@ class BayesGMM(BaseGMM):
             The fitted estimator.
         """
         sampler = self._validate_params()
-        arr = check_X(X, n_components=self.n_components)
+        arr = check_X(X, n_components=self.n_components, nan_hint=_NAN_HINT)
         check_distinct_rows(arr, self.n_components)  # before the EM reference fails on it
         k, d = self.n_components, arr.shape[1]
         resolve_priors(self.priors, k, d)  # fail early, before any EM or compilation
@@ -503,7 +506,7 @@ class BayesGMM(BaseGMM):
         draws = validate_int(draws, "draws")
         validate_int(self.n_components, "n_components")
         validate_covariance_type(self.covariance_type)
-        arr = check_X(X, n_components=self.n_components)
+        arr = check_X(X, n_components=self.n_components, nan_hint=_NAN_HINT)
         k, d = self.n_components, arr.shape[1]
         names = feature_names_of(X, d)
         rs = self.random_state if random_state is None else random_state

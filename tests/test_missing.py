@@ -1,0 +1,195 @@
+"""EM on data with missing entries (issue 12): observed-data likelihood, predictions, imputation.
+
+References are independent of the package: scipy.stats.multivariate_normal on each
+row's observed coordinates, scipy.optimize on the observed-data likelihood, and
+column-mean imputation.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+from scipy.special import logsumexp
+
+import bayesgmm as bg
+from bayesgmm import em, em_missing
+from bayesgmm._constants import COVARIANCE_TYPES
+
+
+def _observed_log_likelihood(X, weights, means, covs):
+    """sum_n log sum_k w_k N(x_nO | mu_kO, Sigma_kOO), one scipy call per row and component."""
+    total = 0.0
+    for x in X:
+        o = ~np.isnan(x)
+        terms = [np.log(w) + stats.multivariate_normal(m[o], c[np.ix_(o, o)]).logpdf(x[o])
+                 for w, m, c in zip(weights, means, covs, strict=True)]
+        total += logsumexp(terms)
+    return total
+
+
+def _with_holes(X, share, seed):
+    """``X`` with each entry missing with probability ``share`` (MCAR); no row left empty."""
+    rng = np.random.default_rng(seed)
+    out = np.array(X, dtype=float)
+    holes = rng.random(out.shape) < share
+    holes[holes.all(axis=1), 0] = False
+    out[holes] = np.nan
+    return out
+
+
+@pytest.fixture(scope="module")
+def iris_holes():
+    X = bg.datasets.load_iris().to_numpy()
+    return X, _with_holes(X, 0.2, 0)
+
+
+@pytest.fixture(scope="module")
+def iris_fits(iris_holes):
+    _, Xm = iris_holes
+    return {kind: bg.EMGMM(3, covariance_type=kind, n_init=3, random_state=0).fit(Xm)
+            for kind in COVARIANCE_TYPES}
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_log_likelihood_is_the_observed_data_one(kind, iris_holes, iris_fits):
+    _, Xm = iris_holes
+    r = iris_fits[kind].result_
+    reference = _observed_log_likelihood(Xm, r.weights.values, r.means.values,
+                                         r.covariances.values)
+    # both sum 150 terms in float64: 1e-8 relative leaves room only for rounding
+    assert r.log_likelihood == pytest.approx(reference, rel=1e-8)
+    assert r.bic() == pytest.approx(-2 * reference + r.n_parameters * np.log(len(Xm)),
+                                    rel=1e-8)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_em_never_lowers_the_observed_data_likelihood(kind, iris_fits):
+    model = iris_fits[kind]
+    assert model.converged_
+    steps = np.diff(model.lower_bounds_)
+    assert steps.min() > -1e-10  # monotone up to rounding of a mean of 150 terms
+
+
+def test_one_gaussian_reaches_the_numerical_maximum():
+    # K=1 full: maximise the observed-data log-likelihood directly over (mu, Cholesky of
+    # Sigma) with scipy; EM must reach the same maximum.
+    rng = np.random.default_rng(3)
+    X = _with_holes(rng.multivariate_normal([1.0, -2.0, 0.5],
+                                            [[2.0, 0.8, 0.3], [0.8, 1.0, -0.4],
+                                             [0.3, -0.4, 1.5]], 120), 0.3, 1)
+    fit = bg.EMGMM(1, reg_covar=0.0, tol=1e-12, max_iter=5000).fit(X)
+    tril = np.tril_indices(3)
+
+    def negative(theta):
+        L = np.zeros((3, 3))
+        L[tril] = theta[3:]
+        cov = L @ L.T + 1e-12 * np.eye(3)
+        return -_observed_log_likelihood(X, [1.0], [theta[:3]], [cov])
+
+    start = np.concatenate([np.nanmean(X, axis=0), np.eye(3)[tril]])
+    best = optimize.minimize(negative, start, method="BFGS", options={"gtol": 1e-8})
+    assert fit.result_.log_likelihood == pytest.approx(-best.fun, abs=1e-6)
+    assert fit.result_.log_likelihood >= -best.fun - 1e-9  # EM is not worse
+
+
+def test_complete_data_give_the_complete_data_fit():
+    # The incomplete-data engine on complete rows is the usual EM: same densities and
+    # the same iterates from the same start.
+    X = bg.datasets.load_faithful().to_numpy()
+    start = em.init_state(X, 2, "full", reg_covar=1e-6, init_params="kmeans",
+                          rng=np.random.default_rng(0))
+    a, _ = em.run_em(X, start, reg_covar=1e-6, tol=0.0, max_iter=15)
+    b, _ = em_missing.run_em(X, start, reg_covar=1e-6, tol=0.0, max_iter=15)
+    np.testing.assert_allclose(b.means, a.means, rtol=1e-9)
+    np.testing.assert_allclose(b.covariances, a.covariances, rtol=1e-8)
+    np.testing.assert_allclose(em_missing.weighted_log_prob(X, a), em.weighted_log_prob(X, a),
+                               rtol=1e-11)
+
+
+def test_predictions_use_the_observed_coordinates(iris_fits):
+    model = iris_fits["full"]
+    r = model.result_
+    rows = np.array([[5.0, np.nan, 1.5, np.nan], [np.nan, np.nan, np.nan, 2.0],
+                     [6.3, 2.8, 5.1, 1.5]])
+    logs = []
+    for x in rows:
+        o = ~np.isnan(x)
+        logs.append([np.log(w) + stats.multivariate_normal(m[o], c[np.ix_(o, o)]).logpdf(x[o])
+                     for w, m, c in zip(r.weights.values, r.means.values,
+                                        r.covariances.values, strict=True)])
+    logs = np.array(logs)
+    np.testing.assert_allclose(model.score_samples(rows), logsumexp(logs, axis=1), rtol=1e-10)
+    proba = np.exp(logs - logsumexp(logs, axis=1, keepdims=True))
+    np.testing.assert_allclose(model.predict_proba(rows), proba, rtol=1e-8, atol=1e-14)
+    np.testing.assert_array_equal(model.predict(rows), proba.argmax(axis=1))
+    np.testing.assert_allclose(r.predict_proba(rows), proba, rtol=1e-8, atol=1e-14)
+
+
+def test_impute_beats_column_means(iris_holes, iris_fits):
+    X, Xm = iris_holes
+    holes = np.isnan(Xm)
+    done = iris_fits["full"].result_.impute()
+    assert done.attrs["n_imputed"] == holes.sum()
+    np.testing.assert_array_equal(done.values[~holes], Xm[~holes])  # observed kept
+    np.testing.assert_array_equal(done["imputed"].values, holes)
+    rmse = np.sqrt(np.mean((done.values[holes] - X[holes]) ** 2))
+    column_means = np.broadcast_to(np.nanmean(Xm, axis=0), X.shape)
+    rmse_mean = np.sqrt(np.mean((column_means[holes] - X[holes]) ** 2))
+    # iris' features are strongly correlated within species: regression on the observed
+    # coordinates removes most of the error (measured 0.32 vs 1.10 cm on this draw)
+    assert rmse < 0.5 * rmse_mean
+
+
+def test_impute_one_gaussian_is_the_regression_on_the_observed_part():
+    cov = np.array([[1.0, 0.8], [0.8, 2.0]])
+    state = em.EMState(np.array([1.0]), np.array([[1.0, 2.0]]), cov[None],
+                       np.linalg.cholesky(np.linalg.inv(cov))[None], "full")
+    X = np.array([[2.0, np.nan], [np.nan, 0.0]])
+    done = em_missing.conditional_mean(X, state)
+    # E[x2 | x1] = mu2 + s12 / s11 (x1 - mu1);  E[x1 | x2] = mu1 + s12 / s22 (x2 - mu2)
+    np.testing.assert_allclose(done, [[2.0, 2.0 + 0.8 * 1.0], [1.0 + 0.4 * -2.0, 0.0]])
+
+
+def test_missing_error_and_bad_rows_are_refused(iris_holes):
+    _, Xm = iris_holes
+    with pytest.raises(ValueError, match="missing='marginalize'"):
+        bg.EMGMM(2, missing="error").fit(Xm)
+    with pytest.raises(ValueError, match="missing"):
+        bg.EMGMM(2, missing="drop").fit(Xm)
+    empty_row = Xm.copy()
+    empty_row[4] = np.nan
+    with pytest.raises(ValueError, match="every entry missing"):
+        bg.EMGMM(2).fit(empty_row)
+    empty_column = Xm.copy()
+    empty_column[:, 2] = np.nan
+    empty_column[np.isnan(empty_column).all(axis=1), 0] = 1.0  # no empty row as well
+    with pytest.raises(ValueError, match=r"column\(s\) \['column 2'\] have every entry"):
+        bg.EMGMM(2).fit(empty_column)
+    with_inf = Xm.copy()
+    with_inf[0, 0] = np.inf
+    with pytest.raises(ValueError, match="Infinite values are never accepted"):
+        bg.EMGMM(2).fit(with_inf)
+    with pytest.raises(ValueError, match="BayesGMM does not fit missing values yet"):
+        bg.BayesGMM(2).fit(Xm)
+
+
+def test_compare_k_and_file_round_trip_with_missing_values(iris_holes, tmp_path):
+    _, Xm = iris_holes
+    cmp = bg.compare_k(Xm, [1, 2, 3], methods="em", progressbar=False)
+    assert (cmp.table["status"] == "ok").all()
+    best = cmp.results[("em", cmp.best("bic"))]
+    path = best.to_netcdf(tmp_path / "holes.nc")
+    back = bg.load(path)
+    np.testing.assert_array_equal(np.isnan(back.observed.values), np.isnan(Xm))
+    assert back.log_likelihood == best.log_likelihood
+    with pytest.raises(ValueError, match="Bayesian fits do not handle missing values"):
+        bg.compare_k(Xm, [2], methods=("em", "nuts"), progressbar=False)
+
+
+def test_tags_say_nan_is_allowed():
+    assert bg.EMGMM().__sklearn_tags__().input_tags.allow_nan
+    assert not bg.EMGMM(missing="error").__sklearn_tags__().input_tags.allow_nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not bg.BayesGMM().__sklearn_tags__().input_tags.allow_nan
