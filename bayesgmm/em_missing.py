@@ -13,9 +13,13 @@ Sigma_k^-1``:
   ``(x - mu_k)' Lambda_k (x - mu_k)`` equals the marginal one of ``x_O``, and
   ``log det Sigma_kOO = log det Sigma_k + log det Lambda_kMM``.
 
-So one ``|M| x |M|`` Cholesky factor per pattern and component gives the
-E-step (the observed-data log-likelihood and responsibilities) and the
-conditional moments; the M-step uses the completed rows' weighted second
+So one ``|M| x |M|`` inverse per pattern and component gives the E-step
+(the observed-data log-likelihood and responsibilities) and the conditional
+moments. The work is vectorised over patterns: rows with the same number of
+missing entries form one group, whose patterns' ``Lambda_kMM`` blocks are
+inverted in one batched call, and every row is then handled with dense
+array operations (missing entries set to the mean, so ``Lambda_k (x - mu_k)``
+is one matrix product for all rows). The M-step uses the completed rows' weighted second
 moments plus the conditional covariances, projected on the covariance
 structure by the same M-step as complete data (:class:`bayesgmm.em._Stats`).
 Each iteration cannot lower the observed-data log-likelihood, which is what
@@ -63,12 +67,18 @@ class Patterns(NamedTuple):
     """Rows grouped by missingness pattern.
 
     ``observed[p]`` is the boolean mask of the observed columns of pattern
-    ``p`` and ``rows[p]`` the indices of its rows; ``log_jacobian[n]`` is the
-    sum of ``log scale_j`` over the observed columns of row ``n``.
+    ``p``; ``pattern[n]`` is the pattern of row ``n``.
     """
 
     observed: np.ndarray
-    rows: list[np.ndarray]
+    pattern: np.ndarray
+
+    @property
+    def rows(self) -> list[np.ndarray]:
+        """Indices of the rows of every pattern."""
+        order = np.argsort(self.pattern, kind="stable")
+        bounds = np.searchsorted(self.pattern[order], np.arange(self.observed.shape[0] + 1))
+        return [order[bounds[p]:bounds[p + 1]] for p in range(self.observed.shape[0])]
 
 
 def group_patterns(X: np.ndarray) -> Patterns:
@@ -81,33 +91,64 @@ def group_patterns(X: np.ndarray) -> Patterns:
     ([[True, False], [True, True]], [[0, 2], [1]])
     """
     observed = ~np.isnan(X)
-    masks, inverse = np.unique(observed, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(masks.shape[0] + 1))
-    rows = [order[bounds[p]:bounds[p + 1]] for p in range(masks.shape[0])]
-    return Patterns(masks, rows)
+    d = X.shape[1]
+    if d <= 62:  # one integer code per row: much faster than np.unique on rows
+        codes = observed.astype(np.int64) @ (np.int64(1) << np.arange(d, dtype=np.int64))
+        _, first, pattern = np.unique(codes, return_index=True, return_inverse=True)
+        return Patterns(observed[first], pattern.ravel())
+    masks, pattern = np.unique(observed, axis=0, return_inverse=True)
+    return Patterns(masks, pattern.ravel())
+
+
+class _Group(NamedTuple):
+    """Rows with the same number ``m`` of missing entries (any patterns)."""
+
+    rows: np.ndarray  # (n_g,) row indices
+    local: np.ndarray  # (n_g,) index of each row's pattern within ``missing``
+    missing: np.ndarray  # (P_g, m) missing columns of every pattern of the group
+    n_patterns: int
+
+
+class _Layout(NamedTuple):
+    """The data in working units, missing entries at 0, and its groups (built once)."""
+
+    Z: np.ndarray  # (n, D), NaN -> 0
+    observed: np.ndarray  # (n, D) float 0/1
+    groups: list[_Group]
+    log_jacobian: np.ndarray  # (n,) sum of log scale over each row's observed columns
+
+    @classmethod
+    def of(cls, X: np.ndarray, frame: _Frame) -> _Layout:
+        patterns = group_patterns(X)
+        observed = ~np.isnan(X)
+        Z = np.where(observed, (X - frame.center) / frame.scale, 0.0)
+        n_missing = (~patterns.observed).sum(axis=1)
+        groups = []
+        for m in np.unique(n_missing):
+            members = np.flatnonzero(n_missing == m)  # patterns with m missing entries
+            local_of = np.full(patterns.observed.shape[0], -1)
+            local_of[members] = np.arange(members.size)
+            rows = np.flatnonzero(np.isin(patterns.pattern, members))
+            missing = np.array([np.flatnonzero(~patterns.observed[p]) for p in members],
+                               dtype=int).reshape(members.size, m)
+            groups.append(_Group(rows, local_of[patterns.pattern[rows]], missing, members.size))
+        log_jac = observed @ np.log(frame.scale)
+        return cls(np.ascontiguousarray(Z), observed.astype(float), groups, log_jac)
 
 
 def frame_of(X: np.ndarray, covariance_type: str) -> _Frame:
     """Working units from the observed values of every column (as :class:`em._Frame`)."""
-    seen = ~np.isnan(X).all(axis=0)
-    center = np.zeros(X.shape[1])
-    sd = np.ones(X.shape[1])
-    center[seen] = np.nanmean(X[:, seen], axis=0)
-    sd[seen] = np.nanstd(X[:, seen], axis=0)
+    observed = ~np.isnan(X)
+    counts = observed.sum(axis=0)
+    filled = np.where(observed, X, 0.0)
+    center = filled.sum(axis=0) / np.maximum(counts, 1)
+    filled -= center
+    filled *= observed
+    sd = np.sqrt(np.einsum("nd,nd->d", filled, filled) / np.maximum(counts, 1))
     if covariance_type == "spherical":
         sd = np.full_like(sd, np.sqrt(np.mean(sd**2)))
     sd[~(sd > 0)] = 1.0
     return _Frame(center, sd)
-
-
-class _Moments(NamedTuple):
-    """Per-pattern E-step output for every component (working units)."""
-
-    log_prob: np.ndarray  # (n_p, K): log w_k + log N(x_O | mu_kO, Sigma_kOO)
-    completed: np.ndarray  # (K, n_p, D): x with x_M = E[x_M | x_O, k]
-    cond_cov: np.ndarray | None  # (K, |M|, |M|): Cov[x_M | x_O, k]
 
 
 class _Model(NamedTuple):
@@ -138,48 +179,54 @@ class _Model(NamedTuple):
         return cls(log_w, state.means, precisions, log_det)
 
 
-def _pattern_moments(Z: np.ndarray, observed: np.ndarray, model: _Model) -> _Moments:
-    """E-step quantities of the rows ``Z`` (working units) that share one pattern."""
-    obs = np.flatnonzero(observed)
-    mis = np.flatnonzero(~observed)
-    k = model.means.shape[0]
-    n, d = Z.shape
-    diff = Z[:, obs][None] - model.means[:, None, obs]  # (K, n_p, |O|)
-    lam_oo = model.precisions[:, obs[:, None], obs[None, :]]
-    quad = np.einsum("kni,kij,knj->kn", diff, lam_oo, diff)
-    log_det = model.log_det_cov
-    if mis.size == 0:
-        completed = np.broadcast_to(Z[None], (k, n, d))
-        cond_cov = None
-    else:
-        lam_mm = model.precisions[:, mis[:, None], mis[None, :]]  # (K, |M|, |M|)
-        lam_mo = model.precisions[:, mis[:, None], obs[None, :]]
-        t = lam_mo @ np.swapaxes(diff, 1, 2)  # (K, |M|, n_p)
-        cond_cov = np.linalg.inv(lam_mm)  # Cov[x_M | x_O, k]
-        shift = cond_cov @ t  # Lambda_MM^-1 Lambda_MO (x_O - mu_O)
-        quad = quad - np.einsum("kmn,kmn->kn", t, shift)
-        log_det = log_det + np.linalg.slogdet(lam_mm)[1]
-        completed = np.empty((k, n, d))
-        completed[:, :, obs] = Z[:, obs][None]
-        completed[:, :, mis] = model.means[:, None, mis] - np.swapaxes(shift, 1, 2)
-    log_prob = model.log_weights[None, :] - 0.5 * (obs.size * LOG_2PI + log_det[None, :]
-                                                   + quad.T)
-    return _Moments(log_prob, completed, cond_cov)
+class _Block(NamedTuple):
+    """E-step output for a block of rows of one group (working units)."""
+
+    rows: np.ndarray  # (n_b,)
+    log_prob: np.ndarray  # (K, n_b): log w_k + log N(x_O | mu_kO, Sigma_kOO)
+    diff: np.ndarray  # (K, n_b, D): completed row minus mu_k (x_M = E[x_M | x_O, k])
+    local: np.ndarray  # (n_b,) pattern of each row within the group
 
 
-def _passes(X: np.ndarray, frame: _Frame, patterns: Patterns, model: _Model):
-    """Yield ``(rows, observed mask, moments)`` for every pattern."""
-    for observed, rows in zip(patterns.observed, patterns.rows, strict=True):
-        Z = (X[rows] - frame.center) / frame.scale
-        yield rows, observed, _pattern_moments(Z, observed, model)
+def _chunk(n_components: int, n_features: int) -> int:
+    return max(64, (1 << 18) // max(1, n_components * n_features))
 
 
-def _row_jacobian(patterns: Patterns, frame: _Frame, n_samples: int) -> np.ndarray:
-    jac = np.empty(n_samples)
-    log_scale = np.log(frame.scale)
-    for observed, rows in zip(patterns.observed, patterns.rows, strict=True):
-        jac[rows] = log_scale[observed].sum()
-    return jac
+def _blocks(layout: _Layout, model: _Model):
+    """Yield ``(group, inverse blocks, block)`` for every block of rows.
+
+    ``inverse blocks`` is ``Lambda_kMM^-1`` of every pattern of the group,
+    shape ``(K, P_g, m, m)`` (``None`` when nothing is missing).
+    """
+    k, d = model.means.shape
+    step = _chunk(k, d)
+    for group in layout.groups:
+        m = group.missing.shape[1]
+        inv = log_det_mm = None
+        if m:
+            idx = group.missing
+            lam_mm = model.precisions[:, idx[:, :, None], idx[:, None, :]]  # (K, P, m, m)
+            inv = np.linalg.inv(lam_mm)
+            log_det_mm = np.linalg.slogdet(lam_mm)[1]  # (K, P)
+        for a in range(0, group.rows.size, step):
+            rows = group.rows[a : a + step]
+            local = group.local[a : a + step]
+            diff = layout.Z[rows][None] - model.means[:, None, :]
+            diff *= layout.observed[rows][None]  # missing coordinates at the mean
+            v = np.matmul(diff, model.precisions)  # Lambda_k (x - mu_k), zero-filled
+            quad = np.einsum("knd,knd->kn", diff, v)
+            log_det = np.broadcast_to(model.log_det_cov[:, None], quad.shape)
+            if m:
+                cols = group.missing[local]  # (n_b, m)
+                t = np.take_along_axis(v, np.broadcast_to(cols[None], (k, *cols.shape)),
+                                       axis=2)  # Lambda_MO (x_O - mu_O), (K, n_b, m)
+                shift = np.einsum("knij,knj->kni", inv[:, local], t)
+                quad = quad - np.einsum("kni,kni->kn", t, shift)
+                log_det = log_det + log_det_mm[:, local]
+                np.put_along_axis(diff, np.broadcast_to(cols[None], (k, *cols.shape)),
+                                  -shift, axis=2)
+            log_prob = model.log_weights[:, None] - 0.5 * ((d - m) * LOG_2PI + log_det + quad)
+            yield group, inv, _Block(rows, log_prob, diff, local)
 
 
 def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
@@ -210,12 +257,11 @@ def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
     True
     """
     frame = frame_of(X, state.covariance_type)
-    patterns = group_patterns(X)
-    model = _Model.of(frame.to_work(state))
+    layout = _Layout.of(X, frame)
     out = np.empty((X.shape[0], state.weights.shape[0]))
-    for rows, _, moments in _passes(X, frame, patterns, model):
-        out[rows] = moments.log_prob
-    return out - _row_jacobian(patterns, frame, X.shape[0])[:, None]
+    for _, _, block in _blocks(layout, _Model.of(frame.to_work(state))):
+        out[block.rows] = block.log_prob.T
+    return out - layout.log_jacobian[:, None]
 
 
 def e_step(X: np.ndarray, state: EMState) -> tuple[np.ndarray, np.ndarray]:
@@ -265,16 +311,17 @@ def conditional_mean(X: np.ndarray, state: EMState) -> np.ndarray:
     [[1.0, 0.8]]
     """
     frame = frame_of(X, state.covariance_type)
-    patterns = group_patterns(X)
-    model = _Model.of(frame.to_work(state))
+    layout = _Layout.of(X, frame)
     out = np.array(X, dtype=float, copy=True)
-    for rows, observed, moments in _passes(X, frame, patterns, model):
-        if observed.all():
+    model = _Model.of(frame.to_work(state))
+    for _, inv, block in _blocks(layout, model):
+        if inv is None:
             continue
-        resp = np.exp(moments.log_prob - logsumexp(moments.log_prob, axis=1, keepdims=True))
-        mis = np.flatnonzero(~observed)
-        z = np.einsum("nk,knm->nm", resp, moments.completed[:, :, mis])
-        out[rows[:, None], mis[None, :]] = z * frame.scale[mis] + frame.center[mis]
+        resp = np.exp(block.log_prob - logsumexp(block.log_prob, axis=0, keepdims=True))
+        z = np.einsum("kn,knd->nd", resp, block.diff + model.means[:, None, :])
+        missing = layout.observed[block.rows] == 0
+        filled = z * frame.scale + frame.center
+        out[block.rows] = np.where(missing, filled, out[block.rows])
     return out
 
 
@@ -314,15 +361,15 @@ def run_em(
     n = X.shape[0]
     kind = state.covariance_type
     frame = frame_of(X, kind)
-    patterns = group_patterns(X)
-    log_jacobian = float(_row_jacobian(patterns, frame, n).sum()) / n
+    layout = _Layout.of(X, frame)
+    log_jacobian = float(layout.log_jacobian.sum()) / n
     reg = frame.reg(reg_covar)
     work = frame.to_work(state)
     trace: list[float] = []
     converged = False
     lower_bound = -np.inf
     for iteration in range(1, max_iter + 1):
-        total, stats = _accumulate(X, frame, patterns, work)
+        total, stats = _accumulate(layout, work)
         try:
             work = stats.m_step(reg)
         except ValueError:
@@ -338,33 +385,44 @@ def run_em(
     return frame.to_data(work), EMInfo(converged, len(trace), lower_bound, np.asarray(trace))
 
 
-def _accumulate(X: np.ndarray, frame: _Frame, patterns: Patterns,
-                work: EMState) -> tuple[float, _Stats]:
+def _accumulate(layout: _Layout, work: EMState) -> tuple[float, _Stats]:
     """One E-step: total working-unit log-likelihood and the expected sufficient statistics.
 
     Second moments are taken about the current means (the ``centers`` form of
-    :class:`bayesgmm.em._Stats`), which keeps them exact for tight components.
+    :class:`bayesgmm.em._Stats`), which keeps them exact for tight components;
+    the conditional covariances are added per pattern, weighted by the
+    pattern's summed responsibilities.
     """
     k, d = work.means.shape
     kind = work.covariance_type
     model = _Model.of(work)
-    centers = work.means
-    stats = _Stats(k, d, kind, centers=centers)
+    stats = _Stats(k, d, kind, centers=work.means)
     full = np.zeros((k, d, d))
     total = 0.0
-    for _, observed, moments in _passes(X, frame, patterns, model):
-        rows_ll = logsumexp(moments.log_prob, axis=1)
+    pattern_weight: dict[int, tuple[_Group, np.ndarray, np.ndarray]] = {}
+    for group, inv, block in _blocks(layout, model):
+        rows_ll = logsumexp(block.log_prob, axis=0)
         total += float(rows_ll.sum())
-        resp = np.exp(moments.log_prob - rows_ll[:, None]).T  # (K, n_p)
-        diff = moments.completed - centers[:, None, :]  # (K, n_p, D)
-        weighted = diff * resp[:, :, None]
-        nk = resp.sum(axis=1)
-        stats.nk += nk
+        resp = np.exp(block.log_prob - rows_ll[None, :])  # (K, n_b)
+        weighted = block.diff * resp[:, :, None]
+        stats.nk += resp.sum(axis=1)
         stats.sx += weighted.sum(axis=1)
-        full += np.swapaxes(weighted, 1, 2) @ diff
-        if moments.cond_cov is not None:
-            mis = np.flatnonzero(~observed)
-            full[:, mis[:, None], mis[None, :]] += nk[:, None, None] * moments.cond_cov
+        full += np.matmul(np.swapaxes(weighted, 1, 2), block.diff)
+        if inv is not None:
+            if id(group) not in pattern_weight:
+                pattern_weight[id(group)] = (group, inv, np.zeros((k, group.n_patterns)))
+            sums = pattern_weight[id(group)][2]
+            for j in range(k):
+                sums[j] += np.bincount(block.local, weights=resp[j],
+                                       minlength=group.n_patterns)
+    for group, inv, sums in pattern_weight.values():
+        # sum_p (sum of r_nk over the pattern's rows) Lambda_kMM^-1, placed at (M_p, M_p)
+        idx = group.missing
+        flat = (np.arange(k)[:, None, None, None] * d * d + idx[None, :, :, None] * d
+                + idx[None, :, None, :])
+        weighted_inv = sums[:, :, None, None] * inv  # (K, P, m, m)
+        full += np.bincount(np.broadcast_to(flat, weighted_inv.shape).ravel(),
+                            weights=weighted_inv.ravel(), minlength=k * d * d).reshape(k, d, d)
     if kind == "full":
         stats.sxx = full
     elif kind == "tied":
