@@ -297,3 +297,201 @@ def initial_responsibilities(
             f"kind must be one of {(*INIT_PARAMS[1:], 'hierarchical')}, got {kind!r}."
         )
     return resp
+
+
+#: Working memory of :func:`batched_em`, in float64 elements per block of candidates.
+BATCH_ELEMENTS = 2_000_000
+
+
+def batched_em(
+    X: np.ndarray,
+    resp: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    n_iter: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Take many EM starts a few iterations at once, for screening them.
+
+    Every start is one set of responsibilities; all of them iterate together
+    as stacked NumPy arrays, on the z-scores of ``X`` (:func:`working_units`),
+    with ``reg_covar`` mapped into those units. On small data one iteration
+    of a block of starts costs about what one iteration of a single start
+    costs in :func:`bayesgmm.em.run_em`, whose cost there is mostly fixed
+    overhead, so hundreds of starts can be screened for the price of a few
+    runs. The arithmetic is the one of EM (M-step, then E-step), without the
+    engine's chunking and threads: use it to rank starts, and
+    :func:`bayesgmm.em.run_em` for the fit.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data, in any units.
+    resp : ndarray of shape (n_starts, n_samples, n_components)
+        Starting responsibilities (rows may be all zero: left out of the
+        first M-step).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance parametrisation.
+    reg_covar : float
+        Non-negative amount added to the diagonal of every covariance, in
+        data units.
+    n_iter : int
+        EM iterations (M-step then E-step) to run.
+
+    Returns
+    -------
+    resp : ndarray of shape (n_starts, n_samples, n_components)
+        Responsibilities after the last E-step.
+    bound : ndarray of shape (n_starts,)
+        Mean log-likelihood per sample at those parameters, in the units of
+        ``X``; ``-inf`` for a start whose covariance broke down.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.3]])
+    >>> r = np.stack([initial_responsibilities(X, 2, "k-means++", np.random.default_rng(s))
+    ...               for s in range(3)])
+    >>> resp, bound = batched_em(X, r, "full", 1e-6, 5)
+    >>> resp.shape, bool(np.allclose(bound, bound[0]))
+    ((3, 6, 2), True)
+    """
+    Z = working_units(X, covariance_type)
+    scale = X.std(axis=0)
+    if covariance_type == "spherical":
+        scale = np.full_like(scale, np.sqrt(np.mean(scale**2)))
+    scale[~(scale > 0)] = 1.0
+    reg = reg_covar / scale**2
+    n_starts, n, k = resp.shape
+    d = Z.shape[1]
+    block = max(1, int(BATCH_ELEMENTS // max(1, n * k * (d + 1))))
+    out = np.empty_like(resp)
+    bound = np.empty(n_starts)
+    for lo in range(0, n_starts, block):
+        out[lo:lo + block], bound[lo:lo + block] = _em_block(
+            Z, resp[lo:lo + block], covariance_type, reg, n_iter)
+    return out, bound - np.log(scale).sum()
+
+
+def _em_block(Z: np.ndarray, resp: np.ndarray, kind: str, reg: np.ndarray,
+              n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`batched_em` on one block of starts, in working units."""
+    s = resp.shape[0]
+    d = Z.shape[1]
+    alive = np.ones(s, dtype=bool)
+    total = np.full(s, -np.inf)
+    sq = Z * Z
+    for _ in range(n_iter):
+        nk = resp.sum(axis=1) + 10 * np.finfo(float).eps  # (s, k)
+        rt = resp.transpose(0, 2, 1)  # (s, k, n)
+        means = rt @ Z / nk[..., None]  # (s, k, d)
+        if kind in ("full", "tied"):
+            second = (rt[..., None] * Z).transpose(0, 1, 3, 2) @ Z  # (s, k, d, d)
+            cov = second - nk[..., None, None] * means[..., :, None] * means[..., None, :]
+            if kind == "tied":
+                cov = np.broadcast_to(cov.sum(axis=1, keepdims=True)
+                                      / nk.sum(axis=1)[:, None, None, None], cov.shape)
+            else:
+                cov = cov / nk[..., None, None]
+            cov = cov + np.diag(reg)
+            chol, alive = _batched_cholesky(cov, alive)
+            # precision factor U = inv(L)^T, so (z - mu) U has the Mahalanobis norm
+            prec = np.linalg.inv(chol).transpose(0, 1, 3, 2)
+            y = Z @ prec - (means[:, :, None, :] @ prec)  # (s, k, n, d)
+            maha = np.einsum("skne,skne->skn", y, y)
+            log_det = np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+        else:
+            var = (rt @ sq) / nk[..., None] - means**2 + reg  # (s, k, d)
+            if kind == "spherical":
+                var = np.repeat(var.mean(axis=2, keepdims=True), d, axis=2)
+            bad = ~(var > 0).all(axis=(1, 2))
+            alive &= ~bad
+            var[bad] = 1.0
+            prec = 1.0 / var
+            maha = (np.einsum("nd,skd->skn", sq, prec)
+                    - 2 * np.einsum("nd,skd->skn", Z, means * prec)
+                    + (means**2 * prec).sum(axis=2)[..., None])
+            log_det = 0.5 * np.log(var).sum(axis=2)
+        weights = nk / nk.sum(axis=1, keepdims=True)
+        log_prob = (np.log(weights) - log_det)[..., None] - 0.5 * (d * np.log(2 * np.pi) + maha)
+        top = log_prob.max(axis=1, keepdims=True)
+        shifted = np.exp(log_prob - top)
+        norm = shifted.sum(axis=1, keepdims=True)
+        resp = (shifted / norm).transpose(0, 2, 1)
+        total = (np.log(norm) + top)[:, 0, :].mean(axis=1)
+    total[~alive] = -np.inf
+    return resp, total
+
+
+def _batched_cholesky(cov: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cholesky factors of a (s, k, d, d) stack; starts that fail get the identity."""
+    try:
+        return np.linalg.cholesky(cov), alive
+    except np.linalg.LinAlgError:
+        pass
+    alive = alive.copy()
+    chol = np.empty_like(cov)
+    eye = np.eye(cov.shape[-1])
+    for j in range(cov.shape[0]):
+        try:
+            chol[j] = np.linalg.cholesky(cov[j])
+        except np.linalg.LinAlgError:
+            alive[j] = False
+            chol[j] = eye
+    return chol, alive
+
+
+def split_merge_starts(X: np.ndarray, resp: np.ndarray,
+                       covariance_type: str = "full") -> np.ndarray:
+    """Starts one split-and-merge move away from a solution (Ueda et al. 2000).
+
+    For every pair of components ``(i, j)``, merge them (add their
+    responsibilities), then split one component of the merged solution in
+    two along its principal axis in working units (each row's
+    responsibility goes to the side of the component's mean it lies on).
+    EM from these starts leaves a local maximum that no restart near it
+    escapes: one component too many in one place, one too few in another.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data, in any units.
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities of the solution.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Selects the standardization (see :func:`working_units`).
+
+    Returns
+    -------
+    ndarray of shape (n_moves, n_samples, n_components)
+        ``n_moves = K (K - 1)^2 / 2``: every merged pair, then every split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [5.0], [5.1], [9.0], [9.2]])
+    >>> resp = np.repeat(np.eye(2), [4, 2], axis=0)  # {0, 0.1, 5, 5.1} and {9, 9.2}: merged,
+    >>> # then split at the mean 4.7
+    >>> moves = split_merge_starts(X, resp)
+    >>> moves.shape
+    (1, 6, 2)
+    >>> moves[0].argmax(axis=1).tolist()
+    [1, 1, 0, 0, 0, 0]
+    """
+    Z = working_units(X, covariance_type)
+    k = resp.shape[1]
+    moves = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            merged = np.delete(resp, j, axis=1)
+            merged[:, i] += resp[:, j]
+            for split in range(k - 1):
+                w = merged[:, split]
+                if not w.sum() > 0:
+                    continue
+                mean = w @ Z / w.sum()
+                centred = Z - mean
+                cov = (centred.T * w) @ centred / w.sum()
+                side = centred @ np.linalg.eigh(cov)[1][:, -1] > 0
+                kept = np.delete(merged, split, axis=1)
+                moves.append(np.column_stack([kept, w * side, w * ~side]))
+    return np.asarray(moves).reshape(-1, *resp.shape)

@@ -152,3 +152,25 @@ def test_a_spurious_run_never_beats_a_sound_one():
     model = _fit(X, 3, n_init=10, random_state=0)
     assert em.collapsed_components(model._point_state(), 125, 1e-6).size == 0
     assert model.result_.log_likelihood < em.log_likelihood(X, spurious)
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
+def test_batched_screening_is_the_engines_em(wine, kind):
+    # The stacked screening iterations are EM: same bound as em.run_em from the same start.
+    rng = np.random.default_rng(3)
+    resp = np.stack([initialization.initial_responsibilities(wine, 3, "k-means++", rng, kind)
+                     for _ in range(5)])
+    _, bound = initialization.batched_em(wine, resp, kind, 1e-6, 6)
+    for start, value in zip(resp, bound, strict=True):
+        state, _ = em.run_em(wine, em.m_step(wine, start, kind, 1e-6), reg_covar=1e-6,
+                             tol=0.0, max_iter=5)
+        assert value == pytest.approx(em.log_likelihood(wine, state) / len(wine), abs=1e-8)
+
+
+def test_split_merge_starts_keep_the_responsibilities(iris):
+    resp = initialization.initial_responsibilities(iris.to_numpy(), 4, "kmeans",
+                                                   np.random.default_rng(0))
+    moves = initialization.split_merge_starts(iris.to_numpy(), resp)
+    assert moves.shape == (4 * 3 * 3 // 2, 150, 4)  # K (K - 1)^2 / 2 moves
+    np.testing.assert_allclose(moves.sum(axis=2), 1.0)
+    assert ((moves == 0) | (moves == 1)).all()  # hard starts stay hard
