@@ -308,10 +308,12 @@ class EMGMM(BaseGMM):
         ``init_params="auto"`` that one run starts from Ward's hierarchical
         clustering of the standardized data, mclust's strategy, deterministic
         below 2,000 rows, good at small K, and about 0.02 s on Old Faithful.
-        ``n_init=10`` explores far better (it reaches the best of 100
-        k-means++ runs in 28 of the 30 sound cells of ``docs/em.md``) but
-        costs 0.2 to 0.6 s on Old Faithful or iris and minutes at N=100,000,
-        D=16, K=8, above the budget of a default; :func:`bayesgmm.compare_k`
+        ``n_init=10`` explores far better (on iris, wine, Old Faithful and
+        diabetes at K=3..5 it reaches the best of 100 k-means++ runs in 10 of
+        12 cells, every seed; ``benchmarks/bench_restarts.py``) but costs
+        0.2 to 0.6 s on Old Faithful or iris, and the former screening
+        already took 14 s or more at N=100,000, D=16, K=8: above the budget
+        of a default; :func:`bayesgmm.compare_k`
         uses 10, and so should any fit at K >= 3 whose optimum matters.
     init_params : {"auto", "kmeans", "k-means++", "random", "random_from_data"}, \
 default="auto"
