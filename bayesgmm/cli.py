@@ -28,6 +28,7 @@ import pandas as pd
 
 import bayesgmm as bg
 from bayesgmm._constants import COVARIANCE_TYPES
+from bayesgmm.compare import BAYES_METHODS
 from bayesgmm.selection import METHODS
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_NO_FIT", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -43,7 +44,7 @@ EXIT_INTERRUPTED = 130
 #: Separators the sniffer tries, in order of preference on ties.
 _SEPARATORS = (",", ";", "\t", "|", " ")
 _SEP_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'", " ": "space"}
-#: Cells read as missing (refused for now: a later version will model them).
+#: Cells read as missing values (NaN), fitted as missing at random unless --missing error.
 _MISSING = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A", "None"})
 _BOOLS = frozenset({"true", "false"})
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?$")
@@ -51,6 +52,11 @@ _POINT_DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$")
 _THOUSANDS_POINT = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")
 _SEP_DIRECTIVE = re.compile(r"^sep=(.)\r?\n")
 _INTEGER = re.compile(r"^[+-]?\d+$")
+#: Default ``--methods`` of ``bayesgmm fit`` and ``bayesgmm demo``.
+FIT_METHODS = "em"
+DEMO_METHODS = "em,advi,nuts"
+#: What ``--missing`` accepts: fit blank or NA cells as missing at random, or refuse them.
+MISSING_CHOICES = ("marginalize", "error")
 #: Lines the separator and decimal mark are sniffed from.
 _SNIFF_LINES = 100
 #: (leading bytes, what the file is, what to do).
@@ -83,6 +89,18 @@ How DATA is read:
     Decimal commas in a ',' file need --decimal ,. The line 'read DATA: ...'
     says what was used.
 
+Missing values (blank cells and NA, N/A, NaN, NULL, #N/A, None):
+  - By default (--missing marginalize) they are missing values, assumed
+    missing at random, and EM fits the observed-data likelihood; one line
+    says how many cells are missing in which columns. --missing error
+    refuses them instead.
+  - A row whose selected cells are all blank or NA carries no information
+    about the mixture: it is dropped, and one line says which lines.
+  - The Bayesian methods (advi, nuts) do not fit missing values yet:
+    --methods naming one is refused when cells are missing; use --methods em
+    or drop the incomplete rows. When --methods is not given and its default
+    has a Bayesian method, EM alone is fitted and one line on stderr says so.
+
 Left out unless --columns names them (one line says what and why):
   - an unnamed first column of unique values: row names (R's write.csv,
     pandas' to_csv index);
@@ -92,11 +110,12 @@ Left out unless --columns names them (one line says what and why):
 Refused in one line on stderr, with exit status 2, before any fitting and
 with nothing written: a missing, empty, compressed, binary or UTF-16 file;
 a header of numbers (no header row); rows whose number of fields differs
-from the header's; text or TRUE/FALSE columns; blank or NA cells (missing
-values are not supported here yet); infinite values; constant columns;
-fewer rows than components; --columns naming no column or an unknown one;
-bad --k or --methods; --draws or --chains below 1; --tune or --seed below
-0; --out naming an existing file.
+from the header's; text or TRUE/FALSE columns; columns with no numbers;
+blank or NA cells with --missing error, or with --methods naming advi or
+nuts; infinite values; constant columns; fewer rows than components;
+--columns naming no column or an unknown one; bad --k or --methods;
+--draws or --chains below 1; --tune or --seed below 0; --out naming an
+existing file.
 
 Exit status:
   0    the report was written to --out (report.html, report.md, tables).
@@ -374,8 +393,11 @@ def _number_text(cell: str, decimal: str) -> str:
 
 
 def _parse_column(name: str, cells: list[str], lines: list[int], decimal: str,
-                  sep: str) -> tuple[np.ndarray | None, str | None]:
-    """Numbers of one column, or ``None`` and the one-line reason it cannot be used."""
+                  sep: str, missing_ok: bool = False) -> tuple[np.ndarray | None, str | None]:
+    """Numbers of one column, or ``None`` and the one-line reason it cannot be used.
+
+    Blank or NA cells are NaN when ``missing_ok``, else the reason to refuse the column.
+    """
     cells = [c.strip() for c in cells]
     n = len(cells)
     missing = np.array([c in _MISSING for c in cells])
@@ -387,7 +409,7 @@ def _parse_column(name: str, cells: list[str], lines: list[int], decimal: str,
         return None, (f"column {name!r} holds TRUE/FALSE values, not measurements; "
                       "leave it out with --columns (or recode it as 0/1 if it is meant)")
     text = pd.Series([_number_text(c, decimal) for c in cells], dtype=object)
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, copy=True)
     bad = np.flatnonzero(~missing & np.isnan(values))
     if bad.size:
         example = cells[bad[0]]
@@ -405,16 +427,19 @@ def _parse_column(name: str, cells: list[str], lines: list[int], decimal: str,
         return None, (f"column {name!r} has {infinite.size} infinite value(s) (e.g. "
                       f"{cells[infinite[0]]!r} on line {lines[infinite[0]]}); remove or "
                       "replace them")
-    if missing.any():
+    if missing.any() and not missing_ok:
         where = ", ".join(str(lines[i]) for i in np.flatnonzero(missing)[:5])
         more = ", ..." if missing.sum() > 5 else ""
         return None, (f"column {name!r} has blank or NA cells in {int(missing.sum())} of {n} "
-                      f"rows (lines {where}{more}); missing values are not supported by the "
-                      "command line yet: drop those rows or leave the column out with "
-                      "--columns")
-    if n > 1 and np.ptp(values) == 0:
-        return None, (f"column {name!r} is constant (every row is {values[0]:g}) and cannot "
-                      "separate clusters; leave it out with --columns")
+                      f"rows (lines {where}{more}) and --missing error refuses them: drop "
+                      "those rows or leave the column out with --columns (without --missing "
+                      "error, EM fits them as missing at random)")
+    values[missing] = np.nan
+    present_values = values[~missing]
+    if n > 1 and np.ptp(present_values) == 0:
+        rows = "every non-blank row" if missing.any() else "every row"
+        return None, (f"column {name!r} is constant ({rows} is {present_values[0]:g}) and "
+                      "cannot separate clusters; leave it out with --columns")
     return values, None
 
 
@@ -428,7 +453,7 @@ def _is_id(cells: list[str]) -> bool:
 
 
 def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
-               decimal: str | None = None) -> CSVData:
+               decimal: str | None = None, missing: str = "marginalize") -> CSVData:
     """Read a CSV file with a header as users write them, and keep the features.
 
     Parameters
@@ -442,11 +467,15 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
         Separator; sniffed from the first 100 lines by default.
     decimal : {".", ","}, optional
         Decimal mark; sniffed by default.
+    missing : {"marginalize", "error"}, default="marginalize"
+        Blank or NA cells: NaN in ``frame`` (rows whose selected cells are
+        all missing are dropped, with a note), or refused (``"error"``).
 
     Returns
     -------
     CSVData
-        ``frame`` (float64 features), ``sep``, ``decimal`` and ``notes``.
+        ``frame`` (float64 features, NaN for missing cells), ``sep``,
+        ``decimal`` and ``notes``.
 
     Raises
     ------
@@ -528,7 +557,8 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
                              f"{'; '.join(left_out)}; name columns with --columns")
     data, problems = {}, []
     for name, j in chosen:
-        values, problem = _parse_column(name, cols[j], lines, decimal, sep)
+        values, problem = _parse_column(name, cols[j], lines, decimal, sep,
+                                        missing_ok=missing != "error")
         if problem:
             problems.append(problem)
         else:
@@ -542,7 +572,81 @@ def read_table(path: str, columns: str | None = None, *, sep: str | None = None,
             "; name a column in --columns to keep it")
         notes.append(f"left out {'; '.join(left_out)}{keep}")
     frame = pd.DataFrame(data, dtype=float)
+    empty = frame.isna().all(axis=1).to_numpy()
+    if empty.any():
+        where = ", ".join(str(lines[i]) for i in np.flatnonzero(empty)[:5])
+        more = ", ..." if empty.sum() > 5 else ""
+        notes.append(f"dropped {int(empty.sum())} row(s) whose selected cells are all blank "
+                     f"or NA (lines {where}{more}): they carry no information about the "
+                     "mixture")
+        frame = frame.loc[~empty].reset_index(drop=True)
     return CSVData(frame, sep, decimal, notes)
+
+
+def describe_missing(frame: pd.DataFrame) -> str | None:
+    """One line counting the missing cells per column, or ``None`` if there are none.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The features, NaN for missing cells.
+
+    Returns
+    -------
+    str or None
+        E.g. ``"missing values: 6 of 120 cells (5.0%) are blank or NA, in y (6 of
+        60 rows); ..."``.
+
+    Examples
+    --------
+    >>> describe_missing(pd.DataFrame({"x": [1.0, 2.0], "y": [np.nan, 1.0]}))[:46]
+    'missing values: 1 of 4 cells (25.0%) are blank'
+    """
+    counts = frame.isna().sum()
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    per_column = ", ".join(f"{name} ({int(c)} of {len(frame)} rows)"
+                           for name, c in counts.items() if c)
+    incomplete = int(frame.isna().any(axis=1).sum())
+    return (f"missing values: {total} of {frame.size} cells ({100 * total / frame.size:.1f}%) "
+            f"are blank or NA, in {per_column}; {incomplete} incomplete row(s) are fitted by "
+            "EM as missing at random (--missing error refuses them)")
+
+
+def methods_for_missing(methods: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
+    """The methods to fit to data with missing cells: EM only.
+
+    Parameters
+    ----------
+    methods : tuple of str
+        The requested methods.
+    explicit : bool
+        Whether the user passed ``--methods``; if not, the Bayesian methods of
+        the default are left out (with a note on stderr) instead of refused.
+
+    Returns
+    -------
+    tuple of str
+        ``methods`` without the Bayesian ones.
+
+    Raises
+    ------
+    UsageError
+        If ``--methods`` names a Bayesian method, or names none but them.
+    """
+    bayes = [m for m in methods if m in BAYES_METHODS]
+    if not bayes:
+        return methods
+    if explicit:
+        raise UsageError(f"--methods {','.join(methods)}: the data have missing cells and "
+                         f"the Bayesian fits ({','.join(bayes)}) do not handle missing "
+                         "values yet; pass --methods em to fit them by EM, or drop the "
+                         "incomplete rows (--missing error shows where they are)")
+    print(f"bayesgmm: note: the data have missing cells, which {','.join(bayes)} do not "
+          "fit yet: fitting EM only (pass --methods em to silence this note)",
+          file=sys.stderr, flush=True)
+    return ("em",)
 
 
 # --------------------------------------------------------------------------
@@ -648,8 +752,14 @@ def _missing_top(folder: Path) -> Path | None:
     return top
 
 
+def _methods(args: argparse.Namespace) -> tuple[tuple[str, ...], bool]:
+    """The parsed ``--methods`` (or the command's default) and whether it was given."""
+    explicit = args.methods is not None
+    return parse_methods(args.methods if explicit else args.default_methods), explicit
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
-    methods = parse_methods(args.methods)
+    methods, _ = _methods(args)
     check_out(args.out)
     X = bg.datasets.load_faithful()
     _say(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; "
@@ -659,15 +769,20 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> None:
     ks = parse_k_range(args.k)
-    methods = parse_methods(args.methods)
+    methods, explicit = _methods(args)
     check_out(args.out)
-    table = read_table(args.data, args.columns, sep=args.sep, decimal=args.decimal)
+    table = read_table(args.data, args.columns, sep=args.sep, decimal=args.decimal,
+                       missing=args.missing)
     X = table.frame
     _say(f"read {Path(args.data).name}: {len(X)} rows, {X.shape[1]} feature(s) "
           f"({', '.join(X.columns)}); separator {_SEP_NAMES.get(table.sep, repr(table.sep))}, "
           f"decimal {table.decimal!r}")
     for note in table.notes:
         _say(note)
+    missing = describe_missing(X)
+    if missing is not None:
+        _say(missing)
+        methods = methods_for_missing(methods, explicit)
     if len(X) < max(ks):
         raise UsageError(f"--k asks for up to {max(ks)} components but the data have "
                          f"{len(X)} rows")
@@ -675,9 +790,10 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 
 
 def _common(parser: argparse.ArgumentParser, methods: str, out: str) -> None:
-    parser.add_argument("--methods", default=methods,
+    parser.add_argument("--methods", default=None,
                         help=f"comma-separated methods from {','.join(METHODS)} "
                              f"(default {methods})")
+    parser.set_defaults(default_methods=methods)
     parser.add_argument("--covariance", default="full", choices=COVARIANCE_TYPES,
                         help="covariance type (default full)")
     parser.add_argument("--out", default=out,
@@ -705,7 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="Old Faithful (shipped), EM + ADVI + NUTS, K=1..5, "
                                        "with a report")
-    _common(demo, "em,advi,nuts", "bayesgmm-demo")
+    _common(demo, DEMO_METHODS, "bayesgmm-demo")
     demo.set_defaults(run=_cmd_demo)
     fit = sub.add_parser("fit", help="fit mixtures to a CSV file with a header, with a report",
                          description="Fit Gaussian mixtures for every K and method to the\n"
@@ -720,7 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="field separator, e.g. ';' or tab (default: sniffed)")
     fit.add_argument("--decimal", choices=(".", ","), default=None, metavar="{.|,}",
                      help="decimal mark (default: sniffed)")
-    _common(fit, "em", "bayesgmm-report")
+    fit.add_argument("--missing", choices=MISSING_CHOICES, default="marginalize",
+                     help="blank or NA cells: fit them by EM as missing at random "
+                          "(marginalize, the default) or refuse them (error)")
+    _common(fit, FIT_METHODS, "bayesgmm-report")
     fit.set_defaults(run=_cmd_fit)
     return parser
 

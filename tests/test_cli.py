@@ -235,12 +235,6 @@ HOSTILE_FILES = {
             "column 'y' has 1 infinite value(s) (e.g. 'Inf' on line 62)"),
     "constant": (("x,c\n" + "".join(f"{a},3.5\n" for a in X[:, 0])).encode(),
                  "column 'c' is constant"),
-    "blank": (("x,y\n" + "".join(f"{a},{'' if i % 10 == 3 else b}\n"
-                                 for i, (a, b) in enumerate(X))).encode(),
-              "column 'y' has blank or NA cells in 6 of 60 rows (lines 5, 15, 25, 35, 45, ...)"),
-    "r-na": (("x,y\n" + "".join(f"{a},{'NA' if i == 7 else b}\n"
-                                for i, (a, b) in enumerate(X))).encode(),
-             "column 'y' has blank or NA cells in 1 of 60 rows (lines 9)"),
     "text": (("x,label\n" + "".join(f"{a},n{i}\n" for i, a in enumerate(X[:, 0]))).encode(),
              "column 'label' is not numeric (e.g. 'n0' on line 2); choose numeric columns "
              "with --columns (e.g. --columns x)"),
@@ -249,6 +243,17 @@ HOSTILE_FILES = {
     "bad-quotes": (b'x,y\n1,"2\n3,4\n', "not valid CSV"),
     "no-header": (_plain_csv(X, header="0.5,1.25").encode(),
                   "is numbers (0.5, 1.25), not column names; add a header row"),
+}
+
+
+#: Files with blank or NA cells: fitted by default, refused with --missing error.
+BLANK = ("x,y\n" + "".join(f"{a},{'' if i % 10 == 3 else b}\n" for i, (a, b) in enumerate(X)))
+MISSING_FILES = {
+    "blank": (BLANK.encode(),
+              "column 'y' has blank or NA cells in 6 of 60 rows (lines 5, 15, 25, 35, 45, ...)"),
+    "r-na": (("x,y\n" + "".join(f"{a},{'NA' if i == 7 else b}\n"
+                                for i, (a, b) in enumerate(X))).encode(),
+             "column 'y' has blank or NA cells in 1 of 60 rows (lines 9)"),
 }
 
 
@@ -282,6 +287,7 @@ def test_hostile_file_is_refused_in_one_line(name, tmp_path, capsys):
         (["--k", "70"], "--k asks for up to 70 components but the data have 60 rows"),
         (["--methods", "em,magic"], "'magic'"),
         (["--covariance", "VVV2"], "argument --covariance: invalid choice"),
+        (["--missing", "drop"], "argument --missing: invalid choice: 'drop'"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -410,7 +416,10 @@ def test_help_states_the_contract(capsys):
     for phrase in ("--columns", "--sep", "--decimal", "row names", "unique consecutive integers",
                    "Exit status:", "0 the report was written", "1 no fit succeeded",
                    "2 bad input or options", "130 interrupted", "UTF-16",
-                   "--out naming an existing file"):
+                   "--out naming an existing file", "--missing {marginalize,error}",
+                   "missing at random", "--missing error refuses them",
+                   "selected cells are all blank or NA", "it is dropped",
+                   "use --methods em or drop the incomplete rows"):
         assert phrase in text, phrase
 
 
@@ -428,3 +437,139 @@ def test_output_piped_into_head_still_writes_the_report(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
     assert (out / "report.html").exists()
+
+
+# --------------------------------------------------------------------------
+# missing values: blank or NA cells
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(MISSING_FILES))
+def test_missing_error_refuses_blank_or_na_cells_in_one_line(name, tmp_path, capsys):
+    # the refusal of every blank cell, today's contract, is now what --missing error asks for
+    content, fragment = MISSING_FILES[name]
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    status, stdout, stderr = run(["fit", path, "--methods", "em", "--k", "1-2", "--quiet",
+                                  "--missing", "error", "--out", out], capsys)
+    assert_refused(status, stdout, stderr, fragment, out)
+    assert "--missing error refuses them" in stderr
+
+
+@pytest.mark.parametrize("token", ["", "NA", "NaN", "NULL", "#N/A", "n/a", "None", '""'])
+def test_blank_or_na_cells_are_fitted_as_missing_values(token, tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("x,y\n" + "".join(f"{a},{token if i % 10 == 3 else b}\n"
+                                      for i, (a, b) in enumerate(X)))
+    stdout, summary = fit_ok(path, tmp_path, capsys)
+    assert ("missing values: 6 of 120 cells (5.0%) are blank or NA, in y (6 of 60 rows); "
+            "6 incomplete row(s) are fitted by EM as missing at random") in stdout
+    assert summary.loc["x", "count"] == 60 and summary.loc["y", "count"] == 54
+    assert "pick K=2" in stdout or "agree on K=2" in stdout
+
+
+def test_missing_cells_in_several_columns_are_counted_per_column(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    rows = [f"{'' if i in (0, 12, 24, 37, 49) else a},{'NA' if i % 5 == 1 else b}"
+            for i, (a, b) in enumerate(X)]  # no row has both cells blank
+    path.write_text("x,y\n" + "\n".join(rows) + "\n")
+    stdout, _ = fit_ok(path, tmp_path, capsys)
+    line = next(line for line in stdout.splitlines() if line.startswith("missing values"))
+    assert "17 of 120 cells (14.2%)" in line and "x (5 of 60 rows), y (12 of 60 rows)" in line
+    assert "17 incomplete row(s)" in line
+
+
+def test_missing_cells_match_the_library_fit(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text(BLANK)
+    out = tmp_path / "out"
+    status, _, stderr = run(["fit", path, "--methods", "em", "--k", "2", "--quiet",
+                             "--out", out], capsys)
+    assert status == 0, stderr
+    table = pd.read_csv(out / "report_files" / "model_selection.csv", index_col=[0, 1])
+    data = X.copy()
+    data[3::10, 1] = np.nan
+    import bayesgmm as bg
+
+    direct = bg.compare_k(data, [2], methods="em", progressbar=False).table
+    assert table.loc[("em", 2), "loglik"] == pytest.approx(direct.loc[("em", 2), "loglik"])
+
+
+@pytest.mark.parametrize("methods", ["em,nuts", "advi", "em,advi,nuts"])
+def test_bayesian_methods_named_with_missing_cells_are_refused(methods, tmp_path, capsys,
+                                                               monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("nothing is fitted")
+
+    monkeypatch.setattr(cli.bg, "compare_k", no_fit)
+    path = tmp_path / "data.csv"
+    path.write_text(BLANK)
+    out = tmp_path / "out"
+    status, stdout, stderr = run(["fit", path, "--methods", methods, "--k", "1-2", "--quiet",
+                                  "--out", out], capsys)
+    assert_refused(status, stdout, stderr, f"--methods {methods}: the data have missing "
+                                           "cells", out)
+    assert "pass --methods em to fit them by EM, or drop the incomplete rows" in stderr
+
+
+def test_default_bayesian_methods_fall_back_to_em_with_one_note(tmp_path, capsys,
+                                                                monkeypatch):
+    # fit's default is EM alone; were it to include Bayesian methods, missing cells fit EM only
+    monkeypatch.setattr(cli, "FIT_METHODS", "em,advi")
+    path = tmp_path / "data.csv"
+    path.write_text(BLANK)
+    out = tmp_path / "out"
+    status, _, stderr = run(["fit", path, "--k", "1-2", "--quiet", "--out", out], capsys)
+    assert status == 0, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("bayesgmm: note: "), stderr
+    assert "advi do not fit yet: fitting EM only" in stderr
+    table = pd.read_csv(out / "report_files" / "model_selection.csv", index_col=[0, 1])
+    assert set(table.index.get_level_values(0)) == {"em"}
+
+
+def test_methods_for_missing_keeps_em_only_methods():
+    assert cli.methods_for_missing(("em",), explicit=True) == ("em",)
+    with pytest.raises(cli.UsageError, match="--methods nuts"):
+        cli.methods_for_missing(("nuts",), explicit=True)
+
+
+def test_complete_data_print_no_missing_line(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text(_plain_csv(X))
+    stdout, _ = fit_ok(path, tmp_path, capsys)
+    assert "missing values" not in stdout and "dropped" not in stdout
+
+
+def test_rows_whose_selected_cells_are_all_blank_are_dropped_with_one_note(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    rows = [f"{i + 1},{a},{b}" for i, (a, b) in enumerate(X)]
+    rows[4] = "5,,"
+    rows[9] = "10,NA,NA"
+    rows[20] = f"21,,{X[20, 1]}"  # one blank cell: kept, fitted as missing
+    path.write_text("id,x,y\n" + "\n".join(rows) + "\n")
+    stdout, summary = fit_ok(path, tmp_path, capsys)
+    assert ("dropped 2 row(s) whose selected cells are all blank or NA (lines 6, 11): they "
+            "carry no information about the mixture") in stdout
+    assert "read data.csv: 58 rows" in stdout
+    assert "1 of 116 cells (0.9%) are blank or NA, in x (1 of 58 rows)" in stdout
+    assert summary.loc["y", "count"] == 58 and summary.loc["x", "count"] == 57
+
+
+def test_constant_column_with_blanks_is_refused_naming_the_non_blank_rows(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("x,c\n" + "".join(f"{a},{'' if i % 4 == 0 else 3.5}\n"
+                                      for i, a in enumerate(X[:, 0])))
+    status, stdout, stderr = run(["fit", path, "--k", "1-2", "--quiet", "--out",
+                                  tmp_path / "out"], capsys)
+    assert_refused(status, stdout, stderr, "column 'c' is constant (every non-blank row is "
+                                           "3.5)", tmp_path / "out")
+
+
+def test_a_column_with_no_values_is_still_refused(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("x,y,empty\n" + "".join(f"{a},{b},NA\n" for a, b in X))
+    status, stdout, stderr = run(["fit", path, "--k", "1-2", "--quiet", "--out",
+                                  tmp_path / "out"], capsys)
+    assert_refused(status, stdout, stderr, "column 'empty' holds no numbers (all 60 cells "
+                                           "blank or NA)", tmp_path / "out")
