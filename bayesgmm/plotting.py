@@ -2,6 +2,12 @@
 
 Every function accepts ``ax=`` (or ``fig=`` for grids) and returns what it
 drew on, so plots compose into a user's own figures.
+
+Data with missing entries (NaN) are drawn completed: an incomplete row sits at
+its conditional expectation given its observed entries
+(:meth:`GMMResult.impute`), as a hollow marker counted in the legend
+(``imputed (n rows)``); the principal axes for D > 2 are those of the
+completed data.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ __all__ = [
     "MAX_RINGED",
     "least_certain",
     "pca_projection",
+    "plotted_data",
     "plot_clusters",
     "plot_criteria",
     "plot_posterior_ellipses",
@@ -86,12 +93,55 @@ def pca_projection(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ((3, 2), True, True)
     """
     X = np.asarray(X, dtype=float)
+    if not np.isfinite(X).all():
+        raise ValueError("pca_projection: X holds NaN or inf; pass completed data, e.g. "
+                         "GMMResult.impute().values.")
     scale = X.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     _, sv, vt = np.linalg.svd((X - X.mean(axis=0)) / scale, full_matrices=False)
     axes = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(axis=1)])[:, None]
     explained = sv[:2] ** 2 / max(float(np.sum(sv**2)), np.finfo(float).tiny)
     return (axes / scale).T, explained
+
+
+def plotted_data(result) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted data as the plots draw them, and which rows were incomplete.
+
+    Parameters
+    ----------
+    result : GMMResult
+        A fit that kept its data.
+
+    Returns
+    -------
+    data : ndarray of shape (n_samples, n_features)
+        The data, missing entries replaced by their conditional expectation
+        given the row's observed entries (:meth:`GMMResult.impute`).
+    incomplete : ndarray of bool, shape (n_samples,)
+        Rows that had at least one missing entry (all False for complete data).
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.datasets.load_faithful().to_numpy()
+    >>> X[:3, 0] = np.nan
+    >>> data, incomplete = plotted_data(bg.EMGMM(2, random_state=0).fit(X).result_)
+    >>> int(incomplete.sum()), bool(np.isfinite(data).all())
+    (3, True)
+    """
+    observed = result.observed
+    if observed is None:
+        raise ValueError("result has no data to plot; fit with bayesgmm >= 0.1 to keep it.")
+    X = np.asarray(observed.transpose("obs", "feature").values, dtype=float)
+    missing = np.isnan(X)
+    if not missing.any():
+        return X, np.zeros(X.shape[0], dtype=bool)
+    filled = np.asarray(result.impute().transpose("obs", "feature").values, dtype=float)
+    return filled, missing.any(axis=1)
+
+
+def _imputed_label(n_rows: int) -> str:
+    return f"imputed ({n_rows} rows)"
 
 
 def _projection(result, dims, projection: str):
@@ -104,10 +154,10 @@ def _projection(result, dims, projection: str):
     d = result.n_features
     if projection not in ("auto", "features", "pca"):
         raise ValueError(f"projection must be 'auto', 'features' or 'pca', got {projection!r}.")
-    data = result.observed
-    if projection in ("auto", "pca") and d > 2 and data is not None:
-        basis, explained = pca_projection(data.values)
-        offset = data.values.mean(axis=0) @ basis
+    if projection in ("auto", "pca") and d > 2 and result.observed is not None:
+        data, _ = plotted_data(result)
+        basis, explained = pca_projection(data)
+        offset = data.mean(axis=0) @ basis
         return basis, offset, [f"PC{i + 1} ({100 * e:.1f}% of standardised variance)"
                        for i, e in enumerate(explained)]
     i, j = dims
@@ -154,7 +204,10 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
 
     Points are coloured by their most probable component; their opacity is
     the probability of that assignment, so uncertain points fade and the
-    least certain (at most 30) are ringed.
+    least certain (at most 30) are ringed. Rows with missing entries are
+    drawn at their imputed values (:meth:`GMMResult.impute`, the conditional
+    expectation given the observed entries) as hollow markers, counted in the
+    legend as ``imputed (n rows)``; complete rows are filled dots.
 
     Parameters
     ----------
@@ -183,9 +236,10 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
     if data is None:
         raise ValueError("result has no data to plot; fit with bayesgmm >= 0.1 to keep it.")
     ax = _axes(ax)
-    X = data.values
     if result.n_features == 1:
-        return _plot_clusters_1d(result, X[:, 0], ax, show_uncertainty)
+        return _plot_clusters_1d(result, np.asarray(data.values, dtype=float)[:, 0], ax,
+                                 show_uncertainty)
+    X, incomplete = plotted_data(result)
     basis, offset, labels = _projection(result, dims, projection)
     points = X @ basis - offset
     resp = result.responsibilities.values
@@ -197,8 +251,16 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
         # opacity from the probability itself (1/K: a coin toss, 1: certain), not from its range
         chance = 1 / result.n_components
         rgba[:, 3] = 0.15 + 0.85 * np.clip((prob - chance) / max(1 - chance, 1e-12), 0, 1)
-    size = 18.0 * min(1.0, np.sqrt(2000 / max(len(X), 1)))  # smaller dots for large N
-    ax.scatter(points[:, 0], points[:, 1], c=rgba, s=max(size, 2.0), linewidths=0)
+    size = max(18.0 * min(1.0, np.sqrt(2000 / max(len(X), 1))), 2.0)  # smaller for large N
+    full = ~incomplete
+    ax.scatter(points[full, 0], points[full, 1], c=rgba[full], s=size, linewidths=0)
+    if incomplete.any():
+        hollow = {"facecolors": "none", "s": max(size, 8.0), "linewidths": 0.9}
+        ax.scatter(points[incomplete, 0], points[incomplete, 1], edgecolors=rgba[incomplete],
+                   **hollow)
+        # the legend's marker in neutral grey: the points themselves keep their colours
+        ax.scatter([], [], edgecolors="0.35", label=_imputed_label(int(incomplete.sum())),
+                   **hollow)
     if show_uncertainty:
         worst = least_certain(result)
         if worst.size:
@@ -226,8 +288,9 @@ def _plot_clusters_1d(result, x: np.ndarray, ax, show_uncertainty: bool = True):
     from scipy import stats
 
     weights, means, covs = result.point_estimate()
-    ax.hist(x, bins="auto", density=True, color="0.85", edgecolor="0.6")
-    grid = np.linspace(x.min() - 0.1 * np.ptp(x), x.max() + 0.1 * np.ptp(x), 400)
+    seen = x[np.isfinite(x)]  # a 1-D row whose one entry is missing has nothing to draw
+    ax.hist(seen, bins="auto", density=True, color="0.85", edgecolor="0.6")
+    grid = np.linspace(seen.min() - 0.1 * np.ptp(seen), seen.max() + 0.1 * np.ptp(seen), 400)
     total = np.zeros_like(grid)
     colors = _colors(result.n_components)
     for k, color in enumerate(colors):
@@ -239,6 +302,7 @@ def _plot_clusters_1d(result, x: np.ndarray, ax, show_uncertainty: bool = True):
     ax.plot(grid, total, color="black", lw=1.5, ls="--", label="mixture")
     if show_uncertainty:
         worst = least_certain(result)
+        worst = worst[np.isfinite(x[worst])]
         if worst.size:
             assigned = result.responsibilities.values[worst].argmax(axis=1)
             at = np.full(worst.size, 0.03)  # just above the x axis, in axes units
@@ -295,10 +359,16 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
     rng = np.random.default_rng(random_state)
     chosen = rng.choice(means.shape[0], size=min(n_draws, means.shape[0]), replace=False)
     colors = _colors(result.n_components)
-    data = result.observed
-    if data is not None:
-        points = data.values @ basis - offset
-        ax.scatter(points[:, 0], points[:, 1], s=8, color="0.6", linewidths=0)
+    incomplete = np.zeros(0, dtype=bool)
+    if result.observed is not None:
+        data, incomplete = plotted_data(result)
+        points = data @ basis - offset
+        ax.scatter(points[~incomplete, 0], points[~incomplete, 1], s=8, color="0.6",
+                   linewidths=0)
+        if incomplete.any():
+            ax.scatter(points[incomplete, 0], points[incomplete, 1], s=10, facecolors="none",
+                       edgecolors="0.5", linewidths=0.8,
+                       label=_imputed_label(int(incomplete.sum())))
     for k in range(result.n_components):
         for s in chosen:
             path = _ellipse_path(means[s, k] @ basis - offset, basis.T @ covs[s, k] @ basis)
@@ -316,6 +386,7 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
                                  basis.T @ ref_covs.values[r] @ basis)
             ax.plot(path[:, 0], path[:, 1], color="black", lw=2,
                     label="EM" if k == 0 else None)
+    if reference is not None or incomplete.any():
         ax.legend(frameon=False, fontsize="small")
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])

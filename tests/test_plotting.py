@@ -248,3 +248,125 @@ def test_opacity_follows_the_probability_not_its_range(iris, em_faithful):
 def test_pca_scores_are_centred(iris):
     ax = bg.EMGMM(3, random_state=0).fit(iris).result_.plot()
     np.testing.assert_allclose(ax.collections[0].get_offsets().mean(axis=0), 0, atol=1e-9)
+
+
+# --------------------------------------------------------------------------
+# missing values: incomplete rows drawn at their imputed values, hollow
+# --------------------------------------------------------------------------
+
+
+def _with_holes(X, fraction, seed=0):
+    X = np.array(X, dtype=float)
+    rng = np.random.default_rng(seed)
+    holes = rng.random(X.shape) < fraction
+    holes[holes.all(axis=1), 0] = False  # keep one entry of every row
+    X[holes] = np.nan
+    return X
+
+
+@pytest.fixture(scope="module")
+def em_faithful_holes():
+    X = _with_holes(bg.datasets.load_faithful().to_numpy(), 0.1)
+    return bg.EMGMM(2, random_state=0).fit(X).result_
+
+
+@pytest.fixture(scope="module")
+def em_iris_holes():
+    X = _with_holes(bg.datasets.load_iris().to_numpy(), 0.15, seed=1)
+    return bg.EMGMM(3, random_state=0).fit(X).result_
+
+
+def _imputed(ax):
+    """(the hollow data points, the legend labels) of a cluster plot."""
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    hollow = [c for c in ax.collections if len(c.get_offsets())
+              and len(c.get_facecolors()) == 0 and not c.get_label().endswith("least certain")]
+    return hollow, labels
+
+
+def test_plotted_data_fills_missing_entries_with_impute(em_faithful_holes):
+    data, incomplete = plotting.plotted_data(em_faithful_holes)
+    observed = em_faithful_holes.observed.values
+    np.testing.assert_array_equal(incomplete, np.isnan(observed).any(axis=1))
+    np.testing.assert_allclose(data, em_faithful_holes.impute().values)
+    np.testing.assert_array_equal(data[~np.isnan(observed)], observed[~np.isnan(observed)])
+    full, none = plotting.plotted_data(bg.EMGMM(2, random_state=0).fit(
+        bg.datasets.load_faithful()).result_)
+    assert not none.any() and np.isfinite(full).all()
+
+
+def test_incomplete_rows_are_hollow_at_their_imputed_values(em_faithful_holes, tmp_path):
+    r = em_faithful_holes
+    observed = r.observed.values
+    incomplete = np.isnan(observed).any(axis=1)
+    ax = r.plot()
+    hollow, labels = _imputed(ax)
+    assert f"imputed ({incomplete.sum()} rows)" in labels
+    assert len(hollow) == 1
+    np.testing.assert_allclose(hollow[0].get_offsets(), r.impute().values[incomplete])
+    # complete rows: filled dots at their own values, as before
+    filled = ax.collections[0]
+    assert len(filled.get_facecolors()) == (~incomplete).sum()
+    np.testing.assert_allclose(filled.get_offsets(), observed[~incomplete])
+    assert _inked(_png_pixels(ax, tmp_path)) > 0.02
+
+
+def test_complete_data_have_no_imputed_entry(em_faithful):
+    labels = [t.get_text() for t in em_faithful.plot().get_legend().get_texts()]
+    assert not any(label.startswith("imputed") for label in labels)
+
+
+def test_pca_projection_of_incomplete_data_uses_the_completed_data(em_iris_holes, tmp_path):
+    r = em_iris_holes
+    incomplete = np.isnan(r.observed.values).any(axis=1)
+    ax = r.plot()
+    assert ax.get_xlabel().startswith("PC1 (")
+    hollow, labels = _imputed(ax)
+    assert f"imputed ({incomplete.sum()} rows)" in labels
+    completed = r.impute().values
+    basis, _ = plotting.pca_projection(completed)
+    expected = completed @ basis - completed.mean(axis=0) @ basis
+    np.testing.assert_allclose(hollow[0].get_offsets(), expected[incomplete])
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), expected[~incomplete])
+    assert np.isfinite(ax.collections[0].get_offsets()).all()
+    assert _inked(_png_pixels(ax, tmp_path)) > 0.02
+    ax = r.plot(projection="features", dims=(2, 3))
+    np.testing.assert_allclose(_imputed(ax)[0][0].get_offsets(), completed[incomplete][:, 2:])
+
+
+def test_pca_projection_refuses_nan_with_a_hint():
+    with pytest.raises(ValueError, match="impute"):
+        plotting.pca_projection(np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 0.0]]))
+
+
+def test_every_plot_of_incomplete_data_draws(em_iris_holes, tmp_path):
+    r = em_iris_holes
+    ax = plotting.plot_responsibilities(r)
+    assert _inked(_png_pixels(ax, tmp_path)) > 0.01
+    X = _with_holes(bg.datasets.load_iris().to_numpy(), 0.15, seed=1)
+    cmp = bg.compare_k(X, range(1, 4), methods="em", progressbar=False)
+    ax = cmp.plot()
+    assert len(ax.lines) > 0 and _inked(_png_pixels(ax, tmp_path)) > 0.01
+    fake = _fake_bayes(r)
+    ax = plotting.plot_posterior_ellipses(fake, r, n_draws=5)
+    incomplete = np.isnan(r.observed.values).any(axis=1)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"imputed ({incomplete.sum()} rows)" in labels and "EM" in labels
+    assert ax.get_xlabel() == r.plot().get_xlabel()
+    shown = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(shown) == len(incomplete) and np.isfinite(shown).all()
+    panels = plotting.plot_ppc(fake, n_replicates=5)  # observed ECDFs skip the NaN
+    observed = r.observed.values
+    for j, panel in enumerate(panels):
+        black = [line for line in panel.lines if line.get_color() == "black"
+                 and len(line.get_xdata())]
+        assert len(black[0].get_xdata()) == np.isfinite(observed[:, j]).sum()
+
+
+def test_one_dimensional_plot_skips_non_finite_values(faithful, tmp_path):
+    r = bg.EMGMM(2, random_state=0).fit(faithful[["waiting"]]).result_
+    x = faithful["waiting"].to_numpy(dtype=float).copy()
+    x[:5] = np.nan  # a 1-D fit cannot have them; the plot must not break on them either
+    ax = plotting._plot_clusters_1d(r, x, plt.subplots()[1])
+    assert np.isfinite(ax.get_xlim()).all()
+    assert _inked(_png_pixels(ax, tmp_path)) > 0.02
