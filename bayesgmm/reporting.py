@@ -33,7 +33,8 @@ import pandas as pd
 from bayesgmm.compare import BAYES_METHODS, Comparison, fit_status
 from bayesgmm.results import GMMResult
 
-__all__ = ["describe_method", "report", "table_to_latex", "table_to_markdown"]
+__all__ = ["MAR_TEXT", "describe_method", "missing_tables", "report", "table_to_latex",
+           "table_to_markdown"]
 
 _PACKAGES = ("bayesgmm", "numpy", "scipy", "pandas", "xarray", "scikit-learn", "pymc",
              "pytensor", "arviz", "nutpie", "matplotlib")
@@ -122,6 +123,10 @@ def describe_method(result: GMMResult) -> str:
                  "tied": "one covariance matrix shared by all components",
                  "diag": "its own diagonal covariance matrix",
                  "spherical": "its own single variance (spherical covariance)"}[kind]
+    missing = (" Entries missing from the data (NaN) were integrated out of the likelihood, "
+               "assumed missing at random: EM on the observed-data likelihood (Ghahramani "
+               "and Jordan, 1994), whose log-likelihood AIC, BIC and ICL use."
+               if _has_missing(result) else "")
     if result.method == "em":
         return (
             f"A {k}-component Gaussian mixture, each component with {cov_words}, was fitted by "
@@ -132,7 +137,7 @@ def describe_method(result: GMMResult) -> str:
             f"gained less than {cfg.get('tol', 'tol')} (at most {cfg.get('max_iter')} "
             f"iterations); reg_covar = {cfg.get('reg_covar')} was added to every covariance "
             f"diagonal. Information criteria: AIC (Akaike, 1974), BIC (Schwarz, 1978) and "
-            f"ICL (Biernacki, Celeux and Govaert, 2000), lower is better."
+            f"ICL (Biernacki, Celeux and Govaert, 2000), lower is better.{missing}"
         )
     priors = cfg.get("priors") or {}
     prior_text = ", ".join(f"{name} = {value}" for name, value in priors.items()) or (
@@ -154,7 +159,7 @@ def describe_method(result: GMMResult) -> str:
         f"{draws}. Every draw was relabelled to the EM solution by the Hungarian algorithm "
         f"on the Kullback-Leibler divergence between components before any summary. "
         f"WAIC (Watanabe, 2010) and PSIS-LOO (Vehtari, Gelman and Gabry, 2017) use the "
-        f"pointwise marginal log-likelihood."
+        f"pointwise marginal log-likelihood.{missing}"
     )
 
 
@@ -166,6 +171,108 @@ def _versions() -> pd.DataFrame:
         except PackageNotFoundError:
             continue
     return pd.DataFrame(rows, columns=["package", "version"]).set_index("package")
+
+
+#: Missingness patterns listed in the report's table; rarer ones are pooled in one row.
+MAX_PATTERNS = 10
+
+
+def _has_missing(result: GMMResult) -> bool:
+    data = result.observed
+    return data is not None and bool(np.isnan(np.asarray(data.values, dtype=float)).any())
+
+
+def missing_tables(data) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Counts of missing entries per feature and per missingness pattern.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        The fitted data, dims ``(obs, feature)``, NaN for a missing entry.
+
+    Returns
+    -------
+    by_feature : pandas.DataFrame
+        Index ``feature``; columns ``missing`` (rows missing it) and
+        ``percent`` (of the rows).
+    by_pattern : pandas.DataFrame
+        One row per pattern, most frequent first (at most
+        :data:`MAX_PATTERNS`, the rest pooled as ``other patterns``):
+        ``missing features`` (``none`` for complete rows), ``n missing``,
+        ``rows`` and ``percent``.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> X = xr.DataArray([[1.0, np.nan], [2.0, 3.0], [np.nan, 1.0], [4.0, np.nan]],
+    ...                  dims=("obs", "feature"), coords={"feature": ["x", "y"]})
+    >>> by_feature, by_pattern = missing_tables(X)
+    >>> by_feature["missing"].tolist(), by_pattern["rows"].tolist()
+    ([1, 2], [2, 1, 1])
+    """
+    names = [str(f) for f in data["feature"].values]
+    holes = np.isnan(np.asarray(data.transpose("obs", "feature").values, dtype=float))
+    n = holes.shape[0]
+    counts = holes.sum(axis=0)
+    by_feature = pd.DataFrame({"missing": counts.astype(int),
+                               "percent": np.round(100.0 * counts / max(n, 1), 1)},
+                              index=pd.Index(names, name="feature"))
+    patterns, sizes = np.unique(holes, axis=0, return_counts=True)
+    order = sorted(range(len(sizes)), key=lambda p: (-sizes[p], patterns[p].sum(),
+                                                     tuple(patterns[p])))
+    rows = []
+    for p in order[:MAX_PATTERNS]:
+        missing = [name for name, hole in zip(names, patterns[p], strict=True) if hole]
+        rows.append((", ".join(missing) or "none", int(patterns[p].sum()), int(sizes[p])))
+    rest = order[MAX_PATTERNS:]
+    if rest:
+        rows.append((f"other patterns ({len(rest)})", None, int(sum(sizes[p] for p in rest))))
+    by_pattern = pd.DataFrame(rows, columns=["missing features", "n missing", "rows"])
+    by_pattern["n missing"] = by_pattern["n missing"].astype("Int64")
+    by_pattern["percent"] = np.round(100.0 * by_pattern["rows"] / max(n, 1), 1)
+    return by_feature, by_pattern
+
+
+#: What the missing-at-random assumption means, in words, for the report.
+MAR_TEXT = (
+    "The fit assumes the entries are missing at random (MAR): whether an entry is missing "
+    "may depend on the values observed in the same row, but not on the missing value "
+    "itself once those are known. Under MAR the likelihood of the observed entries, with "
+    "the missing ones integrated out (what EM maximised here), gives valid estimates "
+    "without modelling why values are missing; dropping the incomplete rows or filling "
+    "them with column means would instead bias the estimates or understate their spread. "
+    "MAR cannot be checked from the data: data missing because of their own unseen values "
+    "(missing not at random) produce observed data that look the same. If values are "
+    "missing because of what they are, for example measurements beyond an instrument's "
+    "range, or subjects too ill to be measured, the fit is biased: the components' means "
+    "and variances shift toward the values that were seen, and components whose members "
+    "tend to lose values are given too little weight. Judge the assumption from how the "
+    "data were collected; refitting without the incomplete rows, or with the imputed "
+    "values shifted, shows how much the conclusions depend on it."
+)
+
+
+def _missing_section(doc: _Document, data) -> None:
+    """Counts per feature and per pattern, and the MAR assumption in words."""
+    holes = np.isnan(np.asarray(data.values, dtype=float))
+    n, d = holes.shape
+    total, incomplete = int(holes.sum()), int(holes.any(axis=1).sum())
+    by_feature, by_pattern = missing_tables(data)
+    doc.heading("Missing data")
+    doc.text(f"{total} of {n * d} entries ({100 * total / (n * d):.1f}%) are missing, in "
+             f"{incomplete} of {n} rows ({100 * incomplete / n:.1f}%); {n - incomplete} rows "
+             f"are complete. The fits use every row: a row's missing entries are integrated "
+             f"out of its likelihood, so it counts through its observed entries. The summary "
+             f"above describes the observed entries only; in the cluster plots incomplete "
+             f"rows are drawn hollow, at their conditional expectation under the fit "
+             f"(GMMResult.impute).")
+    doc.table("missing_by_feature", by_feature,
+              "Missing entries per feature (percent of the rows)")
+    shown = min(len(by_pattern), MAX_PATTERNS)
+    doc.table("missing_patterns", by_pattern,
+              f"Missingness patterns, the {shown} most frequent (which features a row "
+              f"lacks; 'none' is the complete rows)")
+    doc.text(MAR_TEXT)
 
 
 def _data_summary(data) -> pd.DataFrame:
@@ -296,16 +403,21 @@ def _clusters_caption(result: GMMResult, label: str) -> str:
     ringed = (f"the {n_ringed} least certain point(s) ringed ({limits})" if n_ringed
               else "no point is ringed: every point's component has probability "
                    f"{plotting._CERTAIN} or more")
+    if _has_missing(result):
+        n_imputed = int(plotting.plotted_data(result)[1].sum())
+        ringed += (f"; the {n_imputed} incomplete row(s) hollow, at their conditional "
+                   "expectation given their observed entries")
     faded = "coloured by component (faded as the assignment gets less certain)"
     if result.n_features == 2:
         return f"{label}: data {faded}, with 95% ellipses; {ringed}"
     shares = ""
     if result.observed is not None:
-        _, explained = plotting.pca_projection(result.observed.values)
+        _, explained = plotting.pca_projection(plotting.plotted_data(result)[0])
         shares = (f" (PC1 {100 * explained[0]:.1f}% and PC2 {100 * explained[1]:.1f}% of "
                   f"the standardised variance)")
+    completed = "completed " if _has_missing(result) else ""
     return (f"{label}: data on the first two principal axes of the standardised "
-            f"data{shares}, {faded}, with projected 95% ellipses; {ringed}")
+            f"{completed}data{shares}, {faded}, with projected 95% ellipses; {ringed}")
 
 
 def _checks(result: GMMResult) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -534,6 +646,8 @@ def _build(obj: GMMResult | Comparison, title: str | None) -> _Document:
         doc.text(f"{first.n_obs} observations of {first.n_features} feature(s): "
                  f"{', '.join(first.feature_names)}.")
         doc.table("data_summary", _data_summary(first.observed), "Summary of the data")
+        if _has_missing(first):
+            _missing_section(doc, first.observed)
     if isinstance(obj, Comparison):
         _comparison_sections(doc, obj)
         shown = _choose_fits(doc, obj)

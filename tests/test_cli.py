@@ -494,6 +494,8 @@ def test_missing_cells_match_the_library_fit(tmp_path, capsys):
 
     direct = bg.compare_k(data, [2], methods="em", progressbar=False).table
     assert table.loc[("em", 2), "loglik"] == pytest.approx(direct.loc[("em", 2), "loglik"])
+    report = (out / "report.md").read_text()
+    assert "## Missing data" in report and "missing at random (MAR)" in report
 
 
 @pytest.mark.parametrize("methods", ["em,nuts", "advi", "em,advi,nuts"])

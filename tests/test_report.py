@@ -231,3 +231,122 @@ def test_caption_of_a_one_feature_fit(faithful, tmp_path):
     assert f"the {n} least certain point(s) marked just above the axis" in caption
     assert "ellipse" not in caption and "ringed" not in caption
     assert "ellipse" not in text.lower()
+
+
+# --------------------------------------------------------------------------
+# missing data: a section near the data description, nothing for complete data
+# --------------------------------------------------------------------------
+
+
+def _with_holes(X, fraction, seed=0):
+    import numpy as np
+
+    X = np.array(X, dtype=float)
+    rng = np.random.default_rng(seed)
+    holes = rng.random(X.shape) < fraction
+    holes[holes.all(axis=1), 0] = False  # keep one entry of every row
+    X[holes] = np.nan
+    return X
+
+
+@pytest.fixture(scope="module")
+def iris_holes():
+    import numpy as np
+
+    iris = bg.datasets.load_iris()
+    return pd.DataFrame(_with_holes(iris.to_numpy(), 0.12, seed=3), columns=iris.columns,
+                        dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def sweep_holes(iris_holes):
+    return bg.compare_k(iris_holes, range(1, 4), methods="em", progressbar=False)
+
+
+def _section(text, heading):
+    """The Markdown between ``## heading`` and the next ``## ``."""
+    return text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_missing_data_section_counts_per_column_and_pattern(sweep_holes, iris_holes, tmp_path):
+    import numpy as np
+
+    text = _markdown(sweep_holes, tmp_path, "holes")
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    # right after the data description, before model selection
+    assert headings.index("Missing data") == headings.index("Data") + 1
+    holes = iris_holes.isna().to_numpy()
+    n, d = holes.shape
+    section = _section(text, "Missing data")
+    assert (f"{holes.sum()} of {n * d} entries ({100 * holes.sum() / (n * d):.1f}%) are "
+            f"missing, in {holes.any(axis=1).sum()} of {n} rows") in section
+    files = tmp_path / "holes_files"
+    by_feature = pd.read_csv(files / "missing_by_feature.csv", index_col=0)
+    assert by_feature["missing"].tolist() == holes.sum(axis=0).tolist()
+    np.testing.assert_allclose(by_feature["percent"], np.round(100 * holes.mean(axis=0), 1))
+    patterns = pd.read_csv(files / "missing_patterns.csv", index_col=0)
+    assert patterns["rows"].sum() == n
+    assert patterns["rows"].is_monotonic_decreasing or patterns.iloc[-1, 0].startswith("other")
+    complete = patterns[patterns["missing features"] == "none"]
+    assert complete["rows"].item() == (~holes.any(axis=1)).sum()
+    one = patterns[patterns["missing features"] == "sepal_width"]
+    only = holes[:, 1] & (holes.sum(axis=1) == 1)
+    assert one["rows"].item() == only.sum() and one["n missing"].item() == 1
+    # the MAR assumption in words: what it means, that it cannot be checked, what biases it
+    for phrase in ("missing at random (MAR)", "not on the missing value itself",
+                   "MAR cannot be checked from the data", "missing not at random",
+                   "the fit is biased"):
+        assert phrase in section, phrase
+    assert "observed-data likelihood (Ghahramani and Jordan, 1994)" in text
+
+
+def test_missing_data_report_draws_every_figure_and_marks_imputed_rows(sweep_holes,
+                                                                        iris_holes, tmp_path):
+    page = bg.report(sweep_holes, tmp_path / "holes.html").read_text()
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 3
+    assert "could not be drawn" not in page
+    text = (tmp_path / "holes.md").read_text()
+    caption = _clusters_caption(text)
+    n_incomplete = int(iris_holes.isna().any(axis=1).sum())
+    assert f"the {n_incomplete} incomplete row(s) hollow" in caption
+    assert "principal axes of the standardised completed data" in caption
+
+
+def test_many_patterns_are_pooled_after_the_most_frequent(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = _with_holes(np.r_[rng.normal(0, 1, (150, 6)), rng.normal(4, 1, (150, 6))], 0.2)
+    by_feature, by_pattern = report_module.missing_tables(
+        bg.EMGMM(2, random_state=0).fit(X).result_.observed)
+    n_patterns = len(np.unique(np.isnan(X), axis=0))
+    assert n_patterns > report_module.MAX_PATTERNS + 1
+    assert len(by_pattern) == report_module.MAX_PATTERNS + 1
+    assert by_pattern["missing features"].iloc[-1] == (
+        f"other patterns ({n_patterns - report_module.MAX_PATTERNS})")
+    assert by_pattern["rows"].sum() == len(X)
+    assert by_pattern["rows"].iloc[:-1].is_monotonic_decreasing
+    assert by_feature["missing"].sum() == np.isnan(X).sum()
+
+
+def test_complete_data_have_no_missing_section(sweep, tmp_path):
+    text = _markdown(sweep, tmp_path, "complete")
+    assert "## Missing data" not in text and "missing at random" not in text
+    assert not (tmp_path / "complete_files" / "missing_patterns.csv").exists()
+    assert "hollow" not in text
+
+
+def test_saved_fit_with_missing_entries_loads_and_reports(iris_holes, tmp_path):
+    import numpy as np
+
+    fit = bg.EMGMM(3, random_state=0).fit(iris_holes).result_
+    fit.to_netcdf(tmp_path / "fit.nc")
+    loaded = bg.load(tmp_path / "fit.nc")
+    np.testing.assert_array_equal(np.isnan(loaded.observed.values), iris_holes.isna().to_numpy())
+    np.testing.assert_allclose(loaded.impute().values, fit.impute().values)
+    assert loaded.log_likelihood == pytest.approx(fit.log_likelihood)
+    original = _section(_markdown(fit, tmp_path, "original"), "Missing data")
+    again = _section(_markdown(loaded, tmp_path, "loaded"), "Missing data")
+    assert again == original
+    assert (tmp_path / "loaded_files" / "missing_patterns.csv").read_text() == (
+        tmp_path / "original_files" / "missing_patterns.csv").read_text()
