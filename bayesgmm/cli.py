@@ -28,7 +28,6 @@ import pandas as pd
 
 import bayesgmm as bg
 from bayesgmm._constants import COVARIANCE_TYPES
-from bayesgmm.compare import BAYES_METHODS
 from bayesgmm.selection import METHODS
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_NO_FIT", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -96,10 +95,9 @@ Missing values (blank cells and NA, N/A, NaN, NULL, #N/A, None):
     refuses them instead.
   - A row whose selected cells are all blank or NA carries no information
     about the mixture: it is dropped, and one line says which lines.
-  - The Bayesian methods (advi, nuts) do not fit missing values yet:
-    --methods naming one is refused when cells are missing; use --methods em
-    or drop the incomplete rows. When --methods is not given and its default
-    has a Bayesian method, EM alone is fitted and one line on stderr says so.
+  - The Bayesian methods (advi, nuts) marginalise them too, on PyMC's own
+    graph: slower to start than on complete data (the fast kernel handles
+    complete data only, and says so in one warning).
 
 Left out unless --columns names them (one line says what and why):
   - an unnamed first column of unique values: row names (R's write.csv,
@@ -111,11 +109,10 @@ Refused in one line on stderr, with exit status 2, before any fitting and
 with nothing written: a missing, empty, compressed, binary or UTF-16 file;
 a header of numbers (no header row); rows whose number of fields differs
 from the header's; text or TRUE/FALSE columns; columns with no numbers;
-blank or NA cells with --missing error, or with --methods naming advi or
-nuts; infinite values; constant columns; fewer rows than components;
---columns naming no column or an unknown one; bad --k or --methods;
---draws or --chains below 1; --tune or --seed below 0; --out naming an
-existing file.
+blank or NA cells with --missing error; infinite values; constant columns;
+fewer rows than components; --columns naming no column or an unknown one;
+bad --k or --methods; --draws or --chains below 1; --tune or --seed below 0;
+--out naming an existing file.
 
 Exit status:
   0    the report was written to --out (report.html, report.md, tables).
@@ -614,41 +611,6 @@ def describe_missing(frame: pd.DataFrame) -> str | None:
             "EM as missing at random (--missing error refuses them)")
 
 
-def methods_for_missing(methods: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
-    """The methods to fit to data with missing cells: EM only.
-
-    Parameters
-    ----------
-    methods : tuple of str
-        The requested methods.
-    explicit : bool
-        Whether the user passed ``--methods``; if not, the Bayesian methods of
-        the default are left out (with a note on stderr) instead of refused.
-
-    Returns
-    -------
-    tuple of str
-        ``methods`` without the Bayesian ones.
-
-    Raises
-    ------
-    UsageError
-        If ``--methods`` names a Bayesian method, or names none but them.
-    """
-    bayes = [m for m in methods if m in BAYES_METHODS]
-    if not bayes:
-        return methods
-    if explicit:
-        raise UsageError(f"--methods {','.join(methods)}: the data have missing cells and "
-                         f"the Bayesian fits ({','.join(bayes)}) do not handle missing "
-                         "values yet; pass --methods em to fit them by EM, or drop the "
-                         "incomplete rows (--missing error shows where they are)")
-    print(f"bayesgmm: note: the data have missing cells, which {','.join(bayes)} do not "
-          "fit yet: fitting EM only (pass --methods em to silence this note)",
-          file=sys.stderr, flush=True)
-    return ("em",)
-
-
 # --------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------
@@ -752,14 +714,13 @@ def _missing_top(folder: Path) -> Path | None:
     return top
 
 
-def _methods(args: argparse.Namespace) -> tuple[tuple[str, ...], bool]:
-    """The parsed ``--methods`` (or the command's default) and whether it was given."""
-    explicit = args.methods is not None
-    return parse_methods(args.methods if explicit else args.default_methods), explicit
+def _methods(args: argparse.Namespace) -> tuple[str, ...]:
+    """The parsed ``--methods``, or the command's default."""
+    return parse_methods(args.methods if args.methods is not None else args.default_methods)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    methods, _ = _methods(args)
+    methods = _methods(args)
     check_out(args.out)
     X = bg.datasets.load_faithful()
     _say(f"Old Faithful: {len(X)} eruptions, features {list(X.columns)}; "
@@ -769,7 +730,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> None:
     ks = parse_k_range(args.k)
-    methods, explicit = _methods(args)
+    methods = _methods(args)
     check_out(args.out)
     table = read_table(args.data, args.columns, sep=args.sep, decimal=args.decimal,
                        missing=args.missing)
@@ -782,7 +743,6 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     missing = describe_missing(X)
     if missing is not None:
         _say(missing)
-        methods = methods_for_missing(methods, explicit)
     if len(X) < max(ks):
         raise UsageError(f"--k asks for up to {max(ks)} components but the data have "
                          f"{len(X)} rows")

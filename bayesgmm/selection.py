@@ -90,10 +90,10 @@ def compare_k(
     2
     """
     methods = _validate_methods(methods)
-    em_only = all(m == "em" for m in methods)
-    arr = check_X(X, allow_nan=em_only and (em_kwargs or {}).get("missing") != "error",
-                  nan_hint="EM fits them as missing at random (methods='em'); the Bayesian "
-                  "fits do not handle missing values yet, so drop or impute those rows")
+    refuse = "error" in ((em_kwargs or {}).get("missing"), (bayes_kwargs or {}).get("missing"))
+    arr = check_X(X, allow_nan=not refuse,
+                  nan_hint="missing='error' refuses them; by default every method fits them "
+                  "as missing at random")
     ks = _validate_ks(n_components, arr.shape[0])
     covariance_type = validate_covariance_type(covariance_type)
     em_options = {"n_init": 10, **(em_kwargs or {})}

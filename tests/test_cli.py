@@ -419,7 +419,7 @@ def test_help_states_the_contract(capsys):
                    "--out naming an existing file", "--missing {marginalize,error}",
                    "missing at random", "--missing error refuses them",
                    "selected cells are all blank or NA", "it is dropped",
-                   "use --methods em or drop the incomplete rows"):
+                   "marginalise them too, on PyMC's own"):
         assert phrase in text, phrase
 
 
@@ -498,42 +498,25 @@ def test_missing_cells_match_the_library_fit(tmp_path, capsys):
     assert "## Missing data" in report and "missing at random (MAR)" in report
 
 
-@pytest.mark.parametrize("methods", ["em,nuts", "advi", "em,advi,nuts"])
-def test_bayesian_methods_named_with_missing_cells_are_refused(methods, tmp_path, capsys,
-                                                               monkeypatch):
-    def no_fit(*args, **kwargs):
-        raise AssertionError("nothing is fitted")
+@pytest.mark.parametrize("methods", ["em,nuts", "advi"])
+def test_bayesian_methods_with_missing_cells_are_fitted_too(methods, tmp_path, capsys,
+                                                           monkeypatch):
+    # BayesGMM marginalises missing entries (on the PyMC graph): the CLI passes the
+    # requested methods and the data with NaN to compare_k unchanged
+    seen = {}
 
-    monkeypatch.setattr(cli.bg, "compare_k", no_fit)
+    def record(X, ks, methods, **kwargs):
+        seen["methods"], seen["nan"] = tuple(methods), int(np.isnan(X.to_numpy()).sum())
+        raise KeyboardInterrupt  # stop here: nothing fitted, nothing written
+
+    monkeypatch.setattr(cli.bg, "compare_k", record)
     path = tmp_path / "data.csv"
     path.write_text(BLANK)
     out = tmp_path / "out"
-    status, stdout, stderr = run(["fit", path, "--methods", methods, "--k", "1-2", "--quiet",
-                                  "--out", out], capsys)
-    assert_refused(status, stdout, stderr, f"--methods {methods}: the data have missing "
-                                           "cells", out)
-    assert "pass --methods em to fit them by EM, or drop the incomplete rows" in stderr
-
-
-def test_default_bayesian_methods_fall_back_to_em_with_one_note(tmp_path, capsys,
-                                                                monkeypatch):
-    # fit's default is EM alone; were it to include Bayesian methods, missing cells fit EM only
-    monkeypatch.setattr(cli, "FIT_METHODS", "em,advi")
-    path = tmp_path / "data.csv"
-    path.write_text(BLANK)
-    out = tmp_path / "out"
-    status, _, stderr = run(["fit", path, "--k", "1-2", "--quiet", "--out", out], capsys)
-    assert status == 0, stderr
-    assert stderr.count("\n") == 1 and stderr.startswith("bayesgmm: note: "), stderr
-    assert "advi do not fit yet: fitting EM only" in stderr
-    table = pd.read_csv(out / "report_files" / "model_selection.csv", index_col=[0, 1])
-    assert set(table.index.get_level_values(0)) == {"em"}
-
-
-def test_methods_for_missing_keeps_em_only_methods():
-    assert cli.methods_for_missing(("em",), explicit=True) == ("em",)
-    with pytest.raises(cli.UsageError, match="--methods nuts"):
-        cli.methods_for_missing(("nuts",), explicit=True)
+    status, _, _ = run(["fit", path, "--methods", methods, "--k", "1-2", "--quiet",
+                        "--out", out], capsys)
+    assert status == 130 and not out.exists()
+    assert seen["methods"] == tuple(methods.split(",")) and seen["nan"] > 0
 
 
 def test_complete_data_print_no_missing_line(tmp_path, capsys):

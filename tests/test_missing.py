@@ -170,8 +170,8 @@ def test_missing_error_and_bad_rows_are_refused(iris_holes):
     with_inf[0, 0] = np.inf
     with pytest.raises(ValueError, match="Infinite values are never accepted"):
         bg.EMGMM(2).fit(with_inf)
-    with pytest.raises(ValueError, match="BayesGMM does not fit missing values yet"):
-        bg.BayesGMM(2).fit(Xm)
+    with pytest.raises(ValueError, match="BayesGMM\\(missing='marginalize'\\) fits them"):
+        bg.BayesGMM(2, missing="error").fit(Xm)
 
 
 def test_compare_k_and_file_round_trip_with_missing_values(iris_holes, tmp_path):
@@ -183,8 +183,9 @@ def test_compare_k_and_file_round_trip_with_missing_values(iris_holes, tmp_path)
     back = bg.load(path)
     np.testing.assert_array_equal(np.isnan(back.observed.values), np.isnan(Xm))
     assert back.log_likelihood == best.log_likelihood
-    with pytest.raises(ValueError, match="Bayesian fits do not handle missing values"):
-        bg.compare_k(Xm, [2], methods=("em", "nuts"), progressbar=False)
+    with pytest.raises(ValueError, match="missing='error' refuses them"):
+        bg.compare_k(Xm, [2], methods="em", em_kwargs={"missing": "error"},
+                     progressbar=False)
 
 
 def test_tags_say_nan_is_allowed():
@@ -192,4 +193,49 @@ def test_tags_say_nan_is_allowed():
     assert not bg.EMGMM(missing="error").__sklearn_tags__().input_tags.allow_nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert not bg.BayesGMM().__sklearn_tags__().input_tags.allow_nan
+        assert bg.BayesGMM().__sklearn_tags__().input_tags.allow_nan
+        assert not bg.BayesGMM(missing="error").__sklearn_tags__().input_tags.allow_nan
+
+
+@pytest.fixture(scope="module")
+def bayes_holes():
+    # Old Faithful's first 80 eruptions, 10% of the entries missing; one short NUTS run
+    # on the model's own PyMC graph (the kernel handles complete data only)
+    X = _with_holes(bg.datasets.load_faithful().to_numpy()[:80], 0.1, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = bg.BayesGMM(2, draws=100, tune=100, chains=2, random_state=0,
+                          progressbar=False).fit(X)
+    return X, fit, caught
+
+
+def test_bayes_fit_with_missing_entries_goes_to_the_pymc_graph_and_says_why(bayes_holes):
+    X, fit, caught = bayes_holes
+    said = [str(w.message) for w in caught if issubclass(w.category, bg.SamplerFallbackWarning)]
+    assert len(said) == 1 and "missing entries" in said[0]
+    assert "observed_mask" in fit.model_.named_vars
+    r = fit.result_
+    assert r.responsibilities.shape == (80, 2)
+    np.testing.assert_allclose(r.responsibilities.sum("component"), 1.0)
+    # the pointwise log-likelihood is each row's observed part, draw by draw (scipy)
+    ll = r.idata["log_likelihood"].to_dataset()["X"].values  # (chain, draw, obs)
+    c, d = 1, 37
+    weights, means, covs = (r.weights.values[c, d], r.means.values[c, d],
+                            r.covariances.values[c, d])
+    rows = [3, int(np.flatnonzero(np.isnan(X).any(axis=1))[0])]
+    for n in rows:
+        expected = _observed_log_likelihood(X[n:n + 1], weights, means, covs)
+        assert ll[c, d, n] == pytest.approx(expected, rel=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 200 draws: a few Pareto k above the threshold
+        assert np.isfinite(r.loo().elpd)
+    assert r.impute().attrs["n_imputed"] == int(np.isnan(X).sum())
+
+
+def test_kernel_refuses_missing_data_in_words():
+    from bayesgmm.bayes.inference import kernel_mismatch
+    from bayesgmm.bayes.model import build_gmm_model
+
+    X = _with_holes(np.random.default_rng(0).normal(size=(30, 2)), 0.2, 0)
+    assert "missing entries" in kernel_mismatch(build_gmm_model(X, 2, "diag"))
+    assert kernel_mismatch(build_gmm_model(np.nan_to_num(X), 2, "diag")) is None

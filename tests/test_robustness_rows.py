@@ -293,7 +293,9 @@ def test_cli_refuses_the_file_as_the_row_says(name, tmp_path, capsys):
     content, fragment = CLI_FILES[name]
     path = tmp_path / "data.csv"
     path.write_bytes(content)
-    _refused(path, capsys, fragment)
+    # blank and NA cells are missing values by default; --missing error refuses them
+    options = ("--missing", "error") if name.startswith("na-") else ()
+    _refused(path, capsys, fragment, *options)
 
 
 def test_cli_reads_decimal_commas_in_a_comma_separated_file_with_decimal_comma(tmp_path,

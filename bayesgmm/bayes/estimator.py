@@ -12,7 +12,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm import em, posterior
-from bayesgmm._constants import CHAIN, COMPONENT, DRAW, FEATURE, FEATURE_BIS, OBS
+from bayesgmm._constants import (
+    CHAIN,
+    COMPONENT,
+    DRAW,
+    FEATURE,
+    FEATURE_BIS,
+    MISSING_OPTIONS,
+    OBS,
+)
 from bayesgmm._validation import (
     check_distinct_rows,
     check_X,
@@ -37,8 +45,8 @@ from bayesgmm.estimators import EMGMM, BaseGMM
 from bayesgmm.exceptions import ConvergenceWarning
 from bayesgmm.results import GMMResult
 
-_NAN_HINT = ("BayesGMM does not fit missing values yet; EMGMM(missing='marginalize') "
-             "does, or drop or impute those rows")
+_NAN_HINT = ("BayesGMM(missing='marginalize') fits them as missing at random, or drop or "
+             "impute those rows")
 
 __all__ = ["BayesGMM"]
 
@@ -110,6 +118,15 @@ class BayesGMM(BaseGMM):
         Seed for the EM reference, the sampler and :meth:`sample`.
     progressbar : bool, default=True
         Show progress bars.
+    missing : {"marginalize", "error"}, default="marginalize"
+        What NaN entries mean. ``"marginalize"``: a missing entry, assumed
+        missing at random; the likelihood of a row is the density of its
+        observed part (the PyMC model marks them in an ``observed_mask``
+        container). Such data are sampled on the model's own PyMC graph
+        (nutpie, or ``pm.fit`` for ADVI) with a
+        :class:`~bayesgmm.exceptions.SamplerFallbackWarning`: the fast kernel
+        handles complete data only, for now. Responsibilities, WAIC and LOO
+        use each row's observed part. ``"error"``: refuse NaN.
 
     Attributes
     ----------
@@ -157,6 +174,7 @@ class BayesGMM(BaseGMM):
         advi_tol: float = 1e-3,
         random_state: Any = None,
         progressbar: bool = True,
+        missing: str = "marginalize",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -172,6 +190,7 @@ class BayesGMM(BaseGMM):
         self.advi_tol = advi_tol
         self.random_state = random_state
         self.progressbar = progressbar
+        self.missing = missing
 
     # ------------------------------------------------------------------
     # validation
@@ -186,6 +205,7 @@ class BayesGMM(BaseGMM):
         validate_int(self.chains, "chains")
         validate_int(self.n_steps, "n_steps")
         validate_positive(self.advi_tol, "advi_tol")
+        validate_choice(self.missing, "missing", MISSING_OPTIONS)
         if not (isinstance(self.reg_covar, str) and self.reg_covar == "auto"):
             if isinstance(self.reg_covar, str):
                 raise ValueError(
@@ -233,7 +253,8 @@ class BayesGMM(BaseGMM):
             The fitted estimator.
         """
         sampler = self._validate_params()
-        arr = check_X(X, n_components=self.n_components, nan_hint=_NAN_HINT)
+        arr = check_X(X, n_components=self.n_components, allow_nan=self._accepts_missing(),
+                      nan_hint=_NAN_HINT)
         check_distinct_rows(arr, self.n_components)  # before the EM reference fails on it
         k, d = self.n_components, arr.shape[1]
         resolve_priors(self.priors, k, d)  # fail early, before any EM or compilation

@@ -156,8 +156,11 @@ def model_data_of(model: pm.Model) -> ModelData:
     values = {name: np.asarray(var.get_value(), dtype=float)
               for name, var in model.named_vars.items()
               if isinstance(var, pytensor.compile.SharedVariable)}
+    X_std = values["X_std"]
+    if "observed_mask" in values:  # missing entries held at 0 in the container
+        X_std = np.where(values["observed_mask"] > 0, X_std, np.nan)
     return ModelData(
-        X_std=values["X_std"], center=values["center"], scale=values["scale"],
+        X_std=X_std, center=values["center"], scale=values["scale"],
         weights_concentration=values["weights_concentration"], means_loc=values["means_loc"],
         means_scale=values["means_scale"], sd_scale=values["sd_scale"],
         lkj_eta=float(values["lkj_eta"]), reg_diag=values["reg_diag"],
@@ -209,9 +212,12 @@ def kernel_mismatch(model: pm.Model) -> str | None:
 
     try:
         k, _, kind = model_structure(model)
-        reference = model_from_data(model_data_of(model), k, kind)
+        md = model_data_of(model)
+        reference = model_from_data(md, k, kind)
     except Exception as err:  # a model bayesgmm did not write at all
         return f"it is not a bayesgmm model ({type(err).__name__}: {err})"
+    if md.has_missing:
+        return "the data have missing entries, which the kernel does not marginalise yet"
     extra = sorted(set(model.named_vars) - set(reference.named_vars))
     missing = sorted(set(reference.named_vars) - set(model.named_vars))
     if extra:

@@ -93,13 +93,14 @@ def auto_reg_covar(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     out = np.empty(X.shape[1])
     for j in range(X.shape[1]):
-        gaps = np.diff(np.unique(X[:, j]))
+        col = X[:, j][~np.isnan(X[:, j])]  # the observed values (NaN: missing)
+        gaps = np.diff(np.unique(col))
         gaps = gaps[gaps > 0]
         res = gaps.min() if gaps.size else 0.0
         # a robust spread (normal-consistent MAD, the variance when the MAD is 0): one
         # extreme outlier must not lift the floor (1e6 in two 10-sd clusters: 4950)
-        mad = 1.4826 * np.median(np.abs(X[:, j] - np.median(X[:, j])))
-        spread = mad**2 if mad > 0 else X[:, j].var()
+        mad = 1.4826 * np.median(np.abs(col - np.median(col)))
+        spread = mad**2 if mad > 0 else col.var()
         out[j] = max(res**2, 1e-6 * spread)
     return out
 
@@ -299,11 +300,15 @@ def model_from_data(md: ModelData, n_components: int, covariance_type: str) -> p
     K, D = int(n_components), md.X_std.shape[1]
     n_pairs = D * (D - 1) // 2
 
+    missing = np.isnan(md.X_std)
     with pm.Model(check_bounds=False) as model:
         # the standardization, kept with the model (not in its log-density)
         pm.Data("center", md.center)
         pm.Data("scale", md.scale)
-        Z = pm.Data("X_std", md.X_std)
+        # missing entries (NaN) are held at 0 and marked in "observed_mask": the likelihood
+        # of a row is the density of its observed part (the missing part is marginalised)
+        Z = pm.Data("X_std", np.where(missing, 0.0, md.X_std))
+        mask = pm.Data("observed_mask", (~missing).astype(float)) if missing.any() else None
         alpha = pm.Data("weights_concentration", md.weights_concentration)
         m_loc = pm.Data("means_loc", md.means_loc)
         m_scale = pm.Data("means_scale", md.means_scale)
@@ -332,13 +337,28 @@ def model_from_data(md: ModelData, n_components: int, covariance_type: str) -> p
             params.append(pm.Beta("cpc_u", alpha=a, beta=a, shape=batch))
             signature += ",(k,p)" if covariance_type == "full" else ",(p)"
 
-        def logp(value: Any, *theta: Any) -> Any:
-            return _row_log_likelihood(value, *theta, covariance_type=covariance_type)
+        if mask is None:
+            def logp(value: Any, *theta: Any) -> Any:
+                return _row_log_likelihood(value, *theta, covariance_type=covariance_type)
 
-        def random(*theta: Any, rng: np.random.Generator | None = None,
-                   size: tuple[int, ...] | None = None) -> np.ndarray:
-            return _simulate_standardized(*theta, covariance_type=covariance_type, rng=rng,
-                                          size=size)
+            def random(*theta: Any, rng: np.random.Generator | None = None,
+                       size: tuple[int, ...] | None = None) -> np.ndarray:
+                return _simulate_standardized(*theta, covariance_type=covariance_type,
+                                              rng=rng, size=size)
+        else:
+            params.append(mask)
+            signature += ",(d)"
+
+            def logp(value: Any, *theta: Any) -> Any:
+                *theta, observed = theta
+                return _observed_row_log_likelihood(value, observed, *theta,
+                                                    covariance_type=covariance_type)
+
+            def random(*theta: Any, rng: np.random.Generator | None = None,
+                       size: tuple[int, ...] | None = None) -> np.ndarray:
+                # complete rows (the mask only says which entries the data lack)
+                return _simulate_standardized(*theta[:-1], covariance_type=covariance_type,
+                                              rng=rng, size=size)
 
         # the labels summed out: one observed row-wise density, so PyMC's posterior
         # predictive and pointwise log-likelihood work on this model
@@ -374,6 +394,46 @@ def _row_log_likelihood(value: Any, w: Any, mu: Any, sd: Any, reg: Any, *cpc_u: 
         sq = pt.sum(resid**2 / var[None, :, :], axis=-1)
         log_det = 0.5 * pt.sum(pt.log(var), axis=-1)
     log_comp = pt.log(w)[None, :] - 0.5 * sq - log_det[None, :] - 0.5 * D * np.log(2.0 * np.pi)
+    return pt.logsumexp(log_comp, axis=1)
+
+
+def _observed_row_log_likelihood(value: Any, observed: Any, w: Any, mu: Any, sd: Any,
+                                 reg: Any, *cpc_u: Any, covariance_type: str) -> Any:
+    """``log sum_k w_k N(z_nO | mu_kO, Sigma_kOO)``: the density of each row's observed part.
+
+    Row ``n``'s covariance is replaced by ``S_nk = diag(o_n) Sigma_k diag(o_n) +
+    diag(1 - o_n)`` (``o_n`` its 0/1 mask): after a permutation, block-diagonal
+    ``(Sigma_kOO, I)``, so its log-determinant is that of ``Sigma_kOO``, and with
+    the residual zero in the missing coordinates its quadratic form is the
+    observed part's. Written with batched matrices (one Cholesky factor per row
+    and component): the graph does not grow with the number of patterns.
+    """
+    w, mu, reg = _core(w, 1), _core(mu, 2), _core(reg, 1)
+    sd = _core(sd, 1 if covariance_type in ("spherical", "tied") else 2)
+    cpc_u = tuple(_core(u, 2 if covariance_type == "full" else 1) for u in cpc_u)
+    K, D = (int(n) for n in mu.type.shape)
+    if covariance_type == "spherical":
+        A = pt.shape_padright(pt.shape_padright(sd)) * pt.eye(D)  # (K, D, D)
+    elif covariance_type == "diag":
+        A = pt.shape_padright(sd) * pt.eye(D)
+    elif covariance_type == "tied":
+        C = _corr_cholesky(2.0 * cpc_u[0] - 1.0, D) if cpc_u else pt.eye(D)
+        A = pt.shape_padleft(pt.shape_padright(sd) * C) * pt.ones((K, 1, 1))
+    else:
+        C = _corr_cholesky(2.0 * cpc_u[0] - 1.0, D) if cpc_u else pt.ones((K, 1, 1))
+        A = pt.shape_padright(sd) * C
+    cov = pt.matmul(A, pt.swapaxes(A, -1, -2)) + pt.diag(reg)  # (K, D, D)
+    o = observed  # (N, D)
+    outer = o[:, :, None] * o[:, None, :]  # (N, D, D)
+    S = cov[None] * outer[:, None] + (pt.eye(D) * (1.0 - o)[:, :, None])[:, None]  # (N,K,D,D)
+    L = pt.linalg.cholesky(S)
+    resid = (value[:, None, :] - mu[None, :, :]) * o[:, None, :]  # (N, K, D), 0 if missing
+    y = pt.linalg.solve_triangular(L, resid[..., None], lower=True)[..., 0]
+    sq = pt.sum(y**2, axis=-1)
+    log_det = pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)  # 0.5 log det
+    n_obs = pt.sum(o, axis=-1)  # observed entries per row
+    log_comp = (pt.log(w)[None, :] - 0.5 * sq - log_det
+                - 0.5 * n_obs[:, None] * np.log(2.0 * np.pi))
     return pt.logsumexp(log_comp, axis=1)
 
 

@@ -65,7 +65,8 @@ class ModelData:
     Attributes
     ----------
     X_std : ndarray of shape (n_samples, n_features)
-        Standardized data ``(X - center) / scale``.
+        Standardized data ``(X - center) / scale``; NaN marks a missing entry
+        (the model then marginalises it, see :mod:`bayesgmm.bayes.model`).
     center : ndarray of shape (n_features,)
         Data mean used for standardizing.
     scale : ndarray of shape (n_features,)
@@ -93,6 +94,11 @@ class ModelData:
     sd_scale: np.ndarray
     lkj_eta: float
     reg_diag: np.ndarray
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether the data have missing entries (NaN in ``X_std``)."""
+        return bool(np.isnan(self.X_std).any())
 
     def data_dict(self) -> dict[str, np.ndarray]:
         """Return the values keyed by the names of the model's data containers.
@@ -245,8 +251,8 @@ def model_data(
     if not np.all(np.isfinite(reg)) or np.any(reg < 0):
         raise ValueError(f"reg_covar must be >= 0 (float or one per feature); got {reg_covar!r}.")
     p = resolve_priors(priors, n_components, n_features)
-    center = X.mean(axis=0)
-    scale = X.std(axis=0)
+    center = np.nanmean(X, axis=0)  # NaN: a missing entry; moments of the observed values
+    scale = np.nanstd(X, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     if covariance_type == "spherical":
         scale = np.full(n_features, np.sqrt(np.mean(scale**2)))
