@@ -97,10 +97,12 @@ class BayesGMM(BaseGMM):
         (HalfNormal scale of component sds, data sd), ``lkj_eta`` (2.0).
         Unknown keys raise ``ValueError``.  Keep ``weights_concentration``
         symmetric (one number): with unequal values (e.g. ``[3, 6]``) the
-        simulation-based calibration found NUTS's posterior of the weights too
-        narrow for full, diag and spherical covariances, probably because a
-        chain samples only the label mode it starts in (docs/calibration.md);
-        if you set unequal values, do not trust the weights' intervals.
+        simulation-based calibration found NUTS's posterior of the first
+        weight too narrow for full and diag covariances (spherical stayed
+        inside its band; tied not re-measured), possibly because a chain
+        samples only the label mode it starts in (docs/calibration.md, record
+        ``benchmarks/results/sbc_asym_weights.json``); if you set unequal
+        values, do not trust the weights' intervals.
     reg_covar : float or "auto", default="auto"
         Non-negative floor added to the diagonal of every covariance (data
         units).  ``"auto"``: per feature, the squared resolution of the data
