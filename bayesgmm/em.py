@@ -814,32 +814,64 @@ def run_em(
 
         return em_missing.run_em(X, state, reg_covar=reg_covar, tol=tol, max_iter=max_iter,
                                  callback=callback)
-    n = X.shape[0]
     frame = _Frame.of(X, state.covariance_type)
-    reg = frame.reg(reg_covar)
-    work = frame.to_work(state)
     runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
-    trace = []
-    converged = False
-    lower_bound = -np.inf
     try:
-        for iteration in range(1, max_iter + 1):
-            total, stats = runner.run(work)
-            try:
-                work = stats.m_step(reg)
-            except ValueError:
-                raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
-            current = total / n - frame.log_jacobian
-            trace.append(current)
-            if callback is not None:
-                callback(iteration, current)
-            change, lower_bound = current - lower_bound, current
-            if abs(change) < tol:
-                converged = True
-                break
+        work, info = iterate(runner.run, frame.to_work(state), n_samples=X.shape[0],
+                             log_jacobian=frame.log_jacobian, reg=frame.reg(reg_covar),
+                             reg_covar=reg_covar, tol=tol, max_iter=max_iter,
+                             callback=callback)
     finally:
         runner.close()
-    return frame.to_data(work), EMInfo(converged, len(trace), lower_bound, np.asarray(trace))
+    return frame.to_data(work), info
+
+
+def iterate(expectation, work: EMState, *, n_samples: int, log_jacobian: float,
+            reg: np.ndarray, reg_covar: float, tol: float, max_iter: int,
+            callback=None) -> tuple[EMState, EMInfo]:
+    """The EM loop in working units, for complete and incomplete data alike.
+
+    Parameters
+    ----------
+    expectation : callable
+        ``work -> (total working-unit log-likelihood, _Stats)``: the E-step.
+    work : EMState
+        Starting parameters, working units.
+    n_samples : int
+    log_jacobian : float
+        Mean per-row log-Jacobian of the working units (subtracted to report
+        data-unit log-likelihoods).
+    reg : ndarray
+        ``reg_covar`` in working units.
+    reg_covar : float
+        ``reg_covar`` as given (for the error message).
+    tol, max_iter, callback
+        As :func:`run_em`.
+
+    Returns
+    -------
+    work : EMState
+        Parameters after the last M-step, working units.
+    info : EMInfo
+    """
+    trace: list[float] = []
+    converged = False
+    lower_bound = -np.inf
+    for iteration in range(1, max_iter + 1):
+        total, stats = expectation(work)
+        try:
+            work = stats.m_step(reg)
+        except ValueError:
+            raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
+        current = total / n_samples - log_jacobian
+        trace.append(current)
+        if callback is not None:
+            callback(iteration, current)
+        change, lower_bound = current - lower_bound, current
+        if abs(change) < tol:
+            converged = True
+            break
+    return work, EMInfo(converged, len(trace), lower_bound, np.asarray(trace))
 
 
 # --------------------------------------------------------------------------

@@ -38,12 +38,12 @@ import numpy as np
 from scipy.special import logsumexp
 
 from bayesgmm.em import (
-    _FAILED_CHOLESKY,
     LOG_2PI,
     EMInfo,
     EMState,
     _Frame,
     _Stats,
+    iterate,
 )
 
 __all__ = [
@@ -358,31 +358,13 @@ def run_em(
     info : EMInfo
         ``lower_bound`` and ``trace`` are mean observed-data log-likelihoods.
     """
-    n = X.shape[0]
-    kind = state.covariance_type
-    frame = frame_of(X, kind)
+    frame = frame_of(X, state.covariance_type)
     layout = _Layout.of(X, frame)
-    log_jacobian = float(layout.log_jacobian.sum()) / n
-    reg = frame.reg(reg_covar)
-    work = frame.to_work(state)
-    trace: list[float] = []
-    converged = False
-    lower_bound = -np.inf
-    for iteration in range(1, max_iter + 1):
-        total, stats = _accumulate(layout, work)
-        try:
-            work = stats.m_step(reg)
-        except ValueError:
-            raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
-        current = total / n - log_jacobian
-        trace.append(current)
-        if callback is not None:
-            callback(iteration, current)
-        change, lower_bound = current - lower_bound, current
-        if abs(change) < tol:
-            converged = True
-            break
-    return frame.to_data(work), EMInfo(converged, len(trace), lower_bound, np.asarray(trace))
+    work, info = iterate(lambda current: _accumulate(layout, current), frame.to_work(state),
+                         n_samples=X.shape[0], log_jacobian=float(layout.log_jacobian.mean()),
+                         reg=frame.reg(reg_covar), reg_covar=reg_covar, tol=tol,
+                         max_iter=max_iter, callback=callback)
+    return frame.to_data(work), info
 
 
 def _accumulate(layout: _Layout, work: EMState) -> tuple[float, _Stats]:

@@ -33,6 +33,7 @@ __all__ = [
     "loo",
     "pointwise_log_likelihood",
     "responsibility_interval",
+    "vi_pareto_k_problem",
     "waic",
 ]
 
@@ -619,6 +620,30 @@ def diagnostics(result: Any, warn: bool = True) -> pd.DataFrame:
     return table
 
 
+def vi_pareto_k_problem(k_hat: float) -> str | None:
+    """What an ADVI fit's Pareto k-hat says is wrong with it, or ``None`` if nothing.
+
+    Above :data:`PARETO_K_MAX`, infinite (``p = 0`` at a draw of ``q``) or NaN
+    (not recorded, or PSIS could not fit the ratios' tail), the Gaussian
+    approximation may miss posterior mass (Yao et al. 2018).
+
+    Examples
+    --------
+    >>> vi_pareto_k_problem(0.3) is None
+    True
+    >>> vi_pareto_k_problem(1.6)[:25]
+    'Pareto k-hat 1.60 > 0.7 ('
+    """
+    k_hat = float(k_hat)
+    if k_hat <= PARETO_K_MAX:
+        return None
+    said = (f"{k_hat:.2f} > {PARETO_K_MAX}" if not np.isnan(k_hat)
+            else "not available (not recorded, or its tail fit failed)")
+    return (f"Pareto k-hat {said} (Yao et al. 2018): the Gaussian approximation may miss "
+            "posterior mass, so its means may be off and its intervals too narrow; do not "
+            "read them as the posterior's. Use method='nuts'.")
+
+
 def _warn_diagnostics(table: pd.DataFrame, is_vi: bool) -> None:
     a = table.attrs
     if is_vi:
@@ -628,17 +653,9 @@ def _warn_diagnostics(table: pd.DataFrame, is_vi: bool) -> None:
                 "(advi_kwargs), or use method='nuts' for a full posterior.",
                 DiagnosticsWarning, stacklevel=3,
             )
-        k_hat = a.get("vi_pareto_k", np.nan)
-        if np.isfinite(k_hat) and k_hat <= PARETO_K_MAX:
-            return
-        said = (f"is {k_hat:.2f} > {PARETO_K_MAX}" if not np.isnan(k_hat)
-                else "not available (not recorded, or its tail fit failed)")
-        warnings.warn(
-            f"ADVI's Pareto k-hat {said} (Yao et al. 2018): the Gaussian approximation "
-            "may miss posterior mass, so its means may be off and its intervals too "
-            "narrow. Use method='nuts'.",
-            DiagnosticsWarning, stacklevel=3,
-        )
+        problem = vi_pareto_k_problem(a.get("vi_pareto_k", np.nan))
+        if problem:
+            warnings.warn(f"ADVI: {problem}", DiagnosticsWarning, stacklevel=3)
         return
     bad_rhat = table.index[table["r_hat"] > RHAT_MAX].tolist()
     if bad_rhat:

@@ -54,9 +54,10 @@ def _finite(est):
 )
 @pytest.mark.parametrize("method", ["nuts", "advi"])
 def test_clear_error(X, k, match, method):
-    # raised by validation before any EM fit or compilation
+    # raised by validation before any EM fit or compilation; missing="error" makes NaN bad
+    # input here (fits with NaN: test_missing.py)
     with pytest.raises((ValueError, TypeError), match=match):
-        bg.BayesGMM(k, method=method, progressbar=False).fit(X)
+        bg.BayesGMM(k, method=method, progressbar=False, missing="error").fit(X)
 
 
 def test_k_above_distinct_points_fails_before_the_em_reference(monkeypatch):
@@ -74,8 +75,11 @@ def test_k_above_distinct_points_fails_before_the_em_reference(monkeypatch):
 
 def test_prediction_rejects_hostile_input():
     est = _fit(_two_blobs())
-    with pytest.raises(ValueError, match="1 NaN"):
-        est.predict_proba(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="1 inf"):
+        est.predict_proba(np.array([[0.0, np.inf]]))
+    # NaN is a missing entry: the row's observed coordinate alone sets its probabilities
+    proba = est.predict_proba(np.array([[0.0, np.nan], [0.0, 0.0]]))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     with pytest.raises(ValueError, match="feature"):
         est.predict(np.zeros((3, 3)))
 

@@ -410,17 +410,11 @@ class BayesGMM(BaseGMM):
                     f"steps (advi_tol={self.advi_tol:g}). Increase n_steps or use method='nuts'.",
                     ConvergenceWarning, stacklevel=3,
                 )
-            k_hat = float(out.variational.attrs.get("pareto_k", np.nan))
-            # also when infinite (p = 0 at a draw of q) or NaN (PSIS could not fit the tail)
-            if not k_hat <= posterior.PARETO_K_MAX:
-                said = (f"{k_hat:.2f} > {posterior.PARETO_K_MAX}" if not np.isnan(k_hat)
-                        else "could not be computed")
-                warnings.warn(
-                    f"BayesGMM: {self.method} Pareto k-hat {said} (Yao et al. 2018): the "
-                    "approximation may miss posterior mass; do not read its intervals as "
-                    "the posterior's. Use method='nuts'.",
-                    ConvergenceWarning, stacklevel=3,
-                )
+            problem = posterior.vi_pareto_k_problem(
+                out.variational.attrs.get("pareto_k", np.nan))
+            if problem:
+                warnings.warn(f"BayesGMM: {self.method} {problem}", ConvergenceWarning,
+                              stacklevel=3)
             return
         table = posterior.diagnostics(self.result_, warn=False)
         problems = []
