@@ -269,25 +269,40 @@ class GMMResult:
 
         return em.e_step(self._check_new_data(X), self._state())[1]
 
-    def impute(self, X: Any = None) -> xr.DataArray:
-        """The data with every missing entry replaced by its conditional expectation.
+    def impute(self, X: Any = None, *, draws: int | None = None,
+               random_state: Any = None) -> xr.DataArray:
+        """The data with every missing entry filled in, once or as multiple imputations.
 
-        ``E[x_M | x_O] = sum_k r_k(x_O) E[x_M | x_O, k]``: the components'
-        conditional means (Gaussian regression of the missing coordinates on
-        the observed ones) weighted by the responsibilities given the observed
-        coordinates, under the point estimate (EM's maximum; for Bayesian fits
-        the posterior mean). Observed entries are returned unchanged.
+        Without ``draws``: the conditional expectation ``E[x_M | x_O] = sum_k
+        r_k(x_O) E[x_M | x_O, k]``, the components' Gaussian regressions of the
+        missing coordinates on the observed ones weighted by the
+        responsibilities given the observed ones; under EM's maximum, or for a
+        Bayesian fit averaged over (at most 200, evenly spaced) posterior
+        draws, i.e. the posterior predictive mean.
+
+        With ``draws=m`` (Bayesian fits): ``m`` completed data sets, each from
+        one posterior draw (evenly spaced over chains and draws): a component
+        drawn from each incomplete row's responsibilities, then its missing
+        entries from that component's conditional Gaussian. Their spread
+        carries both the parameters' uncertainty and the entries' own (proper
+        multiple imputation, Rubin 1987).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), optional
             Data to complete; default the fitted data.
+        draws : int, optional
+            Number of completed data sets (Bayesian fits only).
+        random_state : int, Generator or None, default=None
+            Seed for ``draws``.
 
         Returns
         -------
         xarray.DataArray
-            Dims ``(obs, feature)``, data units; ``attrs["n_imputed"]`` counts
-            the entries filled in and ``imputed`` (same dims, bool) marks them.
+            Dims ``(obs, feature)``, or ``(draw, obs, feature)`` with ``draws``;
+            data units; observed entries unchanged. ``attrs["n_imputed"]``
+            counts the entries filled in and the ``imputed`` coordinate (bool,
+            ``(obs, feature)``) marks them.
 
         Examples
         --------
@@ -307,11 +322,51 @@ class GMMResult:
         else:
             arr = self._check_new_data(X)
         missing = np.isnan(arr)
-        done = em_missing.conditional_mean(arr, self._state()) if missing.any() else arr.copy()
-        out = xr.DataArray(done, dims=(OBS, FEATURE),
-                           coords={OBS: np.arange(arr.shape[0]), FEATURE: self.feature_names},
-                           name="imputed", attrs={"n_imputed": int(missing.sum())})
+        coords = {OBS: np.arange(arr.shape[0]), FEATURE: self.feature_names}
+        attrs = {"n_imputed": int(missing.sum())}
+        if draws is not None:
+            if not self.is_bayesian:
+                raise ValueError(
+                    f"impute(draws={draws!r}) needs posterior draws, but this is a "
+                    f"{self.method!r} fit: multiple imputation from one point estimate "
+                    "ignores the parameters' uncertainty. Use impute() for the conditional "
+                    "expectation, or fit BayesGMM.")
+            m = validate_int(draws, "draws")
+            rng = np.random.default_rng(random_state)
+            sets = [em_missing.sample_missing(arr, state, rng) if missing.any() else arr.copy()
+                    for state in self._draw_states(m)]
+            out = xr.DataArray(np.stack(sets), dims=(DRAW, OBS, FEATURE),
+                               coords={DRAW: np.arange(m), **coords}, name="imputed",
+                               attrs=attrs)
+        else:
+            if not missing.any():
+                done = arr.copy()
+            elif self.is_bayesian:
+                n_draws = self.weights.sizes[CHAIN] * self.weights.sizes[DRAW]
+                done = np.mean([em_missing.conditional_mean(arr, state)
+                                for state in self._draw_states(min(200, n_draws))], axis=0)
+            else:
+                done = em_missing.conditional_mean(arr, self._state())
+            out = xr.DataArray(done, dims=(OBS, FEATURE), coords=coords, name="imputed",
+                               attrs=attrs)
         return out.assign_coords(imputed=((OBS, FEATURE), missing))
+
+    def _draw_states(self, at_most: int) -> list:
+        """Mixtures of at most ``at_most`` posterior draws, evenly spaced (chain-major)."""
+        from bayesgmm import em
+
+        w = self.weights.transpose(CHAIN, DRAW, COMPONENT).values
+        mu = self.means.transpose(CHAIN, DRAW, COMPONENT, FEATURE).values
+        cov = self.covariances.transpose(CHAIN, DRAW, COMPONENT, FEATURE, FEATURE_BIS).values
+        k, d = mu.shape[-2:]
+        w, mu, cov = w.reshape(-1, k), mu.reshape(-1, k, d), cov.reshape(-1, k, d, d)
+        n_total = w.shape[0]
+        if at_most <= n_total:
+            picks = np.linspace(0, n_total - 1, at_most).round().astype(int)
+        else:  # more data sets than draws: the draws in turn
+            picks = np.resize(np.arange(n_total), at_most)
+        return [em.EMState(w[i], mu[i], cov[i], em.precision_cholesky(cov[i], "full"), "full")
+                for i in picks]
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each row of new data (see :meth:`predict_proba`)."""

@@ -239,3 +239,24 @@ def test_kernel_refuses_missing_data_in_words():
     X = _with_holes(np.random.default_rng(0).normal(size=(30, 2)), 0.2, 0)
     assert "missing entries" in kernel_mismatch(build_gmm_model(X, 2, "diag"))
     assert kernel_mismatch(build_gmm_model(np.nan_to_num(X), 2, "diag")) is None
+
+
+def test_multiple_imputation_from_the_posterior(bayes_holes):
+    X, fit, _ = bayes_holes
+    r = fit.result_
+    holes = np.isnan(X)
+    sets = r.impute(draws=40, random_state=1)
+    assert sets.dims == ("draw", "obs", "feature") and sets.sizes["draw"] == 40
+    np.testing.assert_array_equal(sets.values[:, ~holes], np.broadcast_to(X[~holes], (40,
+                                  int((~holes).sum()))))  # observed entries kept
+    assert np.isfinite(sets.values).all()
+    assert (sets.values[:, holes].std(axis=0) > 0).all()  # the imputations vary
+    again = r.impute(draws=40, random_state=1)
+    np.testing.assert_array_equal(sets.values, again.values)  # reproducible
+    # the completed data sets scatter around the posterior predictive mean: their average
+    # is within 4 Monte Carlo standard errors of impute()'s
+    mean = r.impute().values[holes]
+    spread = sets.values[:, holes].std(axis=0) / np.sqrt(40)
+    assert np.all(np.abs(sets.values[:, holes].mean(axis=0) - mean) < 4 * spread + 1e-9)
+    with pytest.raises(ValueError, match="needs posterior draws"):
+        bg.EMGMM(2, random_state=0).fit(X).result_.impute(draws=5)
