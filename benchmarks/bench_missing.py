@@ -33,12 +33,14 @@ Imputation: RMSE over the missing entries, in sd units, of ``impute()``, of
 the column means and of ``IterativeImputer``.
 
 Run: ``python benchmarks/bench_missing.py --out benchmarks/results/missing.json``
-(``--replications 2`` for a timing estimate).
+(``--replications 2`` for a timing estimate); the tables of ``docs/missing.md``
+come from ``python benchmarks/bench_missing.py --markdown benchmarks/results/missing.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 
@@ -358,13 +360,87 @@ def print_table(summary: dict) -> None:
               + ", ".join(f"{n} {v[0]:.3f}" for n, v in imp.items()))
 
 
+def _pm(cell, digits: int) -> str:
+    mean, se, _ = cell
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def markdown(record: dict) -> str:
+    """The tables of docs/missing.md from a written record."""
+    summary, met = record["summary"], record["goals"]
+    lines = ["| setting | method | failed | mean error | ratio | rank | cov. error | ratio "
+             "| rank | held-out log-lik. | median | rank | s / fit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, setting in summary.items():
+        for m, e in setting["methods"].items():
+            ll = e["heldout_loglik"]
+            ll_text = (_pm(ll, 3) if abs(ll[0]) < 1e3
+                       else f"{ll[0]:.3g} ± {ll[1]:.3g}")
+            lines.append(
+                f"| {key} | {m} | {e['failures']} | {_pm(e['mean_error'], 3)} "
+                f"| {e['mean_error_ratio']:.2f} | {e['mean_error_rank']:.2f} "
+                f"| {_pm(e['cov_error'], 3)} | {e['cov_error_ratio']:.2f} "
+                f"| {e['cov_error_rank']:.2f} | {ll_text} | {e['heldout_loglik_median']:.3f} "
+                f"| {e['heldout_loglik_rank']:.2f} | {e['seconds'][0]:.3f} |")
+    lines += ["", "| setting | missing share | complete rows | impute() | column means "
+              "| IterativeImputer | impute() / column means |", "|---|---|---|---|---|---|---|"]
+    for key, setting in summary.items():
+        imp = setting["imputation_rmse"]
+        lines.append(
+            f"| {key} | {setting['missing_share'][0]:.3f} | {setting['complete_rows'][0]:.1f} "
+            f"| {_pm(imp['bayesgmm'], 3)} | {_pm(imp['mean-impute'], 3)} "
+            f"| {_pm(imp['iterative'], 3)} | {imp['bayesgmm'][0] / imp['mean-impute'][0]:.2f} |")
+
+    wins = win_shares(record["replicates"])
+
+    def marks(key: str, method: str, flags: dict) -> str:
+        return " / ".join(("yes" if flags[m] else "**no**") + f" {wins[key][method][m]:.0%}"
+                          for m in METRICS)
+
+    lines += ["", "| setting | better than complete-case (mean / cov / log-lik) "
+              "| better than mean-impute | not worse than iterative |", "|---|---|---|---|"]
+    for key, g in met.items():
+        lines.append(f"| {key} | {marks(key, 'complete-case', g['better_than_complete-case'])} "
+                     f"| {marks(key, 'mean-impute', g['better_than_mean-impute'])} "
+                     f"| {marks(key, 'iterative', g['not_worse_than_iterative'])} |")
+    return "\n".join(lines)
+
+
+def win_shares(reps: list[dict]) -> dict:
+    """Share of replications in which bayesgmm beats each method (its failures count as wins)."""
+    out: dict = {}
+    for r in reps:
+        for mechanism, row in r["settings"].items():
+            ours = row["fits"]["bayesgmm"]
+            for m in METHODS[1:]:
+                other = row["fits"][m]
+                for metric in METRICS:
+                    sign = -1.0 if metric == "heldout_loglik" else 1.0
+                    if not other["ok"]:
+                        won = True
+                    elif not ours["ok"]:
+                        won = False
+                    else:
+                        won = sign * ours[metric] < sign * other[metric]
+                    (out.setdefault(f"{r['design']}/{mechanism}", {}).setdefault(m, {})
+                     .setdefault(metric, []).append(won))
+    return {key: {m: {metric: float(np.mean(v)) for metric, v in d.items()}
+                  for m, d in per.items()} for key, per in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replications", type=int, default=50)
     parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--out", default=None, help="write the raw record here (JSON)")
+    parser.add_argument("--markdown", default=None, metavar="RECORD",
+                        help="print the docs tables of a written record and exit")
     args = parser.parse_args()
+    if args.markdown:
+        with open(args.markdown) as handle:
+            print(markdown(json.load(handle)))
+        return
     start = time.perf_counter()
     reps = []
     for design in args.designs:
