@@ -255,7 +255,7 @@ def _describe_left_out(left_out: dict[tuple[str, int], str]) -> str:
 
 def _collapsed(result: GMMResult) -> list[int]:
     """Components of the point estimate that sit on too few points or on the variance floor."""
-    from bayesgmm.em import collapsed_from_full
+    from bayesgmm.em import collapsed_from_full, rounding_variance
 
     weights, means, covs = (a.values for a in result.point_estimate())
     # the floor the fit used: per feature for a Bayesian "auto" floor, else the number given
@@ -263,8 +263,13 @@ def _collapsed(result: GMMResult) -> list[int]:
     reg = result.config.get("reg_covar_used", given)
     reg = np.asarray(reg, dtype=float) if not isinstance(reg, str) else 0.0
     ratio = 1 + 1 / 12 if isinstance(given, str) else 2.0  # "auto": the data's resolution
+    # an "auto" floor already holds every variance at the resolution; otherwise a component
+    # narrower than the data's rounding is spurious
+    data = result.observed
+    rounding = (rounding_variance(data.values) if data is not None and not isinstance(given, str)
+                else None)
     return collapsed_from_full(weights, means, covs, result.covariance_type, result.n_obs,
-                               reg, floor_ratio=ratio).tolist()
+                               reg, floor_ratio=ratio, rounding=rounding).tolist()
 
 
 def fit_status(result: GMMResult | None, diagnostics: pd.DataFrame | None = None,

@@ -501,6 +501,8 @@ default="auto"
             warnings.warn(scale_problem, DataWarning, stacklevel=2)
         rng_seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         rng = np.random.default_rng(rng_seed)
+        # components narrower than the data's rounding are spurious (em.collapsed_from_full)
+        self._rounding = em.rounding_variance(arr)
         warm = self.warm_start and hasattr(self, "converged_")
         n_init = 1 if warm else self.n_init
         starts = [self._point_state()] if warm else self._starts(arr, n_init, rng, inits)
@@ -509,7 +511,7 @@ default="auto"
             state, info = em.run_em(arr, start, reg_covar=self.reg_covar, tol=self.tol,
                                     max_iter=self.max_iter, callback=self._progress(init))
             row_ll, resp = em.e_step(arr, state)
-            collapsed = em.collapsed_components(state, arr.shape[0], self.reg_covar)
+            collapsed = self._collapsed(state, arr.shape[0])
             # Prefer solutions without collapsed components, then the highest likelihood.
             key = (collapsed.size == 0, float(row_ll.sum()))
             if best is None or key > best[0]:
@@ -518,8 +520,8 @@ default="auto"
         if collapsed.size:
             warnings.warn(
                 f"EMGMM: component(s) {collapsed.tolist()} collapsed (onto a few points, onto "
-                f"the reg_covar={self.reg_covar:g} floor, or to a near-singular spread) in every "
-                f"one of the {n_init} runs; the "
+                f"the reg_covar={self.reg_covar:g} floor, to a near-singular spread, or "
+                f"narrower than the data's rounding) in every one of the {n_init} runs; the "
                 "likelihood of such a fit is spurious. Use fewer components, increase reg_covar, "
                 "or rescale the data.",
                 ConvergenceWarning,
@@ -614,13 +616,18 @@ default="auto"
             resp, bound = resp[order], bound[order]
         return resp, bound
 
+    def _collapsed(self, state: em.EMState, n_samples: int) -> np.ndarray:
+        """Collapsed components of ``state`` (few points, the floor, singular, below rounding)."""
+        return em.collapsed_components(state, n_samples, self.reg_covar,
+                                       rounding=getattr(self, "_rounding", None))
+
     def _sound(self, X: np.ndarray, resp: np.ndarray) -> bool:
         """Whether the M-step from ``resp`` has no collapsed component."""
         try:
             state = em.m_step(X, resp, self.covariance_type, self.reg_covar)
         except ValueError:
             return False
-        return em.collapsed_components(state, X.shape[0], self.reg_covar).size == 0
+        return self._collapsed(state, X.shape[0]).size == 0
 
     def _split_merge(self, X: np.ndarray, resp: np.ndarray, bound: np.ndarray) -> np.ndarray:
         """Split-and-merge starts from the best sound candidate, run to ``tol`` first.
@@ -635,7 +642,7 @@ default="auto"
                                      max_iter=self.max_iter)
             except ValueError:
                 continue
-            if em.collapsed_components(state, X.shape[0], self.reg_covar).size == 0:
+            if self._collapsed(state, X.shape[0]).size == 0:
                 return split_merge_starts(X, em.e_step(X, state)[1], self.covariance_type)
         return np.empty((0, *resp.shape[1:]))
 
@@ -655,7 +662,7 @@ default="auto"
                 state = em.m_step(X, resp[j], self.covariance_type, self.reg_covar)
             except ValueError:
                 continue
-            sound = em.collapsed_components(state, X.shape[0], self.reg_covar).size == 0
+            sound = self._collapsed(state, X.shape[0]).size == 0
             scored.append((sound, float(bound[j]), -len(scored), state))
         scored.sort(key=lambda item: item[:3], reverse=True)
         chosen, repeats = [], []

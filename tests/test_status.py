@@ -99,3 +99,27 @@ def test_a_thin_but_real_cluster_is_not_flagged():
     result = bg.EMGMM(2, reg_covar=0.0, n_init=3, random_state=0).fit(
         np.concatenate([wide, thin])).result_
     assert fit_status(result) == []
+
+
+def test_a_component_narrower_than_the_data_rounding_is_flagged():
+    # 40 rows recorded to 0.1 whose second feature is 2.0 on every row but one: that
+    # component's variance across x1 is far below the rounding variance (0.1^2 / 12) of
+    # the data, floor or not; a real cluster as narrow as the rounding passes.
+    rng = np.random.default_rng(4)
+    wide = rng.normal([0, 0], 1.0, (200, 2))
+    spike = np.column_stack([rng.normal(5, 1.0, 40), np.full(40, 2.0)])
+    spike[0, 1] = 2.1
+    X = np.concatenate([wide, spike]).round(1)
+    from bayesgmm import em
+
+    rounding = em.rounding_variance(X)
+    np.testing.assert_allclose(rounding, 0.01 / 12, rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bg.EMGMM(2, n_init=1, random_state=0).fit(X)
+    thin = np.linalg.eigvalsh(fit.covariances_).min(axis=1)
+    assert thin.min() < 0.01 / 12  # the fit is what the test says
+    assert any(r.startswith("spurious") for r in fit_status(fit.result_))
+    ok = np.concatenate([wide, np.column_stack([rng.normal(5, 1.0, 40),
+                                                rng.normal(2, 0.1, 40)])]).round(1)
+    assert fit_status(bg.EMGMM(2, n_init=1, random_state=0).fit(ok).result_) == []

@@ -48,6 +48,7 @@ from bayesgmm.bayes.spec import (
     model_data,
     resolve_priors,
 )
+from bayesgmm.em import rounding_variance
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -91,17 +92,15 @@ def auto_reg_covar(X: np.ndarray) -> np.ndarray:
     [0.04]
     """
     X = np.asarray(X, dtype=float)
+    step_squared = 12.0 * rounding_variance(X, max_rows=X.shape[0])  # every row
     out = np.empty(X.shape[1])
     for j in range(X.shape[1]):
         col = X[:, j][~np.isnan(X[:, j])]  # the observed values (NaN: missing)
-        gaps = np.diff(np.unique(col))
-        gaps = gaps[gaps > 0]
-        res = gaps.min() if gaps.size else 0.0
         # a robust spread (normal-consistent MAD, the variance when the MAD is 0): one
         # extreme outlier must not lift the floor (1e6 in two 10-sd clusters: 4950)
         mad = 1.4826 * np.median(np.abs(col - np.median(col)))
         spread = mad**2 if mad > 0 else col.var()
-        out[j] = max(res**2, 1e-6 * spread)
+        out[j] = max(step_squared[j], 1e-6 * spread)
     return out
 
 
