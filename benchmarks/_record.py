@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("bayesgmm", "numpy", "scipy", "scikit-learn", "pymc", "pytensor", "nutpie",
@@ -22,6 +24,18 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def git_state() -> dict:
+    """HEAD commit and the files modified in the working tree (call it when a run starts)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def run(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
+                              text=True).stdout.strip()
+
+    return {"head": run("rev-parse", "HEAD"),
+            "modified": run("status", "--porcelain", "--untracked-files=no").splitlines()}
 
 
 def write_record(path: str, results: dict[str, Any]) -> None:

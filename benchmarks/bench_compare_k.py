@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from sklearn.mixture import GaussianMixture
 import bayesgmm as bg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _record import write_record
+from _record import git_state, write_record
 
 DATA = {"faithful": bg.datasets.load_faithful, "iris": bg.datasets.load_iris}
 
@@ -41,18 +40,6 @@ def sweep_bayesgmm(X, ks):
 def sweep_sklearn(X, ks):
     bics = {k: GaussianMixture(k, n_init=10, random_state=0).fit(X).bic(X) for k in ks}
     return int(min(bics, key=bics.get))
-
-
-def git_state() -> dict:
-    """HEAD commit and the files modified in the working tree when the run started."""
-    root = Path(__file__).resolve().parents[1]
-
-    def run(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
-                              text=True).stdout.strip()
-
-    return {"head": run("rev-parse", "HEAD"),
-            "modified": run("status", "--porcelain", "--untracked-files=no").splitlines()}
 
 
 def thread_state() -> dict:

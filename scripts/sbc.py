@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ import numpy as np
 from bayesgmm import validation as val
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _record import write_record
+from _record import git_state, write_record
 
 #: Data-free priors in data units (every key given, so nothing depends on the data).
 PRIORS = {"weights_concentration": 5.0, "means_loc": 0.0, "means_scale": 3.0,
@@ -92,18 +91,6 @@ def rhat_null_rates(n_quantities: tuple[int, ...] = (6, 8, 9, 10, 12), n_sets: i
         r = array_stats.rhat(x, chain_axis=1, draw_axis=2, method="split")
         out[str(p)] = float(np.mean(np.nanmax(r, axis=-1) > 1.05))
     return out
-
-
-def _git_state() -> dict:
-    """HEAD commit and the files modified in the working tree when the study started."""
-    root = Path(__file__).resolve().parents[1]
-
-    def run(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
-                              text=True).stdout.strip()
-
-    return {"head": run("rev-parse", "HEAD"),
-            "modified": run("status", "--porcelain", "--untracked-files=no").splitlines()}
 
 
 _LABELS = {"nuts": "NUTS", "advi": "ADVI (mean-field)", "fullrank_advi": "ADVI (full-rank)"}
@@ -163,7 +150,7 @@ def main() -> None:
             write_record(args.out, {"share_max_split_rhat_gt_1.05": rates,
                                     "by_number_of_quantities": True, "n_sets": 4000,
                                     "chains": 2, "draws_per_chain": 50, "seed": 0,
-                                    "git": _git_state()})
+                                    "git": git_state()})
         return
     args.figures_dir.mkdir(parents=True, exist_ok=True)
     args.ranks_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +159,7 @@ def main() -> None:
 
     summary: dict[str, dict] = {}
     raw: dict[str, dict] = {}
-    git = _git_state()
+    git = git_state()
     for group in groups:
         stem, configs = GROUPS[group]
         results: list[val.SBCResult] = []
