@@ -8,6 +8,16 @@ import bayesgmm as bg
 from bayesgmm._constants import COVARIANCE_TYPES  # noqa: F401 - shared by the test modules
 
 _RNG = np.random.default_rng(0)
+
+
+def with_holes(X, share, seed=0):
+    """``X`` with each entry missing (NaN) with probability ``share`` (MCAR); no row left empty."""
+    out = np.array(X, dtype=float)
+    holes = np.random.default_rng(seed).random(out.shape) < share
+    holes[holes.all(axis=1), 0] = False
+    out[holes] = np.nan
+    return out
+
 #: Hostile inputs that every estimator must reject: (X, n_components, error pattern).
 HOSTILE_ERRORS = [
     (np.array([[0.0, np.nan], [1.0, 2.0], [2.0, 1.0]]), 1, "1 NaN and 0 inf"),

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import with_holes
 from scipy import optimize, stats
 from scipy.special import logsumexp
 
@@ -28,20 +29,10 @@ def _observed_log_likelihood(X, weights, means, covs):
     return total
 
 
-def _with_holes(X, share, seed):
-    """``X`` with each entry missing with probability ``share`` (MCAR); no row left empty."""
-    rng = np.random.default_rng(seed)
-    out = np.array(X, dtype=float)
-    holes = rng.random(out.shape) < share
-    holes[holes.all(axis=1), 0] = False
-    out[holes] = np.nan
-    return out
-
-
 @pytest.fixture(scope="module")
 def iris_holes():
     X = bg.datasets.load_iris().to_numpy()
-    return X, _with_holes(X, 0.2, 0)
+    return X, with_holes(X, 0.2, 0)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +66,7 @@ def test_one_gaussian_reaches_the_numerical_maximum():
     # K=1 full: maximise the observed-data log-likelihood directly over (mu, Cholesky of
     # Sigma) with scipy; EM must reach the same maximum.
     rng = np.random.default_rng(3)
-    X = _with_holes(rng.multivariate_normal([1.0, -2.0, 0.5],
+    X = with_holes(rng.multivariate_normal([1.0, -2.0, 0.5],
                                             [[2.0, 0.8, 0.3], [0.8, 1.0, -0.4],
                                              [0.3, -0.4, 1.5]], 120), 0.3, 1)
     fit = bg.EMGMM(1, reg_covar=0.0, tol=1e-12, max_iter=5000).fit(X)
@@ -201,7 +192,7 @@ def test_tags_say_nan_is_allowed():
 def bayes_holes():
     # Old Faithful's first 80 eruptions, 10% of the entries missing; one short NUTS run
     # on the model's own PyMC graph (the kernel handles complete data only)
-    X = _with_holes(bg.datasets.load_faithful().to_numpy()[:80], 0.1, 2)
+    X = with_holes(bg.datasets.load_faithful().to_numpy()[:80], 0.1, 2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = bg.BayesGMM(2, draws=100, tune=100, chains=2, random_state=0,
@@ -236,7 +227,7 @@ def test_kernel_refuses_missing_data_in_words():
     from bayesgmm.bayes.inference import kernel_mismatch
     from bayesgmm.bayes.model import build_gmm_model
 
-    X = _with_holes(np.random.default_rng(0).normal(size=(30, 2)), 0.2, 0)
+    X = with_holes(np.random.default_rng(0).normal(size=(30, 2)), 0.2, 0)
     assert "missing entries" in kernel_mismatch(build_gmm_model(X, 2, "diag"))
     assert kernel_mismatch(build_gmm_model(np.nan_to_num(X), 2, "diag")) is None
 

@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import with_holes
 
 import bayesgmm as bg
 from bayesgmm import plotting
@@ -255,24 +256,15 @@ def test_pca_scores_are_centred(iris):
 # --------------------------------------------------------------------------
 
 
-def _with_holes(X, fraction, seed=0):
-    X = np.array(X, dtype=float)
-    rng = np.random.default_rng(seed)
-    holes = rng.random(X.shape) < fraction
-    holes[holes.all(axis=1), 0] = False  # keep one entry of every row
-    X[holes] = np.nan
-    return X
-
-
 @pytest.fixture(scope="module")
 def em_faithful_holes():
-    X = _with_holes(bg.datasets.load_faithful().to_numpy(), 0.1)
+    X = with_holes(bg.datasets.load_faithful().to_numpy(), 0.1)
     return bg.EMGMM(2, random_state=0).fit(X).result_
 
 
 @pytest.fixture(scope="module")
 def em_iris_holes():
-    X = _with_holes(bg.datasets.load_iris().to_numpy(), 0.15, seed=1)
+    X = with_holes(bg.datasets.load_iris().to_numpy(), 0.15, seed=1)
     return bg.EMGMM(3, random_state=0).fit(X).result_
 
 
@@ -343,7 +335,7 @@ def test_every_plot_of_incomplete_data_draws(em_iris_holes, tmp_path):
     r = em_iris_holes
     ax = plotting.plot_responsibilities(r)
     assert _inked(_png_pixels(ax, tmp_path)) > 0.01
-    X = _with_holes(bg.datasets.load_iris().to_numpy(), 0.15, seed=1)
+    X = with_holes(bg.datasets.load_iris().to_numpy(), 0.15, seed=1)
     cmp = bg.compare_k(X, range(1, 4), methods="em", progressbar=False)
     ax = cmp.plot()
     assert len(ax.lines) > 0 and _inked(_png_pixels(ax, tmp_path)) > 0.01

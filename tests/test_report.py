@@ -5,6 +5,7 @@ import re
 
 import pandas as pd
 import pytest
+from conftest import with_holes
 
 import bayesgmm as bg
 from bayesgmm import reporting as report_module
@@ -238,23 +239,12 @@ def test_caption_of_a_one_feature_fit(faithful, tmp_path):
 # --------------------------------------------------------------------------
 
 
-def _with_holes(X, fraction, seed=0):
-    import numpy as np
-
-    X = np.array(X, dtype=float)
-    rng = np.random.default_rng(seed)
-    holes = rng.random(X.shape) < fraction
-    holes[holes.all(axis=1), 0] = False  # keep one entry of every row
-    X[holes] = np.nan
-    return X
-
-
 @pytest.fixture(scope="module")
 def iris_holes():
     import numpy as np
 
     iris = bg.datasets.load_iris()
-    return pd.DataFrame(_with_holes(iris.to_numpy(), 0.12, seed=3), columns=iris.columns,
+    return pd.DataFrame(with_holes(iris.to_numpy(), 0.12, seed=3), columns=iris.columns,
                         dtype=np.float64)
 
 
@@ -316,7 +306,7 @@ def test_many_patterns_are_pooled_after_the_most_frequent(tmp_path):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    X = _with_holes(np.r_[rng.normal(0, 1, (150, 6)), rng.normal(4, 1, (150, 6))], 0.2)
+    X = with_holes(np.r_[rng.normal(0, 1, (150, 6)), rng.normal(4, 1, (150, 6))], 0.2)
     by_feature, by_pattern = report_module.missing_tables(
         bg.EMGMM(2, random_state=0).fit(X).result_.observed)
     n_patterns = len(np.unique(np.isnan(X), axis=0))
