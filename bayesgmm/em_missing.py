@@ -35,7 +35,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp
 
 from bayesgmm.em import (
     LOG_2PI,
@@ -180,6 +179,14 @@ class _Model(NamedTuple):
         return cls(log_w, state.means, precisions, log_det)
 
 
+def _log_sum_exp(a: np.ndarray, axis: int) -> np.ndarray:
+    """``log sum exp`` over ``axis`` (a third of scipy's time on these small blocks)."""
+    top = a.max(axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
+
+
 class _Block(NamedTuple):
     """E-step output for a block of rows of one group (working units)."""
 
@@ -281,7 +288,7 @@ def e_step(X: np.ndarray, state: EMState) -> tuple[np.ndarray, np.ndarray]:
     resp : ndarray of shape (n_samples, n_components)
     """
     weighted = weighted_log_prob(X, state)
-    rows = logsumexp(weighted, axis=1)
+    rows = _log_sum_exp(weighted, axis=1)
     return rows, np.exp(weighted - rows[:, None])
 
 
@@ -318,7 +325,7 @@ def conditional_mean(X: np.ndarray, state: EMState) -> np.ndarray:
     for _, inv, block in _blocks(layout, model):
         if inv is None:
             continue
-        resp = np.exp(block.log_prob - logsumexp(block.log_prob, axis=0, keepdims=True))
+        resp = np.exp(block.log_prob - _log_sum_exp(block.log_prob, axis=0)[None, :])
         z = np.einsum("kn,knd->nd", resp, block.diff + model.means[:, None, :])
         missing = layout.observed[block.rows] == 0
         filled = z * frame.scale + frame.center
@@ -369,7 +376,7 @@ def sample_missing(X: np.ndarray, state: EMState,
             continue
         if id(group) not in factors:
             factors[id(group)] = np.linalg.cholesky(inv)  # (K, P, m, m)
-        resp = np.exp(block.log_prob - logsumexp(block.log_prob, axis=0, keepdims=True))
+        resp = np.exp(block.log_prob - _log_sum_exp(block.log_prob, axis=0)[None, :])
         cum = np.cumsum(resp, axis=0)
         pick = (rng.random(resp.shape[1])[None, :] > cum).sum(axis=0)
         pick = np.minimum(pick, resp.shape[0] - 1)  # (n_b,) drawn component
@@ -444,7 +451,7 @@ def _accumulate(layout: _Layout, work: EMState) -> tuple[float, _Stats]:
     total = 0.0
     pattern_weight: dict[int, tuple[_Group, np.ndarray, np.ndarray]] = {}
     for group, inv, block in _blocks(layout, model):
-        rows_ll = logsumexp(block.log_prob, axis=0)
+        rows_ll = _log_sum_exp(block.log_prob, axis=0)
         total += float(rows_ll.sum())
         resp = np.exp(block.log_prob - rows_ll[None, :])  # (K, n_b)
         weighted = block.diff * resp[:, :, None]
