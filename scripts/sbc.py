@@ -116,6 +116,44 @@ def _summary(res: val.SBCResult, wall: float) -> tuple[dict, object]:
     return out, table
 
 
+def _config_key(group: str, method: str, cov_type: str, d: int) -> str:
+    prefix = "asym_" if group == "asym-weights" else ""
+    return prefix + (f"{method}_K2_D{d}" if cov_type == "full"
+                     else f"{method}_{cov_type}_K2_D{d}")
+
+
+def _draw(results: list, path: Path) -> None:
+    """One ECDF-difference figure of a group's configurations."""
+    fig = val.plot_ecdf_difference(
+        results, prob=0.95,
+        titles=[f"{_LABELS[r.method]}, {r.covariance_type}, K=2, D={r.n_features}, "
+                f"R={r.ranks.shape[0]}, L={r.n_ranks - 1}" for r in results])
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}", flush=True)
+
+
+def _figures_from_record(record_path: Path, figures_dir: Path) -> None:
+    """Redraw each group's figure from the ranks kept in a raw record."""
+    record = json.loads(record_path.read_text())
+    configurations = record["configurations"]
+    for group in record["groups"]:
+        stem, configs = GROUPS[group]
+        results = []
+        for method, cov_type, d, _ in configs:
+            entry = configurations.get(_config_key(group, method, cov_type, d))
+            if entry is None:
+                continue
+            results.append(val.SBCResult(
+                names=entry["names"], ranks=np.asarray(entry["ranks"]),
+                n_ranks=int(entry["n_ranks"]), method=method, n_components=2, n_features=d,
+                n_samples=int(record["n_samples"]),
+                divergences=np.asarray(entry["divergences"]),
+                max_rhat=np.asarray(entry["max_rhat"]), seconds=np.asarray(entry["seconds"]),
+                config=entry["config"], covariance_type=cov_type))
+        if results:
+            _draw(results, figures_dir / f"{stem}.png")
+
+
 def main() -> None:
     """Run the study and write the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -142,7 +180,14 @@ def main() -> None:
                     default=None, help="run only the configurations of these covariance types")
     ap.add_argument("--ranks-dir", type=Path, default=Path(tempfile.gettempdir()),
                     help="where the ranks (.npz) and the summary (.json) are saved")
+    ap.add_argument("--figures-from", type=Path, default=None, metavar="RECORD",
+                    help="draw the figures from the ranks in a raw record written by --out "
+                         "(no study is run)")
     args = ap.parse_args()
+    if args.figures_from is not None:
+        args.figures_dir.mkdir(parents=True, exist_ok=True)
+        _figures_from_record(args.figures_from, args.figures_dir)
+        return
     if args.rhat_null:
         rates = rhat_null_rates()
         print(json.dumps(rates))
@@ -164,7 +209,6 @@ def main() -> None:
         stem, configs = GROUPS[group]
         results: list[val.SBCResult] = []
         priors = GROUP_PRIORS.get(group, PRIORS)
-        prefix = "asym_" if group == "asym-weights" else ""
         configs = [c for c in configs if args.types is None or c[1] in args.types]
         for method, cov_type, d, offset in configs:
             reps = args.reps_nuts if method == "nuts" else args.reps_advi
@@ -175,8 +219,7 @@ def main() -> None:
                               fit_kwargs=NUTS_KWARGS if method == "nuts" else ADVI_KWARGS,
                               random_state=args.seed + offset, covariance_type=cov_type)
             wall = time.perf_counter() - t0
-            key = prefix + (f"{method}_K2_D{d}" if cov_type == "full"
-                            else f"{method}_{cov_type}_K2_D{d}")
+            key = _config_key(group, method, cov_type, d)
             summary[key], table = _summary(res, wall)
             summary[key]["study_seed"] = args.seed + offset
             print(f"\n== {key}: {json.dumps(summary[key])}", flush=True)
@@ -198,15 +241,8 @@ def main() -> None:
             np.savez(args.ranks_dir / f"sbc_{key}.npz", ranks=res.ranks, names=res.names,
                      n_ranks=res.n_ranks, divergences=res.divergences, max_rhat=res.max_rhat,
                      seconds=res.seconds)
-        if not results:
-            continue
-        fig = val.plot_ecdf_difference(
-            results, prob=0.95,
-            titles=[f"{_LABELS[r.method]}, {r.covariance_type}, K=2, D={r.n_features}, "
-                    f"R={r.ranks.shape[0]}, L={r.n_ranks - 1}" for r in results])
-        path = args.figures_dir / f"{stem}.png"
-        fig.savefig(path, dpi=90)
-        print(f"wrote {path}", flush=True)
+        if results:
+            _draw(results, args.figures_dir / f"{stem}.png")
     (args.ranks_dir / f"sbc_summary_{'_'.join(groups)}.json").write_text(
         json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
