@@ -185,6 +185,14 @@ def simultaneous_band(
     that maximum.  With probability ``prob`` the whole curve of uniform ranks
     stays inside.
 
+    Why not :func:`arviz_stats.ecdf_utils.simulate_confidence_bands`: its band
+    has the same coverage on discrete ranks (measured on R = 200 sets of ranks
+    on ``{0..100}``, 4000 uniform sets: 4.7 % outside for arviz-stats' 0.95
+    band, 4.8 % for this one), but it returns only the band's pointwise level;
+    this function also returns the simulated maxima, from which
+    :func:`ecdf_band_test` gives every quantity a p-value, which
+    docs/calibration.md reports.
+
     Parameters
     ----------
     n_replications : int
