@@ -223,6 +223,24 @@ def test_bayes_fit_with_missing_entries_goes_to_the_pymc_graph_and_says_why(baye
     assert r.impute().attrs["n_imputed"] == int(np.isnan(X).sum())
 
 
+def test_a_second_fit_with_missing_entries_reuses_the_compiled_graph(bayes_holes):
+    # bayesgmm's own model on incomplete data keeps its layout: the nutpie compilation is
+    # cached per structure (masked or not) and fed the new data and mask
+    X, first, _ = bayes_holes
+    other = with_holes(bg.datasets.load_faithful().to_numpy()[100:160], 0.15, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = bg.BayesGMM(2, draws=100, tune=100, chains=2, random_state=0,
+                            progressbar=False).fit(other)
+    assert again.timing_["compile"] < 0.1 * max(first.timing_["compile"], 1.0)
+    np.testing.assert_allclose(np.isnan(again.result_.observed.values), np.isnan(other))
+    # the posterior follows the new data: its means are near that data's EM fit (well
+    # separated eruptions; 5 sd of the waiting time's posterior spread would be ~5 min)
+    em_fit = bg.EMGMM(2, n_init=5, random_state=0).fit(other)
+    order = np.argsort(again.means_[:, 1]), np.argsort(em_fit.means_[:, 1])
+    np.testing.assert_allclose(again.means_[order[0]], em_fit.means_[order[1]], atol=5.0)
+
+
 def test_kernel_refuses_missing_data_in_words():
     from bayesgmm.bayes.inference import kernel_mismatch
     from bayesgmm.bayes.model import build_gmm_model

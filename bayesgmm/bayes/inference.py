@@ -175,6 +175,25 @@ def _graph_inputs(model: pm.Model) -> dict[str, Any]:
     return inputs
 
 
+#: What :func:`kernel_mismatch` says of bayesgmm's own model on data with missing entries:
+#: sampled on its PyMC graph, with bayesgmm's layout (EM start, compiled graph cached).
+MISSING_DATA_REASON = "the data have missing entries, which the kernel does not marginalise yet"
+
+
+def container_values(md: ModelData) -> dict[str, np.ndarray]:
+    """The values of a model's data containers that its log-density reads.
+
+    Missing entries are held at 0 in ``X_std`` and marked in ``observed_mask``
+    (see :func:`bayesgmm.bayes.model.model_from_data`).
+    """
+    values = md.data_dict()
+    if md.has_missing:
+        missing = np.isnan(md.X_std)
+        values["X_std"] = np.where(missing, 0.0, md.X_std)
+        values["observed_mask"] = (~missing).astype(float)
+    return values
+
+
 def kernel_mismatch(model: pm.Model) -> str | None:
     """Why bayesgmm's kernel would not compute this model's log-density, or None.
 
@@ -216,8 +235,6 @@ def kernel_mismatch(model: pm.Model) -> str | None:
         reference = model_from_data(md, k, kind)
     except Exception as err:  # a model bayesgmm did not write at all
         return f"it is not a bayesgmm model ({type(err).__name__}: {err})"
-    if md.has_missing:
-        return "the data have missing entries, which the kernel does not marginalise yet"
     extra = sorted(set(model.named_vars) - set(reference.named_vars))
     missing = sorted(set(reference.named_vars) - set(model.named_vars))
     if extra:
@@ -232,6 +249,8 @@ def kernel_mismatch(model: pm.Model) -> str | None:
                               in_xs=[mine[n] for n in names],
                               in_ys=[theirs[n] for n in names]):
         return "its log-density differs from the one bayesgmm writes (an edited prior?)"
+    if md.has_missing:  # bayesgmm's own model, but the kernel handles complete data only
+        return MISSING_DATA_REASON
     return None
 
 
@@ -285,7 +304,7 @@ def _native_nutpie(model: pm.Model, edited: bool) -> Any:
 
     if edited:
         return nutpie.compile_pymc_model(model)
-    key = model_structure(model)
+    key = (*model_structure(model), "observed_mask" in model.named_vars)
     with _NATIVE_GUARD:
         if key not in _NATIVE_CACHE:
             _NATIVE_CACHE[key] = nutpie.compile_pymc_model(model)
@@ -434,8 +453,9 @@ def run_nuts(
     if sampler == "nutpie":
         raw, stats, t_compile, t_sample = _sample_nutpie(model, settings)
     elif sampler == "nutpie_native":
+        own = mismatch in (None, MISSING_DATA_REASON)  # bayesgmm's model and layout
         raw, stats, t_compile, t_sample = _sample_nutpie_native(model, settings,
-                                                                edited=mismatch is not None)
+                                                                edited=not own)
     else:
         raw, stats, t_compile, t_sample = _sample_pymc(model, settings, sampler)
     stats = stats.drop_vars([c for c in stats.coords if c not in ("chain", "draw")])
@@ -557,7 +577,7 @@ def _sample_nutpie_native(model: pm.Model, settings: _NutsSettings, edited: bool
     if not edited:  # bayesgmm's layout: start near the EM solution
         layout = model_log_density(model)
         native = dataclasses.replace(
-            native.with_data(**layout.data.data_dict()),
+            native.with_data(**container_values(layout.data)),
             initial_point_func=_jittered_init(layout, settings.init_raw, 0.1))
     t_compile = time.perf_counter() - t0
     raw, stats, t_sample = _run_nutpie(native, settings, None)
