@@ -226,7 +226,7 @@ def test_bayes_fit_with_missing_entries_goes_to_the_pymc_graph_and_says_why(baye
 def test_a_second_fit_with_missing_entries_reuses_the_compiled_graph(bayes_holes):
     # bayesgmm's own model on incomplete data keeps its layout: the nutpie compilation is
     # cached per structure (masked or not) and fed the new data and mask
-    X, first, _ = bayes_holes
+    _, first, _ = bayes_holes
     other = with_holes(bg.datasets.load_faithful().to_numpy()[100:160], 0.15, 5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
