@@ -12,6 +12,9 @@ fullrank-advi  full-rank ADVI, full covariance, D=1 and D=2       sbc_fullrank_a
 asym-weights   NUTS, D=2, every covariance type, per-feature      sbc_asym_weights.png
                priors and weights_concentration=[3, 6]
                (only with ``--only``; ``--types`` selects types)
+nuts-missing   NUTS, full covariance, D=2, 20 % of the simulated  sbc_nuts_missing.png
+               entries missing completely at random (only with
+               ``--only``)
 ============== ================================================== ======================
 
 Each figure shows the ECDF difference of the ranks with simultaneous bands; a
@@ -70,7 +73,10 @@ GROUPS: dict[str, tuple[str, list[tuple[str, str, int, int]]]] = {
     "asym-weights": ("sbc_asym_weights", [("nuts", t, 2, o) for t, o in
                                           (("full", 401), ("tied", 402), ("diag", 403),
                                            ("spherical", 404))]),
+    "nuts-missing": ("sbc_nuts_missing", [("nuts", "full", 2, 502)]),
 }
+#: groups fitted on incomplete data: share of the simulated entries removed at random
+GROUP_MISSING = {"nuts-missing": 0.2}
 #: the groups run when neither --only nor --skip names them
 DEFAULT_GROUPS = ["nuts", "advi", "nuts-types", "fullrank-advi"]
 
@@ -117,7 +123,7 @@ def _summary(res: val.SBCResult, wall: float) -> tuple[dict, object]:
 
 
 def _config_key(group: str, method: str, cov_type: str, d: int) -> str:
-    prefix = "asym_" if group == "asym-weights" else ""
+    prefix = {"asym-weights": "asym_", "nuts-missing": "missing_"}.get(group, "")
     return prefix + (f"{method}_K2_D{d}" if cov_type == "full"
                      else f"{method}_{cov_type}_K2_D{d}")
 
@@ -217,7 +223,8 @@ def main() -> None:
                               priors=priors, reg_covar=REG_COVAR, method=method,
                               n_keep=50 if method == "nuts" else 100,
                               fit_kwargs=NUTS_KWARGS if method == "nuts" else ADVI_KWARGS,
-                              random_state=args.seed + offset, covariance_type=cov_type)
+                              random_state=args.seed + offset, covariance_type=cov_type,
+                              missing_share=GROUP_MISSING.get(group, 0.0))
             wall = time.perf_counter() - t0
             key = _config_key(group, method, cov_type, d)
             summary[key], table = _summary(res, wall)

@@ -257,6 +257,7 @@ def run_sbc(
     random_state: int = 0,
     callback: Callable[[int, SBCResult], None] | None = None,
     covariance_type: str = "full",
+    missing_share: float = 0.0,
 ) -> SBCResult:
     """Run simulation-based calibration of BayesGMM.
 
@@ -290,6 +291,11 @@ def run_sbc(
         Called as ``callback(i, partial_result)`` after each replication.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance structure of the prior draws and of the fitted model.
+    missing_share : float, default=0.0
+        Share of the simulated entries removed (NaN) completely at random
+        before fitting, keeping one entry of every row: calibration of the
+        fit on incomplete data (the ``loglik`` quantity is then the
+        observed-data log-likelihood).
 
     Returns
     -------
@@ -326,6 +332,10 @@ def run_sbc(
         rng = np.random.default_rng(ss)
         w, m, c = sample_prior(md, covariance_type, 1, rng)
         X = simulate_mixture(w[0], m[0], c[0], n_samples, rng)
+        if missing_share > 0:
+            holes = rng.random(X.shape) < missing_share
+            holes[holes.all(axis=1), 0] = False
+            X = np.where(holes, np.nan, X)
         est = BayesGMM(n_components, covariance_type=covariance_type, method=method,
                        priors=priors, reg_covar=reg_covar,
                        random_state=int(rng.integers(2**31 - 1)), **kwargs)
@@ -364,7 +374,7 @@ def run_sbc(
             n_failed=n_failed,
             config={"priors": {k: np.asarray(v).tolist() for k, v in priors.items()},
                     "reg_covar": reg_covar, "n_keep": n_keep, "random_state": random_state,
-                    "covariance_type": covariance_type,
+                    "covariance_type": covariance_type, "missing_share": missing_share,
                     **{k: v for k, v in kwargs.items() if k != "progressbar"}},
             covariance_type=covariance_type,
         )
