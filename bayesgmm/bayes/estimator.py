@@ -287,13 +287,14 @@ class BayesGMM(BaseGMM):
             out = inference.run_nuts(
                 model, draws=self.draws, tune=self.tune, chains=self.chains,
                 random_seed=seed, progressbar=self.progressbar, sampler=sampler,
-                init_raw=init_raw, target_accept=float(self.target_accept),
+                init_raw=init_raw, target_accept=float(self.target_accept), built_here=True,
             )
         else:
             out = inference.run_advi(
                 model, method=self.method, n_steps=self.n_steps, draws=self.draws,
                 random_seed=seed, progressbar=self.progressbar, init_raw=init_raw,
                 tolerance=self.advi_tol, engine="pymc" if self.sampler == "pymc" else "kernel",
+                built_here=True,
             )
         self.timing_ = out.timing
 

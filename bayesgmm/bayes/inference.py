@@ -254,6 +254,13 @@ def kernel_mismatch(model: pm.Model) -> str | None:
     return None
 
 
+def _mismatch(model: pm.Model, built_here: bool) -> str | None:
+    """:func:`kernel_mismatch`, or for a model just built by bayesgmm only the data check."""
+    if not built_here:
+        return kernel_mismatch(model)
+    return MISSING_DATA_REASON if model_data_of(model).has_missing else None
+
+
 def model_log_density(model: pm.Model) -> MixtureDensity:
     """The kernel's ``x -> (log p, gradient)`` for a model.
 
@@ -394,6 +401,7 @@ def run_nuts(
     init_raw: Mapping[str, np.ndarray] | None = None,
     target_accept: float = 0.9,
     cores: int | None = None,
+    built_here: bool = False,
 ) -> InferenceOutput:
     """Sample the model with NUTS.
 
@@ -420,6 +428,11 @@ def run_nuts(
         Target acceptance rate of the step-size adaptation.
     cores : int, optional
         Chains run in parallel (default: ``min(chains, cpu count)``).
+    built_here : bool, default=False
+        The model comes straight from :func:`bayesgmm.bayes.model.build_gmm_model`
+        (``BayesGMM.fit`` passes True): no one could have edited it, so the
+        graph comparison of :func:`kernel_mismatch` (0.3 s) is skipped and only
+        missing data send it to its PyMC graph.
 
     Returns
     -------
@@ -441,7 +454,8 @@ def run_nuts(
         random_seed=random_seed, progressbar=progressbar, target_accept=target_accept,
         init_raw=init_raw,
     )
-    mismatch = kernel_mismatch(model) if sampler in ("nutpie", "nutpie_native") else None
+    mismatch = (_mismatch(model, built_here) if sampler in ("nutpie", "nutpie_native")
+                else None)
     if mismatch is not None and sampler == "nutpie":
         warnings.warn(
             f"bayesgmm: the fast kernel does not compute this model's log-density ({mismatch}); "
@@ -783,6 +797,7 @@ def run_advi(
     learning_rate: float = 0.01,
     init_std: float = 0.1,
     engine: str = "kernel",
+    built_here: bool = False,
 ) -> InferenceOutput:
     """Fit mean-field or full-rank ADVI and draw from it.
 
@@ -820,6 +835,9 @@ def run_advi(
         spreads every mean over the whole data set and can merge components).
     engine : {"kernel", "pymc"}, default="kernel"
         Where the ELBO gradient comes from: bayesgmm's kernel or PyMC's graph.
+    built_here : bool, default=False
+        As in :func:`run_nuts`: skip the graph comparison for a model fresh
+        from :func:`bayesgmm.bayes.model.build_gmm_model`.
 
     Returns
     -------
@@ -830,7 +848,7 @@ def run_advi(
         raise ValueError(f"method must be 'advi' or 'fullrank_advi'; got {method!r}.")
     if engine not in ("kernel", "pymc"):
         raise ValueError(f"engine must be 'kernel' or 'pymc'; got {engine!r}.")
-    mismatch = kernel_mismatch(model) if engine == "kernel" else None
+    mismatch = _mismatch(model, built_here) if engine == "kernel" else None
     if mismatch is not None:
         warnings.warn(
             f"bayesgmm: the fast kernel does not compute this model's log-density ({mismatch}); "
