@@ -180,20 +180,6 @@ def _graph_inputs(model: pm.Model) -> dict[str, Any]:
 MISSING_DATA_REASON = "the data have missing entries, which the kernel does not marginalise yet"
 
 
-def container_values(md: ModelData) -> dict[str, np.ndarray]:
-    """The values of a model's data containers that its log-density reads.
-
-    Missing entries are held at 0 in ``X_std`` and marked in ``observed_mask``
-    (see :func:`bayesgmm.bayes.model.model_from_data`).
-    """
-    values = md.data_dict()
-    if md.has_missing:
-        missing = np.isnan(md.X_std)
-        values["X_std"] = np.where(missing, 0.0, md.X_std)
-        values["observed_mask"] = (~missing).astype(float)
-    return values
-
-
 def kernel_mismatch(model: pm.Model) -> str | None:
     """Why bayesgmm's kernel would not compute this model's log-density, or None.
 
@@ -591,7 +577,7 @@ def _sample_nutpie_native(model: pm.Model, settings: _NutsSettings, edited: bool
     if not edited:  # bayesgmm's layout: start near the EM solution
         layout = model_log_density(model)
         native = dataclasses.replace(
-            native.with_data(**container_values(layout.data)),
+            native.with_data(**layout.data.data_dict()),
             initial_point_func=_jittered_init(layout, settings.init_raw, 0.1))
     t_compile = time.perf_counter() - t0
     raw, stats, t_sample = _run_nutpie(native, settings, None)

@@ -299,15 +299,16 @@ def model_from_data(md: ModelData, n_components: int, covariance_type: str) -> p
     K, D = int(n_components), md.X_std.shape[1]
     n_pairs = D * (D - 1) // 2
 
-    missing = np.isnan(md.X_std)
+    values = md.data_dict()
     with pm.Model(check_bounds=False) as model:
         # the standardization, kept with the model (not in its log-density)
         pm.Data("center", md.center)
         pm.Data("scale", md.scale)
         # missing entries (NaN) are held at 0 and marked in "observed_mask": the likelihood
         # of a row is the density of its observed part (the missing part is marginalised)
-        Z = pm.Data("X_std", np.where(missing, 0.0, md.X_std))
-        mask = pm.Data("observed_mask", (~missing).astype(float)) if missing.any() else None
+        Z = pm.Data("X_std", values["X_std"])
+        mask = (pm.Data("observed_mask", values["observed_mask"])
+                if "observed_mask" in values else None)
         alpha = pm.Data("weights_concentration", md.weights_concentration)
         m_loc = pm.Data("means_loc", md.means_loc)
         m_scale = pm.Data("means_scale", md.means_scale)

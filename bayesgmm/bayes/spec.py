@@ -103,14 +103,20 @@ class ModelData:
     def data_dict(self) -> dict[str, np.ndarray]:
         """Return the values keyed by the names of the model's data containers.
 
+        Missing entries (NaN in ``X_std``) are held at 0 in the ``X_std``
+        container and marked in an ``observed_mask`` container (1 observed, 0
+        missing), which only data with missing entries have.
+
         Returns
         -------
         dict
             ``{name: value}`` for ``X_std``, ``weights_concentration``,
-            ``means_loc``, ``means_scale``, ``sd_scale``, ``lkj_eta`` and ``reg_diag``.
+            ``means_loc``, ``means_scale``, ``sd_scale``, ``lkj_eta``,
+            ``reg_diag`` and, with missing entries, ``observed_mask``.
         """
-        return {
-            "X_std": self.X_std,
+        missing = np.isnan(self.X_std)
+        values = {
+            "X_std": np.where(missing, 0.0, self.X_std),
             "weights_concentration": self.weights_concentration,
             "means_loc": self.means_loc,
             "means_scale": self.means_scale,
@@ -118,6 +124,9 @@ class ModelData:
             "lkj_eta": np.asarray(self.lkj_eta, dtype=float),
             "reg_diag": self.reg_diag,
         }
+        if missing.any():
+            values["observed_mask"] = (~missing).astype(float)
+        return values
 
 
 def _positive_array(name: str, value: Any, size: int, what: str) -> np.ndarray:
