@@ -364,11 +364,14 @@ class _Frame(NamedTuple):
 
     @classmethod
     def of(cls, X: np.ndarray, covariance_type: str) -> _Frame:
-        center = X.mean(axis=0)
-        sd = X.std(axis=0)
+        return cls.from_moments(X.mean(axis=0), X.std(axis=0), covariance_type)
+
+    @classmethod
+    def from_moments(cls, center: np.ndarray, sd: np.ndarray, covariance_type: str) -> _Frame:
+        """The frame of columns with these means and sds (one common scale if spherical)."""
         if covariance_type == "spherical":
             sd = np.full_like(sd, np.sqrt(np.mean(sd**2)))
-        sd[~(sd > 0)] = 1.0
+        sd = np.where(sd > 0, sd, 1.0)
         return cls(center, sd)
 
     def columns(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:

@@ -32,6 +32,7 @@ counts its observed columns).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -51,16 +52,10 @@ __all__ = [
     "e_step",
     "frame_of",
     "group_patterns",
-    "has_missing",
     "run_em",
     "sample_missing",
     "weighted_log_prob",
 ]
-
-
-def has_missing(X: np.ndarray) -> bool:
-    """Whether ``X`` holds any NaN."""
-    return bool(np.isnan(X).any())
 
 
 class Patterns(NamedTuple):
@@ -73,13 +68,6 @@ class Patterns(NamedTuple):
     observed: np.ndarray
     pattern: np.ndarray
 
-    @property
-    def rows(self) -> list[np.ndarray]:
-        """Indices of the rows of every pattern."""
-        order = np.argsort(self.pattern, kind="stable")
-        bounds = np.searchsorted(self.pattern[order], np.arange(self.observed.shape[0] + 1))
-        return [order[bounds[p]:bounds[p + 1]] for p in range(self.observed.shape[0])]
-
 
 def group_patterns(X: np.ndarray) -> Patterns:
     """Group the rows of ``X`` by which entries are observed.
@@ -87,8 +75,8 @@ def group_patterns(X: np.ndarray) -> Patterns:
     Examples
     --------
     >>> p = group_patterns(np.array([[1.0, np.nan], [2.0, 3.0], [4.0, np.nan]]))
-    >>> p.observed.tolist(), [r.tolist() for r in p.rows]
-    ([[True, False], [True, True]], [[0, 2], [1]])
+    >>> p.observed.tolist(), p.pattern.tolist()
+    ([[True, False], [True, True]], [0, 1, 0])
     """
     observed = ~np.isnan(X)
     d = X.shape[1]
@@ -139,16 +127,13 @@ class _Layout(NamedTuple):
 def frame_of(X: np.ndarray, covariance_type: str) -> _Frame:
     """Working units from the observed values of every column (as :class:`em._Frame`)."""
     observed = ~np.isnan(X)
-    counts = observed.sum(axis=0)
+    counts = np.maximum(observed.sum(axis=0), 1)
     filled = np.where(observed, X, 0.0)
-    center = filled.sum(axis=0) / np.maximum(counts, 1)
+    center = filled.sum(axis=0) / counts
     filled -= center
     filled *= observed
-    sd = np.sqrt(np.einsum("nd,nd->d", filled, filled) / np.maximum(counts, 1))
-    if covariance_type == "spherical":
-        sd = np.full_like(sd, np.sqrt(np.mean(sd**2)))
-    sd[~(sd > 0)] = 1.0
-    return _Frame(center, sd)
+    sd = np.sqrt(np.einsum("nd,nd->d", filled, filled) / counts)
+    return _Frame.from_moments(center, sd, covariance_type)
 
 
 class _Model(NamedTuple):
@@ -185,6 +170,11 @@ def _log_sum_exp(a: np.ndarray, axis: int) -> np.ndarray:
     top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
         return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
+
+
+def _responsibilities(log_prob: np.ndarray) -> np.ndarray:
+    """Responsibilities ``(K, n_b)`` from a block's weighted log-densities."""
+    return np.exp(log_prob - _log_sum_exp(log_prob, axis=0)[None, :])
 
 
 class _Block(NamedTuple):
@@ -292,18 +282,30 @@ def e_step(X: np.ndarray, state: EMState) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.exp(weighted - rows[:, None])
 
 
-def conditional_mean(X: np.ndarray, state: EMState) -> np.ndarray:
+def _as_states(state: EMState | Sequence[EMState]) -> tuple[list[EMState], bool]:
+    """One state or several (e.g. posterior draws), and whether it was one."""
+    if isinstance(state, EMState):
+        return [state], True
+    states = list(state)
+    if not states:
+        raise ValueError("state: expected an EMState or a non-empty sequence of them.")
+    return states, False
+
+
+def conditional_mean(X: np.ndarray, state: EMState | Sequence[EMState]) -> np.ndarray:
     """``X`` with every missing entry replaced by ``E[x_M | x_O]`` under the mixture.
 
     The conditional expectation is the mixture of the components'
     conditional means, weighted by the responsibilities given the observed
-    entries.
+    entries. Given several states (posterior draws), their conditional
+    expectations are averaged (the posterior predictive mean); the data's
+    layout is built once for all of them.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
         Data; NaN marks a missing entry.
-    state : EMState
+    state : EMState or sequence of EMState
         Mixture parameters in data units.
 
     Returns
@@ -318,22 +320,25 @@ def conditional_mean(X: np.ndarray, state: EMState) -> np.ndarray:
     >>> conditional_mean(np.array([[1.0, np.nan]]), state).round(6).tolist()  # 0.8 * 1
     [[1.0, 0.8]]
     """
-    frame = frame_of(X, state.covariance_type)
+    states, _ = _as_states(state)
+    frame = frame_of(X, states[0].covariance_type)
     layout = _Layout.of(X, frame)
+    total = np.zeros(X.shape)
+    for one in states:
+        model = _Model.of(frame.to_work(one))
+        for _, inv, block in _blocks(layout, model):
+            if inv is None:
+                continue
+            resp = _responsibilities(block.log_prob)
+            z = np.einsum("kn,knd->nd", resp, block.diff + model.means[:, None, :])
+            total[block.rows] += z * frame.scale + frame.center
+    missing = np.isnan(X)
     out = np.array(X, dtype=float, copy=True)
-    model = _Model.of(frame.to_work(state))
-    for _, inv, block in _blocks(layout, model):
-        if inv is None:
-            continue
-        resp = np.exp(block.log_prob - _log_sum_exp(block.log_prob, axis=0)[None, :])
-        z = np.einsum("kn,knd->nd", resp, block.diff + model.means[:, None, :])
-        missing = layout.observed[block.rows] == 0
-        filled = z * frame.scale + frame.center
-        out[block.rows] = np.where(missing, filled, out[block.rows])
+    out[missing] = total[missing] / len(states)
     return out
 
 
-def sample_missing(X: np.ndarray, state: EMState,
+def sample_missing(X: np.ndarray, state: EMState | Sequence[EMState],
                    rng: np.random.Generator) -> np.ndarray:
     """``X`` with every missing entry drawn from its conditional distribution.
 
@@ -341,20 +346,22 @@ def sample_missing(X: np.ndarray, state: EMState,
     given the observed entries, then the missing entries from that
     component's conditional Gaussian ``N(E[x_M | x_O, k], Lambda_kMM^-1)``.
     With ``state`` a posterior draw, this is one completed data set of a
-    multiple imputation.
+    multiple imputation; given several states, one completed data set each
+    (the data's layout is built once).
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
         Data; NaN marks a missing entry.
-    state : EMState
+    state : EMState or sequence of EMState
         Mixture parameters in data units.
     rng : numpy.random.Generator
 
     Returns
     -------
-    ndarray of shape (n_samples, n_features)
-        Observed entries unchanged.
+    ndarray of shape (n_samples, n_features), or (n_states, n_samples, n_features)
+        Observed entries unchanged; the leading axis when ``state`` is a
+        sequence.
 
     Examples
     --------
@@ -366,31 +373,34 @@ def sample_missing(X: np.ndarray, state: EMState,
     >>> bool(abs(done.mean() - 0.8) < 0.01 and abs(done.var() - 0.36) < 0.01)
     True
     """
-    frame = frame_of(X, state.covariance_type)
+    states, single = _as_states(state)
+    frame = frame_of(X, states[0].covariance_type)
     layout = _Layout.of(X, frame)
-    model = _Model.of(frame.to_work(state))
-    out = np.array(X, dtype=float, copy=True)
-    factors: dict[int, np.ndarray] = {}
-    for group, inv, block in _blocks(layout, model):
-        if inv is None:
-            continue
-        if id(group) not in factors:
-            factors[id(group)] = np.linalg.cholesky(inv)  # (K, P, m, m)
-        resp = np.exp(block.log_prob - _log_sum_exp(block.log_prob, axis=0)[None, :])
-        cum = np.cumsum(resp, axis=0)
-        pick = (rng.random(resp.shape[1])[None, :] > cum).sum(axis=0)
-        pick = np.minimum(pick, resp.shape[0] - 1)  # (n_b,) drawn component
-        cols = group.missing[block.local]  # (n_b, m)
-        rows_idx = np.arange(block.rows.size)
-        centre = (block.diff[pick, rows_idx] + model.means[pick])  # (n_b, D), completed
-        centre = np.take_along_axis(centre, cols, axis=1)  # (n_b, m)
-        chol = factors[id(group)][pick, block.local]  # (n_b, m, m)
-        z = centre + np.einsum("nij,nj->ni", chol, rng.standard_normal(cols.shape))
-        values = z * frame.scale[cols] + frame.center[cols]
-        target = out[block.rows]
-        np.put_along_axis(target, cols, values, axis=1)
-        out[block.rows] = target
-    return out
+    sets = []
+    for one in states:
+        model = _Model.of(frame.to_work(one))
+        out = np.array(X, dtype=float, copy=True)
+        factors: dict[int, np.ndarray] = {}
+        for group, inv, block in _blocks(layout, model):
+            if inv is None:
+                continue
+            if id(group) not in factors:
+                factors[id(group)] = np.linalg.cholesky(inv)  # (K, P, m, m)
+            resp = _responsibilities(block.log_prob)
+            cum = np.cumsum(resp, axis=0)
+            pick = (rng.random(resp.shape[1])[None, :] > cum).sum(axis=0)
+            pick = np.minimum(pick, resp.shape[0] - 1)  # (n_b,) drawn component
+            cols = group.missing[block.local]  # (n_b, m)
+            rows_idx = np.arange(block.rows.size)
+            centre = (block.diff[pick, rows_idx] + model.means[pick])  # (n_b, D), completed
+            centre = np.take_along_axis(centre, cols, axis=1)  # (n_b, m)
+            chol = factors[id(group)][pick, block.local]  # (n_b, m, m)
+            z = centre + np.einsum("nij,nj->ni", chol, rng.standard_normal(cols.shape))
+            target = out[block.rows]
+            np.put_along_axis(target, cols, z * frame.scale[cols] + frame.center[cols], axis=1)
+            out[block.rows] = target
+        sets.append(out)
+    return sets[0] if single else np.stack(sets)
 
 
 def run_em(

@@ -333,9 +333,9 @@ class GMMResult:
                     "expectation, or fit BayesGMM.")
             m = validate_int(draws, "draws")
             rng = np.random.default_rng(random_state)
-            sets = [em_missing.sample_missing(arr, state, rng) if missing.any() else arr.copy()
-                    for state in self._draw_states(m)]
-            out = xr.DataArray(np.stack(sets), dims=(DRAW, OBS, FEATURE),
+            sets = (em_missing.sample_missing(arr, self._draw_states(m), rng) if missing.any()
+                    else np.broadcast_to(arr, (m, *arr.shape)).copy())
+            out = xr.DataArray(sets, dims=(DRAW, OBS, FEATURE),
                                coords={DRAW: np.arange(m), **coords}, name="imputed",
                                attrs=attrs)
         else:
@@ -343,8 +343,7 @@ class GMMResult:
                 done = arr.copy()
             elif self.is_bayesian:
                 n_draws = self.weights.sizes[CHAIN] * self.weights.sizes[DRAW]
-                done = np.mean([em_missing.conditional_mean(arr, state)
-                                for state in self._draw_states(min(200, n_draws))], axis=0)
+                done = em_missing.conditional_mean(arr, self._draw_states(min(200, n_draws)))
             else:
                 done = em_missing.conditional_mean(arr, self._state())
             out = xr.DataArray(done, dims=(OBS, FEATURE), coords=coords, name="imputed",
