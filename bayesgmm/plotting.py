@@ -144,18 +144,20 @@ def _imputed_label(n_rows: int) -> str:
     return f"imputed ({n_rows} rows)"
 
 
-def _projection(result, dims, projection: str):
+def _projection(result, dims, projection: str, data: np.ndarray | None = None):
     """A (D, 2) matrix and an offset mapping features to the plotted plane, and axis labels.
 
     Plotted coordinates are ``X @ basis - offset``: principal-component scores
-    are centred on the data mean.
+    are centred on the data mean. ``data`` is :func:`plotted_data`'s array when
+    the caller has it already (it is computed here otherwise).
     """
     names = result.feature_names
     d = result.n_features
     if projection not in ("auto", "features", "pca"):
         raise ValueError(f"projection must be 'auto', 'features' or 'pca', got {projection!r}.")
     if projection in ("auto", "pca") and d > 2 and result.observed is not None:
-        data, _ = plotted_data(result)
+        if data is None:
+            data, _ = plotted_data(result)
         basis, explained = pca_projection(data)
         offset = data.mean(axis=0) @ basis
         return basis, offset, [f"PC{i + 1} ({100 * e:.1f}% of standardised variance)"
@@ -240,7 +242,7 @@ def plot_clusters(result, ax=None, *, dims: tuple[int, int] = (0, 1),
         return _plot_clusters_1d(result, np.asarray(data.values, dtype=float)[:, 0], ax,
                                  show_uncertainty)
     X, incomplete = plotted_data(result)
-    basis, offset, labels = _projection(result, dims, projection)
+    basis, offset, labels = _projection(result, dims, projection, X)
     points = X @ basis - offset
     resp = result.responsibilities.values
     assigned = resp.argmax(axis=1)
@@ -353,15 +355,15 @@ def plot_posterior_ellipses(result, reference=None, ax=None, *, n_draws: int = 4
         raise ValueError("plot_posterior_ellipses needs at least 2 features; "
                          "plot_clusters draws 1-D fits.")
     ax = _axes(ax)
-    basis, offset, labels = _projection(result, dims, projection)
+    data, incomplete = (plotted_data(result) if result.observed is not None
+                        else (None, np.zeros(0, dtype=bool)))
+    basis, offset, labels = _projection(result, dims, projection, data)
     means = result.means.stack(sample=("chain", "draw")).transpose("sample", ...).values
     covs = result.covariances.stack(sample=("chain", "draw")).transpose("sample", ...).values
     rng = np.random.default_rng(random_state)
     chosen = rng.choice(means.shape[0], size=min(n_draws, means.shape[0]), replace=False)
     colors = _colors(result.n_components)
-    incomplete = np.zeros(0, dtype=bool)
-    if result.observed is not None:
-        data, incomplete = plotted_data(result)
+    if data is not None:
         points = data @ basis - offset
         ax.scatter(points[~incomplete, 0], points[~incomplete, 1], s=8, color="0.6",
                    linewidths=0)

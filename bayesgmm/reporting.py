@@ -404,7 +404,8 @@ def _clusters_caption(result: GMMResult, label: str) -> str:
               else "no point is ringed: every point's component has probability "
                    f"{plotting._CERTAIN} or more")
     if _has_missing(result):
-        n_imputed = int(plotting.plotted_data(result)[1].sum())
+        n_imputed = int(np.isnan(np.asarray(result.observed.values, dtype=float))
+                        .any(axis=1).sum())  # the incomplete rows, drawn hollow
         ringed += (f"; the {n_imputed} incomplete row(s) hollow, at their conditional "
                    "expectation given their observed entries")
     faded = "coloured by component (faded as the assignment gets less certain)"
