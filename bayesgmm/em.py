@@ -44,7 +44,7 @@ import numpy as np
 from scipy import linalg
 from threadpoolctl import threadpool_limits
 
-from bayesgmm.initialization import initial_responsibilities, kmeans
+from bayesgmm.initialization import initial_responsibilities, kmeans, working_scale
 
 __all__ = [
     "EMInfo",
@@ -368,11 +368,8 @@ class _Frame(NamedTuple):
 
     @classmethod
     def from_moments(cls, center: np.ndarray, sd: np.ndarray, covariance_type: str) -> _Frame:
-        """The frame of columns with these means and sds (one common scale if spherical)."""
-        if covariance_type == "spherical":
-            sd = np.full_like(sd, np.sqrt(np.mean(sd**2)))
-        sd = np.where(sd > 0, sd, 1.0)
-        return cls(center, sd)
+        """The frame of columns with these means and sds (``initialization.working_scale``)."""
+        return cls(center, working_scale(sd, covariance_type))
 
     def columns(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of ``X`` in working units, transposed to (features, rows)."""

@@ -55,6 +55,7 @@ __all__ = [
     "kmeans",
     "kmeans_plusplus",
     "restart_kind",
+    "working_scale",
     "working_units",
 ]
 
@@ -94,6 +95,26 @@ def restart_kind(init_params: str, restart: int) -> str:
     return AUTO_CYCLE[(restart - 1) % len(AUTO_CYCLE)]
 
 
+def working_scale(sd: np.ndarray, covariance_type: str = "full") -> np.ndarray:
+    """The divisor of each column in working units, from the columns' sds.
+
+    The sds themselves, but one common scale (the root mean variance) for
+    ``"spherical"``, the only rescaling that model is invariant under, and 1
+    for a column with no spread. EM's working units (``bayesgmm.em._Frame``)
+    and every start here use this rule.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> working_scale(np.array([3.0, 4.0, 0.0]), "spherical").round(4).tolist()
+    [2.8868, 2.8868, 2.8868]
+    """
+    sd = np.asarray(sd, dtype=float)
+    if covariance_type == "spherical":
+        sd = np.full_like(sd, np.sqrt(np.mean(sd**2)))
+    return np.where(sd > 0, sd, 1.0)
+
+
 def working_units(X: np.ndarray, covariance_type: str = "full") -> np.ndarray:
     """Z-scores of ``X``: centred, each column divided by its standard deviation.
 
@@ -115,11 +136,7 @@ def working_units(X: np.ndarray, covariance_type: str = "full") -> np.ndarray:
     >>> working_units(np.array([[0.0, 10.0], [2.0, 30.0]])).tolist()
     [[-1.0, -1.0], [1.0, 1.0]]
     """
-    sd = X.std(axis=0)
-    if covariance_type == "spherical":
-        sd = np.full_like(sd, np.sqrt(np.mean(sd**2)))
-    sd[~(sd > 0)] = 1.0
-    return (X - X.mean(axis=0)) / sd
+    return (X - X.mean(axis=0)) / working_scale(X.std(axis=0), covariance_type)
 
 
 def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -356,10 +373,7 @@ def batched_em(
     ((3, 6, 2), True)
     """
     Z = working_units(X, covariance_type)
-    scale = X.std(axis=0)
-    if covariance_type == "spherical":
-        scale = np.full_like(scale, np.sqrt(np.mean(scale**2)))
-    scale[~(scale > 0)] = 1.0
+    scale = working_scale(X.std(axis=0), covariance_type)
     reg = reg_covar / scale**2
     n_starts, n, k = resp.shape
     d = Z.shape[1]
