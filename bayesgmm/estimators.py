@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayesgmm import criteria, em
+from bayesgmm import criteria, em, em_dask
 from bayesgmm._constants import COMPONENT, FEATURE, FEATURE_BIS, MISSING_OPTIONS, OBS
 from bayesgmm._validation import (
     check_distinct_rows,
@@ -139,6 +139,8 @@ class BaseGMM(DensityMixin, BaseEstimator):
         ndarray of shape (n_samples, n_components)
             Rows sum to one.
         """
+        if em_dask.is_dask_collection(X):  # lazy: a dask array, chunk by chunk
+            return em_dask.predict_proba(self, X)
         arr = self._validate_predict_data(X)
         return em.e_step(arr, self._point_state())[1]
 
@@ -170,6 +172,8 @@ class BaseGMM(DensityMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             ``log p(x_n)``.
         """
+        if em_dask.is_dask_collection(X):  # lazy: a dask array, chunk by chunk
+            return em_dask.score_samples(self, X)
         arr = self._validate_predict_data(X)
         return em.e_step(arr, self._point_state())[0]
 
@@ -488,6 +492,8 @@ default="auto"
         EMGMM
             The fitted estimator.
         """
+        if em_dask.is_dask_collection(X):  # map-reduce over row chunks: bayesgmm.em_dask
+            return em_dask.fit(self, X)
         self._validate_params()
         arr = check_X(X, n_components=self.n_components, allow_nan=self._accepts_missing(),
                       nan_hint="EMGMM(missing='marginalize') fits them as missing at random, "
