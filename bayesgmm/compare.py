@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
+from bayesgmm import em_dask
 from bayesgmm._validation import validate_choice, validate_prob
 from bayesgmm.bayes import relabel
 from bayesgmm.posterior import ESS_MIN, PARETO_K_MAX, RHAT_MAX
@@ -266,8 +267,11 @@ def _collapsed(result: GMMResult) -> list[int]:
     # an "auto" floor already holds every variance at the resolution; otherwise a component
     # narrower than the data's rounding is spurious
     data = result.observed
-    rounding = (rounding_variance(data.values) if data is not None and not isinstance(given, str)
-                else None)
+    if data is not None and em_dask.is_dask_collection(data.data):  # not gathered in full
+        rounding = None if isinstance(given, str) else em_dask.rounding_variance(data.data)
+    else:
+        rounding = (rounding_variance(data.values)
+                    if data is not None and not isinstance(given, str) else None)
     return collapsed_from_full(weights, means, covs, result.covariance_type, result.n_obs,
                                reg, floor_ratio=ratio, rounding=rounding).tolist()
 
@@ -348,7 +352,8 @@ def _row_of(result: GMMResult) -> dict[str, Any]:
         "n_params": result.n_parameters,
         "aic": result.aic(),
         "bic": result.bic(),
-        "icl": result.icl(),
+        "icl": (em_dask.icl(result) if em_dask.is_dask_collection(result.responsibilities.data)
+                else result.icl()),
         "converged": bool(result.converged),
     }
     if not (result.is_bayesian and result.idata is not None):

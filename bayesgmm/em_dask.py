@@ -69,6 +69,7 @@ __all__ = [
     "SPLIT_EVERY",
     "DataSummary",
     "as_dask_array",
+    "check_compare_input",
     "e_step",
     "fit",
     "icl",
@@ -112,7 +113,7 @@ def _dask_array():
     return da
 
 
-def as_dask_array(X: Any, name: str = "X") -> tuple[Any, list[str]]:
+def as_dask_array(X: Any, name: str = "X") -> tuple[Any, list[str] | None]:
     """Validate a dask array or DataFrame; return float64 row chunks and column names.
 
     Parameters
@@ -127,8 +128,8 @@ def as_dask_array(X: Any, name: str = "X") -> tuple[Any, list[str]]:
     -------
     array : dask.array.Array of shape (n_samples, n_features)
         float64, one chunk along the features, known row chunks.
-    feature_names : list of str
-        The DataFrame's column names, or ``x0, x1, ...``.
+    columns : list of str or None
+        The DataFrame's column names; ``None`` for an array.
 
     Raises
     ------
@@ -140,7 +141,7 @@ def as_dask_array(X: Any, name: str = "X") -> tuple[Any, list[str]]:
     >>> import dask.array as da
     >>> arr, names = as_dask_array(da.ones((10, 3), chunks=(4, 2), dtype="int32"))
     >>> arr.dtype.name, arr.chunks, names
-    ('float64', ((4, 4, 2), (3,)), ['x0', 'x1', 'x2'])
+    ('float64', ((4, 4, 2), (3,)), None)
     """
     da = _dask_array()
     columns = getattr(X, "columns", None)
@@ -166,12 +167,12 @@ def as_dask_array(X: Any, name: str = "X") -> tuple[Any, list[str]]:
     if any(np.isnan(c) for c in arr.chunks[0]):
         arr = arr.compute_chunk_sizes()
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one sample and one feature, got shape "
-                         f"{arr.shape}.")
+        raise ValueError(f"{name} must have at least one sample and one feature, but it has "
+                         f"{arr.shape[0]} sample(s) and {arr.shape[1]} feature(s).")
     if arr.numblocks[1] > 1:
         arr = arr.rechunk({1: -1})
     arr = arr.astype(np.float64)
-    return arr, names or [f"x{j}" for j in range(arr.shape[1])]
+    return arr, names
 
 
 # --------------------------------------------------------------------------
@@ -232,7 +233,10 @@ def summarize(X: Any, rng: np.random.Generator, sample_rows: int = SAMPLE_ROWS) 
 
 
 def _check_summary(summary: DataSummary, names: list[str], n_components: int) -> None:
-    """The fit-time checks of :func:`bayesgmm._validation.check_X`, from the summary."""
+    """The fit-time checks of :func:`bayesgmm._validation.check_X`, from the summary.
+
+    ``names`` label the columns in messages (``column j`` for arrays, as ``check_X`` says).
+    """
     bad = summary.n_nan + summary.n_inf
     if bad.any():
         cols = [names[j] for j in np.flatnonzero(bad)[:5]]
@@ -427,11 +431,14 @@ def e_step(X: Any, state: em.EMState, *, allow_nan: bool = False) -> tuple[Any, 
 
 
 def _predict_input(estimator: Any, X: Any) -> Any:
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator)
-    arr, _ = as_dask_array(X)
-    validate_data(estimator, X, reset=False, skip_check_array=True)
+    arr, columns = as_dask_array(X)
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if columns is not None and fitted is not None and list(columns) != list(fitted):
+        raise ValueError(f"X has columns {columns}, but {type(estimator).__name__} was fitted "
+                         f"with columns {list(fitted)}: pass them in that order.")
     if arr.shape[1] != estimator.n_features_in_:
         raise ValueError(
             f"X has {arr.shape[1]} features, but {type(estimator).__name__} is expecting "
@@ -498,13 +505,17 @@ def fit(estimator: Any, X: Any) -> Any:
 
     est = estimator
     est._validate_params()
-    arr, names = as_dask_array(X)
+    arr, columns = as_dask_array(X)
+    d = arr.shape[1]
+    names = columns or [f"x{j}" for j in range(d)]
     rng = np.random.default_rng(
         check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
     summary = summarize(arr, rng)
-    _check_summary(summary, names, est.n_components)
+    _check_summary(summary, columns or [f"column {j}" for j in range(d)], est.n_components)
     inits = est._validate_inits(arr.shape[1])
     est._set_n_features(X, arr)
+    if columns is not None:  # scikit-learn reads the names of pandas frames only
+        est.feature_names_in_ = np.asarray(columns, dtype=object)
     # population variance of the two rows mean -/+ sd is sd^2: check_reg_covar_scale's input
     spread = np.stack([summary.mean - summary.sd, summary.mean + summary.sd])
     scale_problem = check_reg_covar_scale(spread, est.reg_covar, names)
@@ -555,6 +566,23 @@ def fit(estimator: Any, X: Any) -> Any:
 # --------------------------------------------------------------------------
 # What compare needs from a dask-backed result, without gathering it
 # --------------------------------------------------------------------------
+
+
+def check_compare_input(X: Any, methods: tuple[str, ...]) -> int:
+    """Number of rows of dask data for :func:`bayesgmm.compare_k`, which runs EM only on them.
+
+    Raises
+    ------
+    ValueError
+        If ``methods`` holds a Bayesian method (it needs the data in memory).
+    """
+    bayes = [m for m in methods if m != "em"]
+    if bayes:
+        raise ValueError(
+            f"methods: on dask input compare_k runs EM only, got {list(methods)}. Use "
+            "methods='em', or pass X.compute() (a NumPy array) for the Bayesian fits."
+        )
+    return int(as_dask_array(X)[0].shape[0])
 
 
 def icl(result: Any) -> float:

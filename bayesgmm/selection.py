@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bayesgmm import em_dask
 from bayesgmm._validation import check_X, validate_choice, validate_covariance_type, validate_int
 from bayesgmm.compare import BAYES_METHODS, Comparison
 from bayesgmm.estimators import EMGMM
@@ -91,10 +92,13 @@ def compare_k(
     """
     methods = _validate_methods(methods)
     refuse = "error" in ((em_kwargs or {}).get("missing"), (bayes_kwargs or {}).get("missing"))
-    arr = check_X(X, allow_nan=not refuse,
-                  nan_hint="missing='error' refuses them; by default every method fits them "
-                  "as missing at random")
-    ks = _validate_ks(n_components, arr.shape[0])
+    if em_dask.is_dask_collection(X):  # EM only, each fit a map-reduce (bayesgmm.em_dask)
+        n_samples = em_dask.check_compare_input(X, methods)
+    else:
+        n_samples = check_X(X, allow_nan=not refuse,
+                            nan_hint="missing='error' refuses them; by default every method "
+                            "fits them as missing at random").shape[0]
+    ks = _validate_ks(n_components, n_samples)
     covariance_type = validate_covariance_type(covariance_type)
     em_options = {"n_init": 10, **(em_kwargs or {})}
     bayes_options = dict(bayes_kwargs or {})
