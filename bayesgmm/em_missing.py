@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from bayesgmm import _missing_kernel as kernel
 from bayesgmm.em import (
     LOG_2PI,
     EMInfo,
@@ -89,39 +90,52 @@ def group_patterns(X: np.ndarray) -> Patterns:
 
 
 class _Group(NamedTuple):
-    """Rows with the same number ``m`` of missing entries (any patterns)."""
+    """Sorted rows ``start:stop``, all with ``m`` missing entries (any patterns)."""
 
-    rows: np.ndarray  # (n_g,) row indices
-    local: np.ndarray  # (n_g,) index of each row's pattern within ``missing``
+    start: int
+    stop: int
     missing: np.ndarray  # (P_g, m) missing columns of every pattern of the group
-    n_patterns: int
 
 
 class _Layout(NamedTuple):
-    """The data in working units, missing entries at 0, and its groups (built once)."""
+    """The data in working units, rows sorted by number of missing entries (built once).
 
-    Z: np.ndarray  # (n, D), NaN -> 0
-    observed: np.ndarray  # (n, D) float 0/1
+    Rows with the same number ``m`` of missing entries form one group and
+    are contiguous, sorted by pattern.
+    """
+
+    ZO: np.ndarray  # (n, 2D): [z | o], z with NaN -> 0, o the 0/1 observed mask; sorted rows
+    order: np.ndarray  # (n,) original index of every sorted row
+    local: np.ndarray  # (n,) pattern of every sorted row, numbered within its group
     groups: list[_Group]
     log_jacobian: np.ndarray  # (n,) sum of log scale over each row's observed columns
 
     @classmethod
     def of(cls, X: np.ndarray, frame: _Frame) -> _Layout:
+        n, d = X.shape
         patterns = group_patterns(X)
-        observed = ~np.isnan(X)
-        Z = np.where(observed, (X - frame.center) / frame.scale, 0.0)
         n_missing = (~patterns.observed).sum(axis=1)
-        groups = []
-        for m in np.unique(n_missing):
-            members = np.flatnonzero(n_missing == m)  # patterns with m missing entries
-            local_of = np.full(patterns.observed.shape[0], -1)
+        # by number missing, then by pattern: a pattern's blocks are read once, in order
+        order = np.lexsort((patterns.pattern, n_missing[patterns.pattern]))
+        Xs = X[order]
+        observed = ~np.isnan(Xs)
+        ZO = np.empty((n, 2 * d))
+        np.subtract(Xs, frame.center, out=ZO[:, :d])
+        ZO[:, :d] /= frame.scale
+        ZO[:, :d][~observed] = 0.0
+        ZO[:, d:] = observed
+        local_of = np.empty(n_missing.size, dtype=np.int64)
+        counts = np.bincount(n_missing[patterns.pattern], minlength=d + 1)
+        groups, start = [], 0
+        for m in np.flatnonzero(counts):
+            members = np.flatnonzero(n_missing == m)
             local_of[members] = np.arange(members.size)
-            rows = np.flatnonzero(np.isin(patterns.pattern, members))
-            missing = np.array([np.flatnonzero(~patterns.observed[p]) for p in members],
-                               dtype=int).reshape(members.size, m)
-            groups.append(_Group(rows, local_of[patterns.pattern[rows]], missing, members.size))
-        log_jac = observed @ np.log(frame.scale)
-        return cls(np.ascontiguousarray(Z), observed.astype(float), groups, log_jac)
+            missing = np.nonzero(~patterns.observed[members])[1].reshape(members.size, m)
+            groups.append(_Group(start, start + int(counts[m]), missing))
+            start += int(counts[m])
+        log_jac = np.empty(n)
+        log_jac[order] = observed @ np.log(frame.scale)
+        return cls(ZO, order, local_of[patterns.pattern[order]], groups, log_jac)
 
 
 def frame_of(X: np.ndarray, covariance_type: str) -> _Frame:
@@ -143,6 +157,7 @@ class _Model(NamedTuple):
     means: np.ndarray  # (K, D)
     precisions: np.ndarray  # (K, D, D)
     log_det_cov: np.ndarray  # (K,)
+    project: np.ndarray  # (2D, KD): [z | o] @ project = Lambda_k d_nk for all k
 
     @classmethod
     def of(cls, state: EMState) -> _Model:
@@ -161,7 +176,12 @@ class _Model(NamedTuple):
         log_det = -2.0 * np.log(np.abs(np.diagonal(u, axis1=1, axis2=2))).sum(axis=1)
         with np.errstate(divide="ignore"):
             log_w = np.log(state.weights)
-        return cls(log_w, state.means, precisions, log_det)
+        means = np.ascontiguousarray(state.means, dtype=float)
+        # d_nk = o_n * (z_n - mu_k) = z_n - o_n * mu_k (z is 0 where o is), so
+        # Lambda_k d_nk is linear in [z_n | o_n]
+        project = np.concatenate([precisions, -means[:, :, None] * precisions], axis=1)
+        project = np.ascontiguousarray(project.transpose(1, 0, 2).reshape(2 * d, k * d))
+        return cls(log_w, means, np.ascontiguousarray(precisions), log_det, project)
 
 
 def _log_sum_exp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -173,58 +193,114 @@ def _log_sum_exp(a: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _responsibilities(log_prob: np.ndarray) -> np.ndarray:
-    """Responsibilities ``(K, n_b)`` from a block's weighted log-densities."""
-    return np.exp(log_prob - _log_sum_exp(log_prob, axis=0)[None, :])
+    """Responsibilities ``(n_b, K)`` from a block's weighted log-densities ``(n_b, K)``."""
+    return np.exp(log_prob - _log_sum_exp(log_prob, axis=1)[:, None])
 
 
-class _Block(NamedTuple):
-    """E-step output for a block of rows of one group (working units)."""
+class _Factors(NamedTuple):
+    """Per group: ``Lambda_kMM^-1`` of every pattern and the log-density constants."""
 
-    rows: np.ndarray  # (n_b,)
-    log_prob: np.ndarray  # (K, n_b): log w_k + log N(x_O | mu_kO, Sigma_kOO)
-    diff: np.ndarray  # (K, n_b, D): completed row minus mu_k (x_M = E[x_M | x_O, k])
-    local: np.ndarray  # (n_b,) pattern of each row within the group
+    inv: list[np.ndarray]  # (K, P_g, m, m) per group
+    const: list[np.ndarray]  # (K, P_g): log w_k - ((D-m) log 2pi + log det Sigma_kOO) / 2
+
+    @classmethod
+    def of(cls, layout: _Layout, model: _Model) -> _Factors:
+        d = model.means.shape[1]
+        inv, const = [], []
+        for group in layout.groups:
+            m = group.missing.shape[1]
+            block_inv, log_det = kernel.factor_group(model.precisions, group.missing)
+            if not np.isfinite(log_det).all():
+                raise ValueError(
+                    "A block of a component's precision matrix is not positive definite "
+                    "(ill-conditioned covariance): increase reg_covar or rescale the data.")
+            inv.append(block_inv)
+            # log det Sigma_OO = log det Sigma + log det Lambda_MM
+            const.append(model.log_weights[:, None] - 0.5 * (
+                (d - m) * LOG_2PI + (model.log_det_cov[:, None] + log_det)))
+        return cls(inv, const)
 
 
 def _chunk(n_components: int, n_features: int) -> int:
-    return max(64, (1 << 18) // max(1, n_components * n_features))
+    """Rows per block: the block's ``2 K D`` products per row stay in cache (~1 MB)."""
+    return max(64, (1 << 17) // max(1, 2 * n_components * n_features))
 
 
-def _blocks(layout: _Layout, model: _Model):
-    """Yield ``(group, inverse blocks, block)`` for every block of rows.
+def _blocks(layout: _Layout, step: int):
+    """``(group number, start, stop)`` of every block of ``step`` sorted rows (inside one group)."""
+    for g, group in enumerate(layout.groups):
+        for a in range(group.start, group.stop, step):
+            yield g, a, min(group.stop, a + step)
 
-    ``inverse blocks`` is ``Lambda_kMM^-1`` of every pattern of the group,
-    shape ``(K, P_g, m, m)`` (``None`` when nothing is missing).
+
+class _Evaluator:
+    """The E-step of blocks of sorted rows at one state, in reused work buffers.
+
+    ``d_nk`` (the row minus ``mu_k``, missing coordinates at the mean) gives
+    ``Lambda_k d_nk`` for all rows and components of a block in one matrix
+    product (``[z | o] @ project``); the Schur complement ``t' Lambda_MM^-1
+    t``, the completion and (for EM) the moments are done in place by
+    :mod:`bayesgmm._missing_kernel`.
     """
+
+    def __init__(self, layout: _Layout, model: _Model, factors: _Factors, step: int):
+        self.layout, self.model, self.factors, self.step = layout, model, factors, step
+        k, d = model.means.shape
+        self._v = np.empty(step * k * d)
+        self._completed = np.empty(step * k * d)
+
+    def buffer(self, flat: np.ndarray, *shape: int) -> np.ndarray:
+        """A C-contiguous ``shape`` view of the start of ``flat`` (no new pages per block)."""
+        return flat[: np.prod(shape)].reshape(shape)
+
+    def _project(self, start: int, stop: int) -> np.ndarray:
+        n_b = stop - start
+        k, d = self.model.means.shape
+        v = self.buffer(self._v, n_b, k, d)
+        np.matmul(self.layout.ZO[start:stop], self.model.project, out=v.reshape(n_b, -1))
+        return v
+
+    def __call__(self, g: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """E-step of sorted rows ``start:stop`` of group ``g`` (working units).
+
+        Returns ``log_prob`` of shape (n_b, K), ``log w_k + log N(x_O | mu_kO,
+        Sigma_kOO)``, and ``completed`` of shape (n_b, K, D) (a view of a work
+        buffer, valid until the next call): each row minus ``mu_k``, its
+        missing coordinates at ``E[x_M | x_O, k] - mu_kM``.
+        """
+        layout, model, factors = self.layout, self.model, self.factors
+        n_b = stop - start
+        log_prob = np.empty((n_b, model.means.shape[0]))
+        completed = self.buffer(self._completed, n_b, *model.means.shape)
+        kernel.rows(self._project(start, stop), layout.ZO[start:stop], model.means,
+                    layout.local[start:stop], layout.groups[g].missing, factors.inv[g],
+                    factors.const[g], log_prob, completed)
+        return log_prob, completed
+
+    def moments(self, g: int, start: int, stop: int, scaled: np.ndarray, roots: np.ndarray,
+                pattern_sums: np.ndarray) -> float:
+        """E-step of a block for the M-step (:func:`bayesgmm._missing_kernel.accumulate`)."""
+        layout, model, factors = self.layout, self.model, self.factors
+        return kernel.accumulate(self._project(start, stop), layout.ZO[start:stop],
+                                 model.means, layout.local[start:stop],
+                                 layout.groups[g].missing, factors.inv[g], factors.const[g],
+                                 scaled, roots, pattern_sums)
+
+    def blocks(self):
+        """``(group number, start, stop)`` of every block."""
+        return _blocks(self.layout, self.step)
+
+
+def _evaluator(layout: _Layout, state: EMState, step: int | None = None) -> _Evaluator:
+    """The E-step at working-unit ``state``, in blocks of ``step`` rows (default :func:`_chunk`)."""
+    model = _Model.of(state)
     k, d = model.means.shape
-    step = _chunk(k, d)
-    for group in layout.groups:
-        m = group.missing.shape[1]
-        inv = log_det_mm = None
-        if m:
-            idx = group.missing
-            lam_mm = model.precisions[:, idx[:, :, None], idx[:, None, :]]  # (K, P, m, m)
-            inv = np.linalg.inv(lam_mm)
-            log_det_mm = np.linalg.slogdet(lam_mm)[1]  # (K, P)
-        for a in range(0, group.rows.size, step):
-            rows = group.rows[a : a + step]
-            local = group.local[a : a + step]
-            diff = layout.Z[rows][None] - model.means[:, None, :]
-            diff *= layout.observed[rows][None]  # missing coordinates at the mean
-            v = np.matmul(diff, model.precisions)  # Lambda_k (x - mu_k), zero-filled
-            quad = np.einsum("knd,knd->kn", diff, v)
-            log_det = np.broadcast_to(model.log_det_cov[:, None], quad.shape)
-            if m:
-                cols = group.missing[local]  # (n_b, m)
-                t = np.take_along_axis(v, np.broadcast_to(cols[None], (k, *cols.shape)),
-                                       axis=2)  # Lambda_MO (x_O - mu_O), (K, n_b, m)
-                shift = np.einsum("knij,knj->kni", inv[:, local], t)
-                quad = quad - np.einsum("kni,kni->kn", t, shift)
-                log_det = log_det + log_det_mm[:, local]
-                np.put_along_axis(diff, np.broadcast_to(cols[None], (k, *cols.shape)),
-                                  -shift, axis=2)
-            log_prob = model.log_weights[:, None] - 0.5 * ((d - m) * LOG_2PI + log_det + quad)
-            yield group, inv, _Block(rows, log_prob, diff, local)
+    return _Evaluator(layout, model, _Factors.of(layout, model), step or _chunk(k, d))
+
+
+def _prepare(X: np.ndarray, covariance_type: str) -> tuple[_Frame, _Layout]:
+    frame = frame_of(X, covariance_type)
+    return frame, _Layout.of(X, frame)
 
 
 def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
@@ -254,11 +330,11 @@ def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
     ...                 stats.norm(0, 2).logpdf(1.0)))
     True
     """
-    frame = frame_of(X, state.covariance_type)
-    layout = _Layout.of(X, frame)
+    frame, layout = _prepare(X, state.covariance_type)
+    evaluate = _evaluator(layout, frame.to_work(state))
     out = np.empty((X.shape[0], state.weights.shape[0]))
-    for _, _, block in _blocks(layout, _Model.of(frame.to_work(state))):
-        out[block.rows] = block.log_prob.T
+    for g, a, b in evaluate.blocks():
+        out[layout.order[a:b]] = evaluate(g, a, b)[0]
     return out - layout.log_jacobian[:, None]
 
 
@@ -321,17 +397,17 @@ def conditional_mean(X: np.ndarray, state: EMState | Sequence[EMState]) -> np.nd
     [[1.0, 0.8]]
     """
     states, _ = _as_states(state)
-    frame = frame_of(X, states[0].covariance_type)
-    layout = _Layout.of(X, frame)
+    frame, layout = _prepare(X, states[0].covariance_type)
     total = np.zeros(X.shape)
     for one in states:
-        model = _Model.of(frame.to_work(one))
-        for _, inv, block in _blocks(layout, model):
-            if inv is None:
+        evaluate = _evaluator(layout, frame.to_work(one))
+        for g, a, b in evaluate.blocks():
+            if not layout.groups[g].missing.shape[1]:
                 continue
-            resp = _responsibilities(block.log_prob)
-            z = np.einsum("kn,knd->nd", resp, block.diff + model.means[:, None, :])
-            total[block.rows] += z * frame.scale + frame.center
+            log_prob, completed = evaluate(g, a, b)
+            resp = _responsibilities(log_prob)
+            z = np.einsum("nk,nkd->nd", resp, completed + evaluate.model.means[None])
+            total[layout.order[a:b]] += z * frame.scale + frame.center
     missing = np.isnan(X)
     out = np.array(X, dtype=float, copy=True)
     out[missing] = total[missing] / len(states)
@@ -374,31 +450,31 @@ def sample_missing(X: np.ndarray, state: EMState | Sequence[EMState],
     True
     """
     states, single = _as_states(state)
-    frame = frame_of(X, states[0].covariance_type)
-    layout = _Layout.of(X, frame)
+    frame, layout = _prepare(X, states[0].covariance_type)
     sets = []
     for one in states:
-        model = _Model.of(frame.to_work(one))
+        evaluate = _evaluator(layout, frame.to_work(one))
         out = np.array(X, dtype=float, copy=True)
-        factors: dict[int, np.ndarray] = {}
-        for group, inv, block in _blocks(layout, model):
-            if inv is None:
+        for g, a, b in evaluate.blocks():
+            missing = layout.groups[g].missing
+            m = missing.shape[1]
+            if not m:
                 continue
-            if id(group) not in factors:
-                factors[id(group)] = np.linalg.cholesky(inv)  # (K, P, m, m)
-            resp = _responsibilities(block.log_prob)
-            cum = np.cumsum(resp, axis=0)
-            pick = (rng.random(resp.shape[1])[None, :] > cum).sum(axis=0)
-            pick = np.minimum(pick, resp.shape[0] - 1)  # (n_b,) drawn component
-            cols = group.missing[block.local]  # (n_b, m)
-            rows_idx = np.arange(block.rows.size)
-            centre = (block.diff[pick, rows_idx] + model.means[pick])  # (n_b, D), completed
-            centre = np.take_along_axis(centre, cols, axis=1)  # (n_b, m)
-            chol = factors[id(group)][pick, block.local]  # (n_b, m, m)
-            z = centre + np.einsum("nij,nj->ni", chol, rng.standard_normal(cols.shape))
-            target = out[block.rows]
-            np.put_along_axis(target, cols, z * frame.scale[cols] + frame.center[cols], axis=1)
-            out[block.rows] = target
+            log_prob, completed = evaluate(g, a, b)
+            cum = np.cumsum(_responsibilities(log_prob), axis=1)
+            pick = (rng.random(b - a)[:, None] > cum).sum(axis=1)
+            pick = np.minimum(pick, cum.shape[1] - 1)  # (n_b,) drawn component
+            noise = rng.standard_normal((b - a, m))
+            values = np.empty((b - a, m))
+            local = layout.local[a:b]
+            kernel.sample_rows(values, pick, completed, evaluate.model.means, local, missing,
+                               evaluate.factors.inv[g], noise)
+            cols = missing[local]
+            rows = layout.order[a:b]
+            target = out[rows]
+            np.put_along_axis(target, cols, values * frame.scale[cols] + frame.center[cols],
+                              axis=1)
+            out[rows] = target
         sets.append(out)
     return sets[0] if single else np.stack(sets)
 
@@ -436,8 +512,7 @@ def run_em(
     info : EMInfo
         ``lower_bound`` and ``trace`` are mean observed-data log-likelihoods.
     """
-    frame = frame_of(X, state.covariance_type)
-    layout = _Layout.of(X, frame)
+    frame, layout = _prepare(X, state.covariance_type)
     work, info = iterate(lambda current: _accumulate(layout, current), frame.to_work(state),
                          n_samples=X.shape[0], log_jacobian=float(layout.log_jacobian.mean()),
                          reg=frame.reg(reg_covar), reg_covar=reg_covar, tol=tol,
@@ -449,34 +524,34 @@ def _accumulate(layout: _Layout, work: EMState) -> tuple[float, _Stats]:
     """One E-step: total working-unit log-likelihood and the expected sufficient statistics.
 
     Second moments are taken about the current means (the ``centers`` form of
-    :class:`bayesgmm.em._Stats`), which keeps them exact for tight components;
-    the conditional covariances are added per pattern, weighted by the
-    pattern's summed responsibilities.
+    :class:`bayesgmm.em._Stats`), which keeps them exact for tight components:
+    ``sum_n r_nk c_nk c_nk'`` over the completed rows ``c_nk`` is one matrix
+    product per block and component, and the conditional covariances
+    ``Lambda_kMM^-1`` are added once per pattern, weighted by the pattern's
+    summed responsibilities.
     """
     k, d = work.means.shape
     kind = work.covariance_type
-    model = _Model.of(work)
+    evaluate = _evaluator(layout, work)
     stats = _Stats(k, d, kind, centers=work.means)
     full = np.zeros((k, d, d))
+    pattern_sums = [np.zeros(inv.shape[:2]) for inv in evaluate.factors.inv]
     total = 0.0
-    pattern_weight: dict[int, tuple[_Group, np.ndarray, np.ndarray]] = {}
-    for group, inv, block in _blocks(layout, model):
-        rows_ll = _log_sum_exp(block.log_prob, axis=0)
-        total += float(rows_ll.sum())
-        resp = np.exp(block.log_prob - rows_ll[None, :])  # (K, n_b)
-        weighted = block.diff * resp[:, :, None]
-        stats.nk += resp.sum(axis=1)
-        stats.sx += weighted.sum(axis=1)
-        full += np.matmul(np.swapaxes(weighted, 1, 2), block.diff)
-        if inv is not None:
-            if id(group) not in pattern_weight:
-                pattern_weight[id(group)] = (group, inv, np.zeros((k, group.n_patterns)))
-            sums = pattern_weight[id(group)][2]
-            for j in range(k):
-                sums[j] += np.bincount(block.local, weights=resp[j],
-                                       minlength=group.n_patterns)
-    for group, inv, sums in pattern_weight.values():
+    scaled = np.empty(k * evaluate.step * d)
+    roots = np.empty(k * evaluate.step)
+    for g, a, b in evaluate.blocks():
+        part = evaluate.buffer(scaled, k, b - a, d)  # sqrt(r_nk) c_nk
+        root = evaluate.buffer(roots, k, b - a)  # sqrt(r_nk)
+        total += evaluate.moments(g, a, b, part, root, pattern_sums[g])
+        stats.sx += np.matmul(root[:, None, :], part)[:, 0]
+        full += np.matmul(part.transpose(0, 2, 1), part)
+    stats.nk += sum(sums.sum(axis=1) for sums in pattern_sums)
+    for group, inv, sums in zip(layout.groups, evaluate.factors.inv, pattern_sums,
+                                strict=True):
         # sum_p (sum of r_nk over the pattern's rows) Lambda_kMM^-1, placed at (M_p, M_p)
+        m = group.missing.shape[1]
+        if not m:
+            continue
         idx = group.missing
         flat = (np.arange(k)[:, None, None, None] * d * d + idx[None, :, :, None] * d
                 + idx[None, :, None, :])
