@@ -37,8 +37,8 @@ majorisation-minimisation steps for the orientation (Browne and McNicholas,
 through the largest eigenvalue of :math:`W_k` and through the largest entry
 of :math:`\Psi_k`, and each bound is minimised over orthogonal :math:`D` by
 the polar factor of a :math:`D \times D` matrix. Every update increases
-:math:`Q`; the loop stops when a sweep gains less than
-``tol * (|Q| + sum(n_k))``, or after ``max_iter`` sweeps. Within EM the step is
+:math:`Q`; the loop stops when a sweep changes no component's covariance by
+more than ``tol`` relative to its largest entry, or after ``max_iter`` sweeps. Within EM the step is
 then a generalised M-step (it still raises :math:`Q`, so the log-likelihood
 still increases); :func:`covariances` with ``return_info=True`` says whether it
 converged.
@@ -307,8 +307,26 @@ def _polar(matrix: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
-def _converged(gain: float, objective: float, total: float, tol: float) -> bool:
-    return gain <= tol * (abs(objective) + total)
+class _StoppingRule:
+    """Stop when a sweep changes every component by less than ``tol`` relative to its size.
+
+    Not on the gain in ``Q``: near the optimum the sweeps converge linearly and
+    their gains fall below the rounding of ``Q`` (about ``1e-15 |Q|``) while the
+    parameters still move by ``1e-6``; a gain would stop them there.
+    """
+
+    def __init__(self, tol: float, objective: float = -np.inf):
+        self.tol, self.objective = tol, objective
+        self.last: np.ndarray | None = None
+
+    def done(self, objective: float, params: np.ndarray) -> bool:
+        self.objective = objective
+        last, self.last = self.last, params
+        if last is None:
+            return False
+        axes = tuple(range(1, params.ndim))
+        change = np.abs(params - last).max(axis=axes) / np.abs(params).max(axis=axes)
+        return bool(change.max() <= self.tol)
 
 
 # --------------------------------------------------------------------------
@@ -324,26 +342,24 @@ def _common_shape_volumes(nk: np.ndarray, b: np.ndarray, lam: np.ndarray, max_it
     ``lambda_k = sum_j (b_kj / a_j) / (D n_k)`` (Celeux and Govaert, 1995),
     each the exact maximiser given the other, from the volumes ``lam``.
     """
-    d, total = b.shape[1], nk.sum()
-    objective, converged, sweep = -np.inf, False, 0
+    d = b.shape[1]
+    rule, converged, sweep = _StoppingRule(tol), False, 0
     for sweep in range(1, max_iter + 1):  # noqa: B007 - reported
         shape = (b / lam[:, None]).sum(axis=0)
         shape /= _geomean(shape)
         lam = (b / shape).sum(axis=1) / (d * nk)
         sigma = lam[:, None] * shape
-        new = _diag_objective(nk, sigma, b)
-        gain, objective = new - objective, new
-        if _converged(gain, objective, total, tol):
+        if rule.done(_diag_objective(nk, sigma, b), sigma):
             converged = True
             break
-    return sigma, MStepInfo(converged, sweep, objective)
+    return sigma, MStepInfo(converged, sweep, rule.objective)
 
 
 def _vee(nk: np.ndarray, scatter: np.ndarray, lam: np.ndarray, max_iter: int,
          tol: float) -> tuple[np.ndarray, MStepInfo]:
     """VEE: ``Sigma_k = lambda_k C`` with ``|C| = 1``, alternating exact updates."""
-    d, total = scatter.shape[1], nk.sum()
-    objective, converged, sweep = -np.inf, False, 0
+    d = scatter.shape[1]
+    rule, converged, sweep = _StoppingRule(tol), False, 0
     for sweep in range(1, max_iter + 1):
         pooled = (scatter / lam[:, None, None]).sum(axis=0)
         sign, logdet = np.linalg.slogdet(pooled)
@@ -352,12 +368,10 @@ def _vee(nk: np.ndarray, scatter: np.ndarray, lam: np.ndarray, max_iter: int,
         common = pooled / np.exp(logdet / d)
         lam = np.einsum("kii->k", np.linalg.solve(common, scatter)) / (d * nk)
         covs = lam[:, None, None] * common
-        new = expected_log_likelihood(nk, scatter, covs)
-        gain, objective = new - objective, new
-        if _converged(gain, objective, total, tol):
+        if rule.done(expected_log_likelihood(nk, scatter, covs), covs):
             converged = True
             break
-    return covs, MStepInfo(converged, sweep, objective)
+    return covs, MStepInfo(converged, sweep, rule.objective)
 
 
 def _given_orientation(model: str, nk: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -381,10 +395,10 @@ def _orientation_run(model: str, nk: np.ndarray, scatter: np.ndarray, top: np.nd
     over orthogonal matrices by the polar factor of ``sum_k M_k D Psi_k``; the
     same with ``Psi_k = beta_k I - N_k`` gives ``sum_k W_k D N_k``.
     """
-    total = nk.sum()
     b = np.einsum("ij,kil,lj->kj", frame, scatter, frame)
     sigma = _given_orientation(model, nk, b)
-    objective, converged, sweep = _diag_objective(nk, sigma, b), False, 0
+    rule = _StoppingRule(tol, _diag_objective(nk, sigma, b))
+    rule.last, converged, sweep = _rotate(frame, sigma), False, 0
     for sweep in range(1, max_iter + 1):  # noqa: B007 - reported
         psi = 1.0 / sigma
         # sum_k (alpha_k I - W_k) D Psi_k
@@ -395,12 +409,10 @@ def _orientation_run(model: str, nk: np.ndarray, scatter: np.ndarray, top: np.nd
         frame = _polar(np.einsum("kil,lj,kj->ij", scatter, frame, spare))
         b = np.einsum("ij,kil,lj->kj", frame, scatter, frame)
         sigma = _given_orientation(model, nk, b)
-        new = _diag_objective(nk, sigma, b)
-        gain, objective = new - objective, new
-        if _converged(gain, objective, total, tol):
+        if rule.done(_diag_objective(nk, sigma, b), _rotate(frame, sigma)):
             converged = True
             break
-    return frame, sigma, MStepInfo(converged, sweep, objective)
+    return frame, sigma, MStepInfo(converged, sweep, rule.objective)
 
 
 def _common_orientation(model: str, nk: np.ndarray, scatter: np.ndarray,
@@ -464,8 +476,8 @@ def covariances(
     max_iter : int, default=500
         Most sweeps of an iterative M-step (per start for EVE and VVE).
     tol : float, default=1e-10
-        An iterative M-step stops when a sweep raises ``Q`` by less than
-        ``tol * (|Q| + sum(nk))``.
+        An iterative M-step stops when a sweep changes every covariance by less
+        than ``tol`` relative to its largest entry.
     return_info : bool, default=False
         Also return an :class:`MStepInfo`.
 
