@@ -7,6 +7,23 @@ in that module's docstring.  One function for every covariance structure
 and run without the GIL so that NUTS chains evaluate in parallel.  The C
 callbacks nutpie's Rust core calls (:func:`logp_callback`,
 :func:`expand_callback`) are at the end of this file.
+
+Missing entries are NaN in ``Z``.  A row's likelihood is then the density of
+its observed coordinates ``O``, ``N(z_O | mu_kO, Sigma_kOO)`` (the missing
+ones marginalised, as in :func:`bayesgmm.bayes.model._observed_row_log_likelihood`).
+The rows are walked in runs of one missingness pattern (:func:`pattern_sorted`
+puts each pattern's rows together, so there is one run per pattern); for each
+run and stored matrix the principal sub-block ``Sigma_OO`` is taken from
+``Sigma`` and factorised, ``|O|^3 / 3`` flops.  That is the cheapest sound
+route: a principal sub-matrix of a positive definite matrix is positive
+definite and no worse conditioned, whereas the rows ``O`` of the full factor
+``L`` would need a QR of the ``D x |O|`` block ``L_O^T`` to give a triangular
+factor of the same matrix.  No derivative through that factorisation is
+needed: ``d/dSigma_OO = (P S P - N P) / 2`` with ``P = Sigma_OO^-1`` (the
+complete-data formula in the observed block), and ``Sigma_OO`` is a block of
+``Sigma``, so the run's gradient is that matrix placed in the rows and
+columns ``O`` of ``d/dSigma``, which then goes back to the flat parameters
+exactly as for complete data.
 """
 
 from __future__ import annotations
@@ -213,6 +230,246 @@ def _sigma_gradient(M, Nk, W):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
+def _mean_gradient(W, B, chol):  # pragma: no cover - compiled
+    """dL/dmu_k = W^T B_k (the likelihood's part; B from :func:`_likelihood_pass`)."""
+    K, D = B.shape
+    Kc = W.shape[0]
+    g = np.zeros((K, D))
+    for k in range(K):
+        c = 0 if Kc == 1 else k
+        for j in range(D):
+            if chol:
+                acc = 0.0
+                for i in range(j, D):
+                    acc += W[c, i, j] * B[k, i]
+                g[k, j] = acc
+            else:
+                g[k, j] = W[c, j, j] * B[k, j]
+    return g
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _has_nan(Z):  # pragma: no cover - compiled
+    """Whether any entry of ``Z`` is NaN (a missing entry); stops at the first."""
+    N, D = Z.shape
+    for n in range(N):
+        for d in range(D):
+            if np.isnan(Z[n, d]):
+                return True
+    return False
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _same_pattern(Z, a, b):  # pragma: no cover - compiled
+    """Whether rows ``a`` and ``b`` of ``Z`` miss the same entries."""
+    for d in range(Z.shape[1]):
+        if np.isnan(Z[a, d]) != np.isnan(Z[b, d]):
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _covariances(C, sd, reg):  # pragma: no cover - compiled
+    """``Sigma_c = diag(sd) C C^T diag(sd) + diag(reg)``, both triangles."""
+    Kc, D = sd.shape
+    cov = np.zeros((Kc, D, D))
+    for c in range(Kc):
+        for i in range(D):
+            for j in range(i + 1):
+                acc = 0.0
+                for m in range(j + 1):
+                    acc += C[c, i, m] * C[c, j, m]
+                cov[c, i, j] = sd[c, i] * sd[c, j] * acc
+                cov[c, j, i] = cov[c, i, j]
+            cov[c, i, i] += reg[i]
+    return cov
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _block_inverse_cholesky(cov, obs, m, L, W):  # pragma: no cover - compiled
+    """``W[:m, :m] = L^-1`` for ``L L^T = cov[obs, obs]``; returns ``(log det L, ok)``.
+
+    ``L`` is scratch space; ``ok`` is False when the block is not positive definite.
+    """
+    for i in range(m):
+        for j in range(i + 1):
+            acc = cov[obs[i], obs[j]]
+            for t in range(j):
+                acc -= L[i, t] * L[j, t]
+            if i == j:
+                if not acc > 0.0:
+                    return 0.0, False
+                L[i, i] = np.sqrt(acc)
+            else:
+                L[i, j] = acc / L[j, j]
+    log_det = 0.0
+    for j in range(m):
+        W[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, m):
+            acc = 0.0
+            for t in range(j, i):
+                acc += L[i, t] * W[t, j]
+            W[i, j] = -acc / L[i, i]
+        log_det += np.log(L[j, j])
+    return log_det, True
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _masked_pass(Z, mu, log_w, cov):  # pragma: no cover - compiled
+    """Observed-data log-likelihood and its gradients, rows with NaN marginalised.
+
+    Walks the rows in runs of one missingness pattern; for each run, factors
+    every stored ``Sigma_c`` restricted to the observed coordinates ``O``,
+    accumulates the responsibility-weighted statistics of ``y = W_O (z_O -
+    mu_kO)``, and at the end of the run adds ``W_O^T B`` to ``d/dmu_kO`` and
+    ``W_O^T (M - N I) W_O / 2`` to the block ``O, O`` of ``d/dSigma_c``.
+
+    Returns ``loglik``, ``Nk`` (sum of responsibilities), ``g_mu`` (K, D),
+    ``G`` (Kc, D, D: ``dL/dSigma_c``, both triangles) and ``ok`` (False when a
+    block is not positive definite).
+    """
+    N, D = Z.shape
+    K = mu.shape[0]
+    Kc = cov.shape[0]
+    shared = Kc == 1 and K > 1
+    loglik = 0.0
+    Nk = np.zeros(K)
+    g_mu = np.zeros((K, D))
+    G = np.zeros((Kc, D, D))
+    obs = np.zeros(D, dtype=np.int64)
+    L = np.zeros((D, D))
+    W = np.zeros((Kc, D, D))
+    log_det = np.zeros(Kc)
+    Np = np.zeros(K)
+    Bp = np.zeros((K, D))
+    Mp = np.zeros((K, D, D))
+    T = np.zeros((Kc, D, D))
+    TW = np.zeros((D, D))
+    y = np.zeros((K, D))
+    u = np.zeros((K, D))
+    lc = np.empty(K)
+    start = 0
+    while start < N:
+        stop = start + 1
+        while stop < N and _same_pattern(Z, start, stop):
+            stop += 1
+        m = 0
+        for d in range(D):
+            if not np.isnan(Z[start, d]):
+                obs[m] = d
+                m += 1
+        for c in range(Kc):
+            log_det[c], ok = _block_inverse_cholesky(cov[c], obs, m, L, W[c])
+            if not ok:
+                return loglik, Nk, g_mu, G, False
+        Np[:] = 0.0
+        Bp[:] = 0.0
+        Mp[:] = 0.0
+        for k in range(K):  # the observed part of the means, once per run
+            for i in range(m):
+                u[k, i] = mu[k, obs[i]]
+        for n in range(start, stop):
+            for k in range(K):
+                c = 0 if shared else k
+                sq = 0.0
+                for i in range(m):
+                    acc = 0.0
+                    for j in range(i + 1):
+                        acc += W[c, i, j] * (Z[n, obs[j]] - u[k, j])
+                    y[k, i] = acc
+                    sq += acc * acc
+                lc[k] = log_w[k] - 0.5 * sq - log_det[c] - m * _HALF_LOG_2PI
+            top = lc.max()
+            acc = 0.0
+            for k in range(K):
+                acc += np.exp(lc[k] - top)
+            lse = top + np.log(acc)
+            loglik += lse
+            for k in range(K):
+                r = np.exp(lc[k] - lse)
+                Np[k] += r
+                for i in range(m):
+                    ry = r * y[k, i]
+                    Bp[k, i] += ry
+                    for j in range(i + 1):
+                        Mp[k, i, j] += ry * y[k, j]
+        T[:] = 0.0
+        for k in range(K):  # the run's statistics -> gradients in the full coordinates
+            c = 0 if shared else k
+            Nk[k] += Np[k]
+            for j in range(m):
+                acc = 0.0
+                for i in range(j, m):
+                    acc += W[c, i, j] * Bp[k, i]
+                g_mu[k, obs[j]] += acc
+            for i in range(m):
+                for j in range(i + 1):
+                    T[c, i, j] += Mp[k, i, j] - (Np[k] if i == j else 0.0)
+                    T[c, j, i] = T[c, i, j]
+        for c in range(Kc):  # G[c][O, O] += W^T T W / 2 (W lower)
+            for i in range(m):
+                for b in range(m):
+                    acc = 0.0
+                    for j in range(b, m):
+                        acc += T[c, i, j] * W[c, j, b]
+                    TW[i, b] = acc
+            for a in range(m):
+                for b in range(m):
+                    acc = 0.0
+                    for i in range(a, m):
+                        acc += W[c, i, a] * TW[i, b]
+                    G[c, obs[a], obs[b]] += 0.5 * acc
+        start = stop
+    return loglik, Nk, g_mu, G, True
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _masked_diagonal_pass(Z, mu, log_w, var):  # pragma: no cover - compiled
+    """:func:`_masked_pass` for diagonal covariances ``var[c, d]``: NaN entries skipped.
+
+    Returns ``loglik``, ``Nk``, ``g_mu`` (K, D) and ``g_var`` (K, D), the
+    derivative with respect to component ``k``'s variance of feature ``d``.
+    """
+    N, D = Z.shape
+    K = mu.shape[0]
+    shared = var.shape[0] == 1 and K > 1
+    loglik = 0.0
+    Nk = np.zeros(K)
+    g_mu = np.zeros((K, D))
+    g_var = np.zeros((K, D))
+    y = np.zeros((K, D))
+    lc = np.empty(K)
+    for n in range(N):
+        for k in range(K):
+            c = 0 if shared else k
+            acc = 0.0
+            for d in range(D):
+                if np.isnan(Z[n, d]):
+                    y[k, d] = 0.0
+                    continue
+                y[k, d] = (Z[n, d] - mu[k, d]) / np.sqrt(var[c, d])
+                acc += y[k, d] * y[k, d] + np.log(var[c, d]) + 2.0 * _HALF_LOG_2PI
+            lc[k] = log_w[k] - 0.5 * acc
+        top = lc.max()
+        acc = 0.0
+        for k in range(K):
+            acc += np.exp(lc[k] - top)
+        lse = top + np.log(acc)
+        loglik += lse
+        for k in range(K):
+            c = 0 if shared else k
+            r = np.exp(lc[k] - lse)
+            Nk[k] += r
+            for d in range(D):
+                if np.isnan(Z[n, d]):
+                    continue
+                s = 1.0 / np.sqrt(var[c, d])
+                g_mu[k, d] += r * y[k, d] * s
+                g_var[k, d] += 0.5 * r * (y[k, d] * y[k, d] - 1.0) * s * s
+    return loglik, Nk, g_mu, g_var
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, const,
                      n_components, cov_code):  # pragma: no cover - compiled
     """Write the gradient into ``grad`` and return the log-density (``-inf`` if not PD).
@@ -225,7 +482,10 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
     grad : float64[:]
         Output, same length as ``theta``.
     Z : float64[:, :]
-        Standardized data.
+        Standardized data; NaN marks a missing entry (marginalised).  Rows of
+        one missingness pattern should be adjacent (:func:`pattern_sorted`):
+        any order gives the same value, but every run of a pattern factors its
+        covariance blocks again.
     reg, loc, mscale : float64[:]
         Variance floor, prior centre and scale of the means (length D).
     alpha : float64[:]
@@ -255,20 +515,40 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
     log_w = _log_weights(theta, K)
     mu = theta[off_mu:off_mu + K * D].reshape((K, D))
     sd = _standard_deviations(theta, off_sd, Kc, D, cov_code)
+    missing = _has_nan(Z)
     if chol:
         C, SR, Zm, Q = _correlation_factors(theta, off_cpc, Kc, D)
-        W, log_det, ok = _inverse_cholesky(C, sd, reg)
-        if not ok:
-            return -np.inf
-    else:  # diagonal covariances: W = diag(1 / sqrt(var))
-        W = np.zeros((Kc, D, D))
-        log_det = np.zeros(Kc)
+        if missing:
+            value, Nk, g_mu, G, ok = _masked_pass(Z, mu, log_w, _covariances(C, sd, reg))
+            if not ok:
+                return -np.inf
+        else:
+            W, log_det, ok = _inverse_cholesky(C, sd, reg)
+            if not ok:
+                return -np.inf
+            value, Nk, B, M = _likelihood_pass(Z, mu, log_w, W, log_det, True)
+            g_mu = _mean_gradient(W, B, True)
+            G = _sigma_gradient(M, Nk, W)
+    else:  # diagonal covariances
+        var = np.empty((Kc, D))
         for c in range(Kc):
             for d in range(D):
-                var = sd[c, d] * sd[c, d] + reg[d]
-                W[c, d, d] = 1.0 / np.sqrt(var)
-                log_det[c] += 0.5 * np.log(var)
-    value, Nk, B, M = _likelihood_pass(Z, mu, log_w, W, log_det, chol)
+                var[c, d] = sd[c, d] * sd[c, d] + reg[d]
+        if missing:
+            value, Nk, g_mu, g_var = _masked_diagonal_pass(Z, mu, log_w, var)
+        else:  # W = diag(1 / sqrt(var))
+            W = np.zeros((Kc, D, D))
+            log_det = np.zeros(Kc)
+            for c in range(Kc):
+                for d in range(D):
+                    W[c, d, d] = 1.0 / np.sqrt(var[c, d])
+                    log_det[c] += 0.5 * np.log(var[c, d])
+            value, Nk, B, M = _likelihood_pass(Z, mu, log_w, W, log_det, False)
+            g_mu = _mean_gradient(W, B, False)
+            g_var = np.empty((K, D))  # d/dvar = (M_dd - N_k) / (2 var)
+            for k in range(K):
+                for d in range(D):
+                    g_var[k, d] = 0.5 * (M[k, d, d] - Nk[k]) * W[k, d, d] ** 2
     value += const
 
     # weights: Dirichlet prior + log-Jacobian = sum alpha log w (+ const)
@@ -281,19 +561,12 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
         for k in range(K - 1):
             grad[k] = alpha[k] + Nk[k] - total * np.exp(log_w[k]) - g_last
 
-    # means: Normal prior + likelihood (W^T B)
+    # means: Normal prior + likelihood
     for k in range(K):
-        c = 0 if Kc == 1 else k
         for j in range(D):
             dev = (mu[k, j] - loc[j]) / mscale[j]
             value -= 0.5 * dev * dev
-            g = -dev / mscale[j]
-            if chol:
-                for i in range(j, D):
-                    g += W[c, i, j] * B[k, i]
-            else:
-                g += W[c, j, j] * B[k, j]
-            grad[off_mu + k * D + j] = g
+            grad[off_mu + k * D + j] = g_mu[k, j] - dev / mscale[j]
 
     # standard deviations: HalfNormal prior + log-Jacobian
     for s in range(n_sd):
@@ -302,10 +575,10 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
         value += ls - 0.5 * ratio * ratio
         grad[off_sd + s] = 1.0 - ratio * ratio
 
-    if not chol:  # d/dvar = (M_dd - N_k) / (2 var); d var / d log sd = 2 sd^2
+    if not chol:  # d var / d log sd = 2 sd^2
         for k in range(K):
             for d in range(D):
-                g = (M[k, d, d] - Nk[k]) * W[k, d, d] ** 2 * sd[k, d] ** 2
+                g = 2.0 * g_var[k, d] * sd[k, d] ** 2
                 if cov_code == SPHERICAL:
                     grad[off_sd + k] += g
                 elif cov_code == TIED:
@@ -314,7 +587,6 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
                     grad[off_sd + k * D + d] += g
         return value
 
-    G = _sigma_gradient(M, Nk, W)
     g_A = np.zeros((D, D))
     g_C = np.zeros((D, D))
     for c in range(Kc):
@@ -349,6 +621,38 @@ def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, 
                 grad[off_cpc + c * P + p] = g_y - a * z
                 p += 1
     return value
+
+
+def pattern_sorted(Z: np.ndarray) -> np.ndarray:
+    """``Z`` with the rows of each missingness pattern together (the kernel's row order).
+
+    The log-density is a sum over rows, so the order changes nothing but the
+    number of runs :func:`log_density_grad` factors covariance blocks for (one
+    per pattern here).  Complete data are returned as they are.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Standardized data, NaN where an entry is missing.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features)
+        C-contiguous float64; the rows of pattern ``p`` of
+        :func:`bayesgmm.em_missing.group_patterns` before those of ``p + 1``.
+
+    Examples
+    --------
+    >>> pattern_sorted(np.array([[1.0, np.nan], [2.0, 3.0], [4.0, np.nan]])).tolist()
+    [[1.0, nan], [4.0, nan], [2.0, 3.0]]
+    """
+    Z = np.ascontiguousarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or not np.isnan(Z).any():
+        return Z
+    from bayesgmm.em_missing import group_patterns
+
+    order = np.argsort(group_patterns(Z).pattern, kind="stable")
+    return np.ascontiguousarray(Z[order])
 
 
 # ---------------------------------------------------------------------------

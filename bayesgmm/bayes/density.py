@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.special import betaln, gammaln
 
-from bayesgmm.bayes._kernel import DIAG, FULL, SPHERICAL, TIED, log_density_grad
+from bayesgmm.bayes._kernel import DIAG, FULL, SPHERICAL, TIED, log_density_grad, pattern_sorted
 from bayesgmm.bayes.spec import ModelData, parameter_layout
 
 __all__ = ["MixtureDensity", "parameter_layout"]  # parameter_layout: from spec
@@ -104,7 +104,7 @@ class MixtureDensity:
     def _kernel_arguments(self) -> tuple[Any, ...]:
         """The kernel's arguments: data, prior settings, normalizing constants."""
         md, K, D = self.data, self.n_components, self.n_features
-        Z = np.ascontiguousarray(md.X_std, dtype=np.float64)
+        Z = pattern_sorted(md.X_std)  # NaN (missing) kept; a pattern's rows together
         if Z.ndim != 2 or Z.shape[1] != D:
             raise ValueError(f"X_std must have shape (n_samples, {D}); got {Z.shape}.")
         alpha = np.broadcast_to(np.asarray(md.weights_concentration, dtype=float), (K,)).copy()

@@ -7,7 +7,9 @@ own Numba kernel (:mod:`bayesgmm.bayes.density`), handed over as a C callback
 (:mod:`bayesgmm.bayes._nutpie_bridge`): it is compiled once per machine in a
 few seconds (Numba's disk cache), holds no state, and never takes the GIL
 while sampling, so chains and concurrent fits run in parallel.  The kernel
-computes the same log-density as the PyMC model (checked in the test suite).
+computes the same log-density as the PyMC model (checked in the test suite),
+with missing entries too: each row's observed part, marginalised per
+missingness pattern (:mod:`bayesgmm.bayes._kernel`).
 ``"nutpie_native"`` lets nutpie compile the PyMC model with PyTensor, and
 ``"pymc"`` (or ``"numpyro"``/``"blackjax"``) runs ``pm.sample``; both pay
 PyTensor's compilation of the model (9-10 s in every process for
@@ -16,10 +18,11 @@ Everything the user sees (weights, means, covariances) is computed from the
 unconstrained draws with NumPy (:mod:`bayesgmm.bayes.params`), so no second
 graph is compiled for deterministics or the pointwise log-likelihood.
 
-ADVI and full-rank ADVI run through :func:`pymc.fit` with a parameter
-convergence callback; the fitted Gaussian approximation is sampled with NumPy
-in the unconstrained space and mapped back, giving draws in the same layout as
-NUTS (one chain).
+ADVI and full-rank ADVI run on the same kernel (:mod:`bayesgmm.bayes.vi`), or
+with ``engine="pymc"`` through :func:`pymc.fit` with a loss-window convergence
+callback; the fitted Gaussian approximation is sampled with NumPy in the
+unconstrained space and mapped back, giving draws in the same layout as NUTS
+(one chain).
 """
 
 from __future__ import annotations
@@ -175,11 +178,6 @@ def _graph_inputs(model: pm.Model) -> dict[str, Any]:
     return inputs
 
 
-#: What :func:`kernel_mismatch` says of bayesgmm's own model on data with missing entries:
-#: sampled on its PyMC graph, with bayesgmm's layout (EM start, compiled graph cached).
-MISSING_DATA_REASON = "the data have missing entries, which the kernel does not marginalise yet"
-
-
 def kernel_mismatch(model: pm.Model) -> str | None:
     """Why bayesgmm's kernel would not compute this model's log-density, or None.
 
@@ -235,16 +233,12 @@ def kernel_mismatch(model: pm.Model) -> str | None:
                               in_xs=[mine[n] for n in names],
                               in_ys=[theirs[n] for n in names]):
         return "its log-density differs from the one bayesgmm writes (an edited prior?)"
-    if md.has_missing:  # bayesgmm's own model, but the kernel handles complete data only
-        return MISSING_DATA_REASON
     return None
 
 
 def _mismatch(model: pm.Model, built_here: bool) -> str | None:
-    """:func:`kernel_mismatch`, or for a model just built by bayesgmm only the data check."""
-    if not built_here:
-        return kernel_mismatch(model)
-    return MISSING_DATA_REASON if model_data_of(model).has_missing else None
+    """:func:`kernel_mismatch`, or None for a model just built by bayesgmm."""
+    return None if built_here else kernel_mismatch(model)
 
 
 def model_log_density(model: pm.Model) -> MixtureDensity:
@@ -417,8 +411,7 @@ def run_nuts(
     built_here : bool, default=False
         The model comes straight from :func:`bayesgmm.bayes.model.build_gmm_model`
         (``BayesGMM.fit`` passes True): no one could have edited it, so the
-        graph comparison of :func:`kernel_mismatch` (0.3 s) is skipped and only
-        missing data send it to its PyMC graph.
+        graph comparison of :func:`kernel_mismatch` (0.3 s) is skipped.
 
     Returns
     -------
@@ -453,9 +446,8 @@ def run_nuts(
     if sampler == "nutpie":
         raw, stats, t_compile, t_sample = _sample_nutpie(model, settings)
     elif sampler == "nutpie_native":
-        own = mismatch in (None, MISSING_DATA_REASON)  # bayesgmm's model and layout
-        raw, stats, t_compile, t_sample = _sample_nutpie_native(model, settings,
-                                                                edited=not own)
+        raw, stats, t_compile, t_sample = _sample_nutpie_native(
+            model, settings, edited=mismatch is not None)  # else bayesgmm's own layout
     else:
         raw, stats, t_compile, t_sample = _sample_pymc(model, settings, sampler)
     stats = stats.drop_vars([c for c in stats.coords if c not in ("chain", "draw")])
