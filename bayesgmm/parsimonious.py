@@ -291,8 +291,7 @@ def _eig_desc(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _rotate(frames: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """``R diag(sigma) R^T`` for frames ``R`` of shape (K, D, D) or (D, D)."""
-    frames = np.broadcast_to(frames, (sigma.shape[0], *frames.shape[-2:]))
-    covs = np.einsum("kij,kj,klj->kil", frames, sigma, frames)
+    covs = (frames * sigma[:, None, :]) @ np.swapaxes(frames, -1, -2)
     return 0.5 * (covs + covs.transpose(0, 2, 1))
 
 
@@ -395,19 +394,19 @@ def _orientation_run(model: str, nk: np.ndarray, scatter: np.ndarray, top: np.nd
     over orthogonal matrices by the polar factor of ``sum_k M_k D Psi_k``; the
     same with ``Psi_k = beta_k I - N_k`` gives ``sum_k W_k D N_k``.
     """
-    b = np.einsum("ij,kil,lj->kj", frame, scatter, frame)
+    turned = scatter @ frame  # W_k D
+    b = (frame * turned).sum(axis=1)  # diag(D^T W_k D)
     sigma = _given_orientation(model, nk, b)
     rule = _StoppingRule(tol, _diag_objective(nk, sigma, b))
     rule.last, converged, sweep = _rotate(frame, sigma), False, 0
     for sweep in range(1, max_iter + 1):  # noqa: B007 - reported
         psi = 1.0 / sigma
         # sum_k (alpha_k I - W_k) D Psi_k
-        grad = np.einsum("k,ij,kj->ij", top, frame, psi) - np.einsum(
-            "kil,lj,kj->ij", scatter, frame, psi)
-        frame = _polar(grad)
+        frame = _polar(frame * (top @ psi) - (turned * psi[:, None, :]).sum(axis=0))
         spare = psi.max(axis=1, keepdims=True) - psi  # N_k = beta_k I - Psi_k
-        frame = _polar(np.einsum("kil,lj,kj->ij", scatter, frame, spare))
-        b = np.einsum("ij,kil,lj->kj", frame, scatter, frame)
+        frame = _polar(((scatter @ frame) * spare[:, None, :]).sum(axis=0))
+        turned = scatter @ frame
+        b = (frame * turned).sum(axis=1)
         sigma = _given_orientation(model, nk, b)
         if rule.done(_diag_objective(nk, sigma, b), _rotate(frame, sigma)):
             converged = True
