@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["accumulate", "factor_group", "rows", "sample_rows"]
+__all__ = ["accumulate", "add_conditional", "factor_group", "rows", "sample_rows"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -220,3 +220,17 @@ def sample_rows(out, pick, completed, means, local, missing, inv,
             for j in range(i + 1):
                 s += low[i, j] * noise[n, j]
             out[n, i] = s
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def add_conditional(full, pattern_sums, missing, inv):  # pragma: no cover - compiled
+    """``full[k][M_p, M_p] += pattern_sums[k, p] * Lambda_kMM^-1`` for every pattern of a group."""
+    k_all = full.shape[0]
+    n_pat, m = missing.shape
+    for k in range(k_all):
+        for p in range(n_pat):
+            w = pattern_sums[k, p]
+            for i in range(m):
+                ci = missing[p, i]
+                for j in range(m):
+                    full[k, ci, missing[p, j]] += w * inv[k, p, i, j]

@@ -32,10 +32,13 @@ counts its observed columns).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bayesgmm import _missing_kernel as kernel
 from bayesgmm.em import (
@@ -43,8 +46,10 @@ from bayesgmm.em import (
     EMInfo,
     EMState,
     _Frame,
+    _n_workers,
     _Stats,
     iterate,
+    rounding_variance,
 )
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
     "e_step",
     "frame_of",
     "group_patterns",
+    "resolution_floor",
     "run_em",
     "sample_missing",
     "weighted_log_prob",
@@ -117,13 +123,14 @@ class _Layout(NamedTuple):
         n_missing = (~patterns.observed).sum(axis=1)
         # by number missing, then by pattern: a pattern's blocks are read once, in order
         order = np.lexsort((patterns.pattern, n_missing[patterns.pattern]))
-        Xs = X[order]
-        observed = ~np.isnan(Xs)
         ZO = np.empty((n, 2 * d))
-        np.subtract(Xs, frame.center, out=ZO[:, :d])
-        ZO[:, :d] /= frame.scale
-        ZO[:, :d][~observed] = 0.0
-        ZO[:, d:] = observed
+        z, o = ZO[:, :d], ZO[:, d:]
+        np.take(X, order, axis=0, out=z)
+        np.isnan(z, out=o)
+        np.subtract(1.0, o, out=o)
+        z -= frame.center
+        z /= frame.scale
+        np.nan_to_num(z, copy=False, nan=0.0)
         local_of = np.empty(n_missing.size, dtype=np.int64)
         counts = np.bincount(n_missing[patterns.pattern], minlength=d + 1)
         groups, start = [], 0
@@ -134,7 +141,7 @@ class _Layout(NamedTuple):
             groups.append(_Group(start, start + int(counts[m]), missing))
             start += int(counts[m])
         log_jac = np.empty(n)
-        log_jac[order] = observed @ np.log(frame.scale)
+        log_jac[order] = o @ np.log(frame.scale)
         return cls(ZO, order, local_of[patterns.pattern[order]], groups, log_jac)
 
 
@@ -204,12 +211,13 @@ class _Factors(NamedTuple):
     const: list[np.ndarray]  # (K, P_g): log w_k - ((D-m) log 2pi + log det Sigma_kOO) / 2
 
     @classmethod
-    def of(cls, layout: _Layout, model: _Model) -> _Factors:
+    def of(cls, layout: _Layout, model: _Model, threads: _Threads | None = None) -> _Factors:
         d = model.means.shape[1]
         inv, const = [], []
-        for group in layout.groups:
+        factor = lambda group: kernel.factor_group(model.precisions, group.missing)  # noqa: E731
+        done = threads.map(factor, layout.groups) if threads else map(factor, layout.groups)
+        for group, (block_inv, log_det) in zip(layout.groups, done, strict=True):
             m = group.missing.shape[1]
-            block_inv, log_det = kernel.factor_group(model.precisions, group.missing)
             if not np.isfinite(log_det).all():
                 raise ValueError(
                     "A block of a component's precision matrix is not positive definite "
@@ -290,12 +298,48 @@ class _Evaluator:
         """``(group number, start, stop)`` of every block."""
         return _blocks(self.layout, self.step)
 
+    def twin(self) -> _Evaluator:
+        """The same E-step with its own work buffers (for another thread)."""
+        return _Evaluator(self.layout, self.model, self.factors, self.step)
 
-def _evaluator(layout: _Layout, state: EMState, step: int | None = None) -> _Evaluator:
-    """The E-step at working-unit ``state``, in blocks of ``step`` rows (default :func:`_chunk`)."""
+
+def _evaluator(layout: _Layout, state: EMState, threads: _Threads | None = None) -> _Evaluator:
+    """The E-step at working-unit ``state``, in blocks of :func:`_chunk` rows."""
     model = _Model.of(state)
     k, d = model.means.shape
-    return _Evaluator(layout, model, _Factors.of(layout, model), step or _chunk(k, d))
+    return _Evaluator(layout, model, _Factors.of(layout, model, threads), _chunk(k, d))
+
+
+class _Threads:
+    """Row blocks across threads, as :class:`bayesgmm.em._Pass` runs complete data.
+
+    The kernels release the GIL and BLAS runs one thread per worker.
+    """
+
+    def __init__(self, layout: _Layout, n_components: int):
+        n, d2 = layout.ZO.shape
+        self.workers = _n_workers(n, n_components, d2 // 2)
+        self._limits = threadpool_limits(1) if self.workers > 1 else None
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+
+    def map(self, fn, items: list) -> list:
+        if self.pool is None:
+            return [fn(item) for item in items]
+        return list(self.pool.map(fn, items))
+
+    def split(self, blocks: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+        """The blocks in ``workers`` contiguous runs of about equal numbers of rows."""
+        if self.workers == 1:
+            return [blocks]
+        rows = np.cumsum([b - a for _, a, b in blocks])
+        cut = np.searchsorted(rows, rows[-1] * np.arange(1, self.workers) / self.workers)
+        bounds = [0, *(int(c) + 1 for c in cut), len(blocks)]
+        return [blocks[i:j] for i, j in itertools.pairwise(bounds) if j > i]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self._limits.restore_original_limits()
 
 
 def _prepare(X: np.ndarray, covariance_type: str) -> tuple[_Frame, _Layout]:
@@ -331,10 +375,19 @@ def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
     True
     """
     frame, layout = _prepare(X, state.covariance_type)
-    evaluate = _evaluator(layout, frame.to_work(state))
-    out = np.empty((X.shape[0], state.weights.shape[0]))
-    for g, a, b in evaluate.blocks():
-        out[layout.order[a:b]] = evaluate(g, a, b)[0]
+    threads = _Threads(layout, state.weights.shape[0])
+    try:
+        evaluate = _evaluator(layout, frame.to_work(state), threads)
+        out = np.empty((X.shape[0], state.weights.shape[0]))
+
+        def run(blocks: list[tuple[int, int, int]]) -> None:
+            mine = evaluate.twin()
+            for g, a, b in blocks:
+                out[layout.order[a:b]] = mine(g, a, b)[0]
+
+        threads.map(run, threads.split(list(evaluate.blocks())))
+    finally:
+        threads.close()
     return out - layout.log_jacobian[:, None]
 
 
@@ -479,6 +532,50 @@ def sample_missing(X: np.ndarray, state: EMState | Sequence[EMState],
     return sets[0] if single else np.stack(sets)
 
 
+def resolution_floor(X: np.ndarray, reg_covar: float) -> np.ndarray:
+    """The variance floor of EM on incomplete data: ``max(reg_covar, step^2 / 12)`` per feature.
+
+    With missing entries, a component's variance in a coordinate is held up
+    only by the rows that observe it; on rounded data a handful of them can
+    share one recorded value while the component keeps every row that misses
+    the coordinate, and the observed-data likelihood then grows without bound
+    as that variance shrinks to ``reg_covar`` (a fit narrower than the data's
+    resolution, flagged by :func:`bayesgmm.em.collapsed_components`). The
+    same happens in a direction spanned by coordinates that few rows observe
+    together. Rounding to the recorded step adds variance ``step^2 / 12``
+    (Sheppard's correction; :func:`bayesgmm.em.rounding_variance`), below
+    which the data cannot tell spreads apart, so ``reg_covar`` is raised to
+    it, feature by feature. For continuous data the step is tiny and the
+    floor is ``reg_covar``; data without missing entries keep ``reg_covar``.
+
+    Bounding the covariances at that level instead (eigenvalues clipped, a
+    constrained maximum of the same likelihood) was tried and kept the
+    spurious maxima (iris at 40 % MCAR: held-out log-likelihoods of -17 and
+    -24 per row where the additive floor gives -2.7 and -3.7). Like any
+    ``reg_covar``, an added floor makes each iteration an approximate EM
+    step: the observed-data log-likelihood can fall by a little (at most
+    1e-5 per row on iris with 20 % missing, where the floor is 8.3e-4).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data; NaN marks a missing entry.
+    reg_covar : float
+        The requested floor.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+
+    Examples
+    --------
+    >>> X = np.array([[0.1, 1.0], [0.3, np.nan], [np.nan, 2.5], [0.7, 4.0]])
+    >>> resolution_floor(X, 1e-6).round(6).tolist()  # steps 0.2 and 1.5
+    [0.003333, 0.1875]
+    """
+    return np.maximum(reg_covar, rounding_variance(X))
+
+
 def run_em(
     X: np.ndarray,
     state: EMState,
@@ -497,7 +594,9 @@ def run_em(
     state : EMState
         Starting parameters, data units.
     reg_covar : float
-        Non-negative amount added to the diagonal of every covariance.
+        Non-negative amount added to the diagonal of every covariance; raised,
+        feature by feature, to the data's rounding variance
+        (:func:`resolution_floor`).
     tol : float
         Convergence threshold on the gain in mean observed-data
         log-likelihood per sample.
@@ -513,14 +612,22 @@ def run_em(
         ``lower_bound`` and ``trace`` are mean observed-data log-likelihoods.
     """
     frame, layout = _prepare(X, state.covariance_type)
-    work, info = iterate(lambda current: _accumulate(layout, current), frame.to_work(state),
-                         n_samples=X.shape[0], log_jacobian=float(layout.log_jacobian.mean()),
-                         reg=frame.reg(reg_covar), reg_covar=reg_covar, tol=tol,
-                         max_iter=max_iter, callback=callback)
+    complete = len(layout.groups) == 1 and not layout.groups[0].missing.shape[1]
+    floor = reg_covar if complete else resolution_floor(X, reg_covar)  # complete: usual EM
+    threads = _Threads(layout, state.weights.shape[0])
+    try:
+        work, info = iterate(lambda current: _accumulate(layout, current, threads),
+                             frame.to_work(state), n_samples=X.shape[0],
+                             log_jacobian=float(layout.log_jacobian.mean()),
+                             reg=frame.reg(floor), reg_covar=reg_covar, tol=tol,
+                             max_iter=max_iter, callback=callback)
+    finally:
+        threads.close()
     return frame.to_data(work), info
 
 
-def _accumulate(layout: _Layout, work: EMState) -> tuple[float, _Stats]:
+def _accumulate(layout: _Layout, work: EMState,
+                threads: _Threads | None = None) -> tuple[float, _Stats]:
     """One E-step: total working-unit log-likelihood and the expected sufficient statistics.
 
     Second moments are taken about the current means (the ``centers`` form of
@@ -528,36 +635,45 @@ def _accumulate(layout: _Layout, work: EMState) -> tuple[float, _Stats]:
     ``sum_n r_nk c_nk c_nk'`` over the completed rows ``c_nk`` is one matrix
     product per block and component, and the conditional covariances
     ``Lambda_kMM^-1`` are added once per pattern, weighted by the pattern's
-    summed responsibilities.
+    summed responsibilities. Runs of blocks go to ``threads``.
     """
     k, d = work.means.shape
     kind = work.covariance_type
-    evaluate = _evaluator(layout, work)
+    threads = threads or _Threads(layout, 0)  # no components: one thread
+    evaluate = _evaluator(layout, work, threads)
+
+    def run(blocks: list[tuple[int, int, int]]):
+        mine = evaluate.twin()
+        total, full, sx = 0.0, np.zeros((k, d, d)), np.zeros((k, d))
+        sums = {}
+        scaled = np.empty(k * mine.step * d)
+        roots = np.empty(k * mine.step)
+        for g, a, b in blocks:
+            part = mine.buffer(scaled, k, b - a, d)  # sqrt(r_nk) c_nk
+            root = mine.buffer(roots, k, b - a)  # sqrt(r_nk)
+            if g not in sums:
+                sums[g] = np.zeros(evaluate.factors.inv[g].shape[:2])
+            total += mine.moments(g, a, b, part, root, sums[g])
+            sx += np.matmul(root[:, None, :], part)[:, 0]
+            full += np.matmul(part.transpose(0, 2, 1), part)
+        return total, full, sx, sums
+
     stats = _Stats(k, d, kind, centers=work.means)
     full = np.zeros((k, d, d))
-    pattern_sums = [np.zeros(inv.shape[:2]) for inv in evaluate.factors.inv]
     total = 0.0
-    scaled = np.empty(k * evaluate.step * d)
-    roots = np.empty(k * evaluate.step)
-    for g, a, b in evaluate.blocks():
-        part = evaluate.buffer(scaled, k, b - a, d)  # sqrt(r_nk) c_nk
-        root = evaluate.buffer(roots, k, b - a)  # sqrt(r_nk)
-        total += evaluate.moments(g, a, b, part, root, pattern_sums[g])
-        stats.sx += np.matmul(root[:, None, :], part)[:, 0]
-        full += np.matmul(part.transpose(0, 2, 1), part)
+    pattern_sums = [np.zeros(inv.shape[:2]) for inv in evaluate.factors.inv]
+    for part_total, part_full, part_sx, sums in threads.map(
+            run, threads.split(list(evaluate.blocks()))):
+        total += part_total
+        full += part_full
+        stats.sx += part_sx
+        for g, values in sums.items():
+            pattern_sums[g] += values
     stats.nk += sum(sums.sum(axis=1) for sums in pattern_sums)
     for group, inv, sums in zip(layout.groups, evaluate.factors.inv, pattern_sums,
                                 strict=True):
         # sum_p (sum of r_nk over the pattern's rows) Lambda_kMM^-1, placed at (M_p, M_p)
-        m = group.missing.shape[1]
-        if not m:
-            continue
-        idx = group.missing
-        flat = (np.arange(k)[:, None, None, None] * d * d + idx[None, :, :, None] * d
-                + idx[None, :, None, :])
-        weighted_inv = sums[:, :, None, None] * inv  # (K, P, m, m)
-        full += np.bincount(np.broadcast_to(flat, weighted_inv.shape).ravel(),
-                            weights=weighted_inv.ravel(), minlength=k * d * d).reshape(k, d, d)
+        kernel.add_conditional(full, sums, group.missing, inv)
     if kind == "full":
         stats.sxx = full
     elif kind == "tied":
