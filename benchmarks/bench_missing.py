@@ -28,7 +28,11 @@ the distance between means in sd units), the RMSE of the means in sd units of
 the complete training data, the Frobenius error of the covariances after
 scaling by those sds (root mean square over components), the mean held-out
 log-likelihood of the complete test rows, and the wall time (imputation
-included). A fit that raises is recorded as a failure with its message.
+included). Every fit is recorded with a ``status``: ``failed`` (it raised; its message
+is kept), ``collapsed`` (``em.collapsed_components``, the rule of ``EMGMM``'s
+restarts, flags a component of the returned fit; the fit's numbers are
+kept and count in every mean) or ``ok``; warnings raised during a fit are
+recorded with it.
 Imputation: RMSE over the missing entries, in sd units, of ``impute()``, of
 the column means and of ``IterativeImputer``.
 
@@ -54,6 +58,7 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 import bayesgmm as bg
+from bayesgmm import em
 
 METHODS = ("bayesgmm", "complete-case", "mean-impute", "iterative")
 MECHANISMS = ("mcar10", "mcar20", "mcar40", "mar")
@@ -161,6 +166,19 @@ def errors(means, covs, ref_means, ref_covs, sd) -> tuple[float, float]:
     return float(mean_err), float(cov_err)
 
 
+def collapsed_of(model, means: np.ndarray, covs: np.ndarray, X_train: np.ndarray) -> list[int]:
+    """Components of a fit that ``em.collapsed_components`` flags (every method, one rule).
+
+    The rule of ``EMGMM``'s restarts: too few points, on the ``reg_covar``
+    floor, singular, or narrower than the rounding of the complete training
+    data (the fit is recorded whatever its status).
+    """
+    weights = model.weights_
+    state = em.EMState(weights, means, covs, np.zeros_like(covs), "full")
+    return em.collapsed_components(state, X_train.shape[0], REG_COVAR,
+                                   rounding=em.rounding_variance(X_train)).tolist()
+
+
 def sklearn_gmm(k: int, seed: int) -> GaussianMixture:
     return GaussianMixture(k, covariance_type="full", tol=TOL, reg_covar=REG_COVAR,
                            max_iter=MAX_ITER, n_init=N_INIT, init_params="kmeans",
@@ -224,21 +242,24 @@ def replicate(design: str, rep: int, base_seed: int) -> dict:
         for method in METHODS:
             start = time.perf_counter()
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # convergence warnings are recorded below
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")  # recorded with the fit, not shown
                     (means, covs), model, imputed = fit_method(method, k, Xm, seed)
                 seconds = time.perf_counter() - start
                 mean_err, cov_err = errors(means, covs, ref_means, ref_covs, sd)
                 loglik = float(model.score_samples(X_test).mean())
-                fit = {"ok": True, "seconds": seconds, "mean_error": mean_err,
-                       "cov_error": cov_err, "heldout_loglik": loglik,
-                       "converged": bool(model.converged_)}
+                collapsed = collapsed_of(model, means, covs, X_train)
+                fit = {"ok": True, "status": "collapsed" if collapsed else "ok",
+                       "collapsed_components": collapsed, "seconds": seconds,
+                       "mean_error": mean_err, "cov_error": cov_err, "heldout_loglik": loglik,
+                       "converged": bool(model.converged_),
+                       "warnings": sorted({str(w.message)[:200] for w in caught})}
                 if method == "bayesgmm":
                     row["imputation_rmse"]["bayesgmm"] = rmse(model.result_.impute().values)
                 elif imputed is not None:
                     row["imputation_rmse"][method] = rmse(imputed)
             except Exception as exc:  # failures are data here
-                fit = {"ok": False, "seconds": time.perf_counter() - start,
+                fit = {"ok": False, "status": "failed", "seconds": time.perf_counter() - start,
                        "error": f"{type(exc).__name__}: {exc}"[:300]}
             row["fits"][method] = fit
         out["settings"][mechanism] = row
@@ -282,6 +303,7 @@ def summarise(reps: list[dict]) -> dict:
             for m in METHODS:
                 fits = [r["fits"][m] for r in rows]
                 entry = {"failures": sum(not f["ok"] for f in fits),
+                         "collapsed": sum(f.get("status") == "collapsed" for f in fits),
                          "failure_messages": sorted({f["error"] for f in fits if not f["ok"]}),
                          "not_converged": sum(f["ok"] and not f["converged"] for f in fits),
                          "seconds": _mean_se([f["seconds"] for f in fits])}
@@ -368,8 +390,8 @@ def _pm(cell, digits: int) -> str:
 def markdown(record: dict) -> str:
     """The tables of docs/missing.md from a written record."""
     summary, met = record["summary"], record["goals"]
-    lines = ["| setting | method | failed | mean error | ratio | rank | cov. error | ratio "
-             "| rank | held-out log-lik. | median | rank | s / fit |",
+    lines = ["| setting | method | failed / collapsed | mean error | ratio | rank | cov. error "
+             "| ratio | rank | held-out log-lik. | median | rank | s / fit |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, setting in summary.items():
         for m, e in setting["methods"].items():
@@ -377,7 +399,8 @@ def markdown(record: dict) -> str:
             ll_text = (_pm(ll, 3) if abs(ll[0]) < 1e3
                        else f"{ll[0]:.3g} ± {ll[1]:.3g}")
             lines.append(
-                f"| {key} | {m} | {e['failures']} | {_pm(e['mean_error'], 3)} "
+                f"| {key} | {m} | {e['failures']} / {e.get('collapsed', 0)} "
+                f"| {_pm(e['mean_error'], 3)} "
                 f"| {e['mean_error_ratio']:.2f} | {e['mean_error_rank']:.2f} "
                 f"| {_pm(e['cov_error'], 3)} | {e['cov_error_ratio']:.2f} "
                 f"| {e['cov_error_rank']:.2f} | {ll_text} | {e['heldout_loglik_median']:.3f} "
