@@ -7,6 +7,8 @@ memory limit each. Every case runs EM from the same starting parameters (the
 true ones, means shifted) for ``--iterations`` iterations, ``--repeat`` times;
 the time per iteration is the median of the gaps between successive
 iterations (the first iteration, which includes setting up, is left out).
+The streamed case, whose every pass generates the data again, runs
+``--repeat-streamed`` times (default 1) on a shared machine.
 
 Cases:
 
@@ -25,8 +27,8 @@ engines must agree). Optionally (``--fit``) one ``EMGMM.fit`` end to end on
 the persisted large data: the sample restarts, then EM to ``tol``.
 
 Run (one BLAS thread, as every benchmark here):
-``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_dask.py --repeat 3
---fit --out benchmarks/results/dask.json``
+``cd benchmarks && OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python bench_dask.py
+--iterations 4 --repeat 3 --fit --out results/dask.json``
 (``--n-large 2000000 --n-small 200000`` for a quick look).
 """
 
@@ -124,7 +126,7 @@ def timed_iterations(run, iterations: int) -> tuple[list[float], float, float]:
 def new_cluster(memory_limit: str):
     """Two fresh worker processes (fresh peak-memory counters), one thread each."""
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       memory_limit=memory_limit, dashboard_address=None)
+                                       memory_limit=memory_limit, dashboard_address=":0")
     return cluster, distributed.Client(cluster)
 
 
@@ -187,6 +189,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=250_000)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat-streamed", type=int, default=1,
+                        help="repeats of the streamed case (each pass regenerates the data)")
     parser.add_argument("--memory-limit", default="3GiB")
     parser.add_argument("--fit", action="store_true", help="also one EMGMM.fit end to end")
     parser.add_argument("--fit-max-iter", type=int, default=50)
@@ -196,13 +200,13 @@ def main() -> None:
     cases = {}
     large = mixture(args.n_large, args.chunk)
     small = mixture(args.n_small, args.chunk, seed=2)
-    for name, X, persist in [("dask_large_streamed", large, False),
-                             ("dask_large_persisted", large, True),
-                             ("dask_small_persisted", small, True)]:
+    for name, X, persist, repeat in [("dask_large_streamed", large, False, args.repeat_streamed),
+                                     ("dask_large_persisted", large, True, args.repeat),
+                                     ("dask_small_persisted", small, True, args.repeat)]:
         print(f"{name} ...", flush=True)
         cluster, client = new_cluster(args.memory_limit)
         try:
-            cases[name] = dask_case(client, X, args.iterations, args.repeat, persist)
+            cases[name] = dask_case(client, X, args.iterations, repeat, persist)
         finally:
             client.close()
             cluster.close()

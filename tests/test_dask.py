@@ -25,7 +25,7 @@ CHUNK = 500
 @pytest.fixture(scope="session")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="1GiB")
+                                       dashboard_address=":0", memory_limit="1GiB")
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -196,3 +196,12 @@ def test_compare_k_on_dask(data, client):
     assert (cmp.table["status"] == "ok").all()
     with pytest.raises(ValueError, match="EM only"):
         bg.compare_k(da.from_array(X, chunks=(CHUNK, 3)), 2, methods=("em", "advi"))
+
+
+def test_warm_start_continues_from_the_previous_dask_fit(data, client):
+    X = da.from_array(data.X, chunks=(CHUNK, 3))
+    model = bg.EMGMM(K, random_state=0, warm_start=True).fit(X)
+    first = model.result_.log_likelihood
+    model.fit(X)  # starts at the optimum: stops after the first iterations within tol
+    assert model.n_iter_ <= 3
+    assert model.result_.log_likelihood == pytest.approx(first, rel=1e-8)
