@@ -51,10 +51,16 @@ __all__ = [
     "AUTO_CYCLE",
     "HIERARCHICAL_MAX_ROWS",
     "INIT_PARAMS",
+    "batched_em",
+    "batched_sound",
+    "candidate_starts",
     "initial_responsibilities",
     "kmeans",
     "kmeans_plusplus",
+    "stacked_kmeans",
+    "stacked_kmeans_plusplus",
     "restart_kind",
+    "split_merge_starts",
     "working_scale",
     "working_units",
 ]
@@ -167,27 +173,45 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) ->
     >>> sorted((X[kmeans_plusplus(X, 2, np.random.default_rng(0)), 0] > 5).tolist())
     [False, True]
     """
+    return stacked_kmeans_plusplus(X, n_clusters, 1, rng)[0]
+
+
+def stacked_kmeans_plusplus(X: np.ndarray, n_clusters: int, n_sets: int,
+                            rng: np.random.Generator) -> np.ndarray:
+    """:func:`kmeans_plusplus` ``n_sets`` times at once: seed indices of shape (n_sets, n_clusters).
+
+    All sets advance together (one stacked distance computation per seed
+    instead of one per set); with ``n_sets=1`` it draws the random stream of
+    one :func:`kmeans_plusplus` call.
+    """
     n = X.shape[0]
     n_trials = 2 + int(np.log(n_clusters))
     sq_norms = np.einsum("nd,nd->n", X, X)
-    centers = [int(rng.integers(n))]
-    closest = np.maximum(sq_norms - 2 * X @ X[centers[0]] + sq_norms[centers[0]], 0.0)
-    for _ in range(1, n_clusters):
-        total = closest.sum()
-        if total <= 0:  # fewer distinct points than clusters
-            candidates = rng.choice(n, size=1)
-        else:
-            cum = np.cumsum(closest)
-            candidates = np.searchsorted(cum, rng.random(n_trials) * total)
-            candidates = np.minimum(candidates, n - 1)
+    sets = np.arange(n_sets)
+    centers = np.empty((n_sets, n_clusters), dtype=np.int64)
+    centers[:, 0] = rng.integers(n, size=n_sets)
+    first = centers[:, 0]
+    closest = np.maximum(sq_norms[None] - 2 * X[first] @ X.T + sq_norms[first][:, None], 0.0)
+    for c in range(1, n_clusters):
+        total = closest.sum(axis=1)
+        flat = total <= 0  # fewer distinct points than clusters: one random row
+        candidates = np.empty((n_sets, n_trials), dtype=np.int64)
+        if not flat.all():
+            draws = rng.random(((~flat).sum(), n_trials)) * total[~flat, None]
+            cum = np.cumsum(closest[~flat], axis=1)
+            # np.searchsorted(cum, draws) for every set: the count of cum below each draw
+            below = (cum[:, None, :] < draws[:, :, None]).sum(axis=2)
+            candidates[~flat] = np.minimum(below, n - 1)
+        if flat.any():
+            candidates[flat] = rng.choice(n, size=flat.sum())[:, None]
         dist = np.maximum(
-            sq_norms[None] - 2 * X[candidates] @ X.T + sq_norms[candidates][:, None], 0.0
+            sq_norms[None, None] - 2 * X[candidates] @ X.T + sq_norms[candidates][..., None], 0.0
         )
-        dist = np.minimum(closest[None], dist)
-        best = int(np.argmin(dist.sum(axis=1)))
-        centers.append(int(candidates[best]))
-        closest = dist[best]
-    return np.asarray(centers)
+        dist = np.minimum(closest[:, None], dist)  # (n_sets, n_trials, n)
+        best = np.argmin(dist.sum(axis=2), axis=1)
+        centers[:, c] = candidates[sets, best]
+        closest = dist[sets, best]
+    return centers
 
 
 def kmeans(
@@ -217,28 +241,49 @@ def kmeans(
     >>> bool(labels[0] == labels[1] != labels[2] == labels[3])
     True
     """
-    centers = X[kmeans_plusplus(X, n_clusters, rng)].copy()
-    labels = None
+    return stacked_kmeans(X, n_clusters, 1, rng, max_iter=max_iter)[0]
+
+
+def stacked_kmeans(X: np.ndarray, n_clusters: int, n_sets: int, rng: np.random.Generator,
+                   *, max_iter: int = 100) -> np.ndarray:
+    """:func:`kmeans` ``n_sets`` times at once: labels of shape (n_sets, n_samples).
+
+    Seeded by :func:`stacked_kmeans_plusplus`; the sets iterate together
+    until each one's labels stop changing (with ``n_sets=1``, the same
+    arithmetic and random stream as one :func:`kmeans` call).
+    """
+    n, d = X.shape
+    k = n_clusters
+    centers = X[stacked_kmeans_plusplus(X, k, n_sets, rng)]  # (n_sets, k, d)
     sq_norms = np.einsum("nd,nd->n", X, X)
+    labels = np.full((n_sets, n), -1, dtype=np.int64)
+    active = np.arange(n_sets)
     for _ in range(max_iter):
-        dist = sq_norms[:, None] - 2 * X @ centers.T + np.einsum("kd,kd->k", centers, centers)
-        new_labels = np.argmin(dist, axis=1)
-        if labels is not None and np.array_equal(new_labels, labels):
+        c = centers[active]
+        dist = (sq_norms[None, :, None] - 2 * X @ c.transpose(0, 2, 1)
+                + np.einsum("skd,skd->sk", c, c)[:, None, :])
+        new = np.argmin(dist, axis=2)
+        moved = (new != labels[active]).any(axis=1)
+        active, new = active[moved], new[moved]
+        if not active.size:
             break
-        labels = new_labels
-        counts = np.bincount(labels, minlength=n_clusters)
-        sums = np.zeros_like(centers)
-        np.add.at(sums, labels, X)
+        labels[active] = new
+        cell = (new + k * np.arange(active.size)[:, None]).ravel()  # (set, cluster) as one index
+        counts = np.bincount(cell, minlength=active.size * k).reshape(-1, k)
+        sums = np.stack([np.bincount(cell, weights=np.tile(X[:, j], active.size),
+                                     minlength=active.size * k) for j in range(d)], axis=1)
+        c = centers[active]
         filled = counts > 0
-        centers[filled] = sums[filled] / counts[filled, None]
+        c[filled] = sums.reshape(-1, k, d)[filled] / counts[filled][:, None]
+        centers[active] = c
     return labels
 
 
 def _nearest(Z: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre (Euclidean) for every row."""
-    dist = (np.einsum("nd,nd->n", Z, Z)[:, None] - 2 * Z @ centers.T
-            + np.einsum("kd,kd->k", centers, centers))
-    return np.argmin(dist, axis=1)
+    """Index of the nearest centre (Euclidean) for every row; centres (k, d) or (s, k, d)."""
+    dist = (np.einsum("nd,nd->n", Z, Z)[:, None] - 2 * Z @ np.swapaxes(centers, -1, -2)
+            + np.einsum("...kd,...kd->...k", centers, centers)[..., None, :])
+    return np.argmin(dist, axis=-1)
 
 
 def _ward(Z: np.ndarray, n_clusters: int, rng: np.random.Generator) -> tuple[np.ndarray,
@@ -249,8 +294,31 @@ def _ward(Z: np.ndarray, n_clusters: int, rng: np.random.Generator) -> tuple[np.
     if n > HIERARCHICAL_MAX_ROWS:
         rows = np.sort(rng.choice(n, size=HIERARCHICAL_MAX_ROWS, replace=False))
     tree = hierarchy.linkage(Z[rows], method="ward")
-    labels = hierarchy.cut_tree(tree, n_clusters=n_clusters)[:, 0]
-    return rows, labels
+    return rows, _cut(tree, n_clusters)
+
+
+def _cut(tree: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Labels of the ``n_clusters`` clusters of a linkage matrix, in order of first row.
+
+    The labels of :func:`scipy.cluster.hierarchy.cut_tree` (the tree with its
+    last ``n_clusters - 1`` merges undone), which computes every cut and
+    took 24 ms of Old Faithful's 0.3 s default fit; this follows each row's
+    merges to its root instead. Where merge heights tie (exact duplicate
+    rows, more clusters than distinct groups) the two may undo different
+    merges of the same height, equally valid cuts.
+    """
+    n = tree.shape[0] + 1
+    parent = np.arange(2 * n - 1)
+    merges = tree[: n - n_clusters, :2].astype(np.int64)
+    parent[merges[:, 0]] = parent[merges[:, 1]] = n + np.arange(len(merges))
+    root = parent
+    while True:  # pointer jumping: the depth halves each time
+        jumped = root[root]
+        if np.array_equal(jumped, root):
+            break
+        root = jumped
+    _, first, inverse = np.unique(root[:n], return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse]
 
 
 def initial_responsibilities(
@@ -289,14 +357,20 @@ def initial_responsibilities(
     >>> resp.argmax(axis=1).tolist()
     [0, 0, 1, 1]
     """
-    n = X.shape[0]
+    if kind == "random":  # needs no units: uniform random responsibilities
+        return _starting_responsibilities(X, n_components, kind, rng)
+    return _starting_responsibilities(working_units(X, covariance_type), n_components, kind, rng)
+
+
+def _starting_responsibilities(Z: np.ndarray, n_components: int, kind: str,
+                               rng: np.random.Generator) -> np.ndarray:
+    """:func:`initial_responsibilities` on data already in working units ``Z``."""
+    n = Z.shape[0]
     resp = np.zeros((n, n_components))
     if kind == "random":
         resp = rng.uniform(size=(n, n_components))
         resp /= resp.sum(axis=1, keepdims=True)
-        return resp
-    Z = working_units(X, covariance_type)
-    if kind == "kmeans":
+    elif kind == "kmeans":
         resp[np.arange(n), kmeans(Z, n_components, rng)] = 1.0
     elif kind in ("k-means++", "random_from_data"):
         if kind == "k-means++":
@@ -314,6 +388,93 @@ def initial_responsibilities(
             f"kind must be one of {(*INIT_PARAMS[1:], 'hierarchical')}, got {kind!r}."
         )
     return resp
+
+
+def candidate_starts(
+    X: np.ndarray,
+    n_components: int,
+    n_starts: int,
+    rng: np.random.Generator,
+    covariance_type: str = "full",
+    kinds: tuple[str, ...] = AUTO_CYCLE,
+) -> np.ndarray:
+    """Many starts for screening, ``kinds`` in turn, without repeats.
+
+    Start ``j`` is of kind ``kinds[j % len(kinds)]``, as from
+    :func:`initial_responsibilities`, but the starts of each kind are drawn
+    together (stacked k-means, k-means++ and nearest-seed assignments on
+    working units computed once), and every hard start that repeats an
+    earlier one up to the order of its components is left out (k-means from
+    different seedings often ends in the same partition; iterating both
+    would spend time on one trajectory twice).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data, in any units.
+    n_components : int
+        Number of components.
+    n_starts : int
+        Number of starts drawn (at most that many returned).
+    rng : numpy.random.Generator
+        Random source.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Selects the standardization (see :func:`working_units`).
+    kinds : tuple of str, default=AUTO_CYCLE
+        Kinds of start (not ``"hierarchical"``), taken in turn.
+
+    Returns
+    -------
+    ndarray of shape (n_distinct, n_samples, n_components)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [5.0], [5.2]])
+    >>> candidate_starts(X, 2, 6, np.random.default_rng(0), kinds=("kmeans",)).shape
+    (1, 4, 2)
+    """
+    Z = working_units(X, covariance_type)
+    n, k = Z.shape[0], n_components
+    which = np.arange(n_starts) % len(kinds)
+    out = np.zeros((n_starts, n, k))
+    hard = np.zeros(n_starts, dtype=bool)
+    for code, kind in enumerate(kinds):
+        slots = np.flatnonzero(which == code)
+        m = slots.size
+        if kind == "random":
+            resp = rng.uniform(size=(m, n, k))
+            out[slots] = resp / resp.sum(axis=2, keepdims=True)
+            continue
+        if kind == "kmeans":
+            labels = stacked_kmeans(Z, k, m, rng)
+        elif kind in ("k-means++", "random_from_data"):
+            if kind == "k-means++":
+                seeds = stacked_kmeans_plusplus(Z, k, m, rng)
+            else:  # k distinct random rows per start
+                seeds = np.argsort(rng.random((m, n)), axis=1)[:, :k]
+            labels = _nearest(Z, Z[seeds])
+            labels[np.arange(m)[:, None], seeds] = np.arange(k)  # each seed in its own cell
+        else:
+            raise ValueError(f"kinds must be taken from {INIT_PARAMS[1:]}, got {kind!r}.")
+        out[slots[:, None], np.arange(n), labels] = 1.0
+        hard[slots] = True
+    return out[_first_of_each_partition(out, hard)]
+
+
+def _first_of_each_partition(resp: np.ndarray, hard: np.ndarray) -> np.ndarray:
+    """Indices of the starts to keep: soft ones, and the first of each hard partition."""
+    k = resp.shape[2]
+    labels = resp.argmax(axis=2)  # (s, n)
+    # relabel every partition by first appearance, so permuted labels compare equal
+    present = labels[:, :, None] == np.arange(k)
+    first = np.where(present.any(axis=1), present.argmax(axis=1), labels.shape[1])  # (s, k)
+    rank = np.argsort(np.argsort(first, axis=1), axis=1)
+    canonical = np.take_along_axis(rank, labels, axis=1)
+    keep = ~hard
+    _, firsts = np.unique(canonical[hard], axis=0, return_index=True)
+    keep[np.flatnonzero(hard)[firsts]] = True
+    return np.flatnonzero(keep)
 
 
 #: Working memory of :func:`batched_em`, in float64 elements per block of candidates.
@@ -375,65 +536,204 @@ def batched_em(
     Z = working_units(X, covariance_type)
     scale = working_scale(X.std(axis=0), covariance_type)
     reg = reg_covar / scale**2
+    features = _features(Z, covariance_type)
     n_starts, n, k = resp.shape
-    d = Z.shape[1]
-    block = max(1, int(BATCH_ELEMENTS // max(1, n * k * (d + 1))))
     out = np.empty_like(resp)
     bound = np.empty(n_starts)
-    for lo in range(0, n_starts, block):
-        out[lo:lo + block], bound[lo:lo + block] = _em_block(
-            Z, resp[lo:lo + block], covariance_type, reg, n_iter)
+    max_sq_norm = float(np.einsum("nd,nd->n", Z, Z).max())
+    for lo in range(0, n_starts, _block_size(n, k, features.shape[0])):
+        hi = lo + _block_size(n, k, features.shape[0])
+        rt, bound[lo:hi] = _em_block(features, resp[lo:hi].transpose(0, 2, 1), covariance_type,
+                                     reg, n_iter, max_sq_norm)
+        out[lo:hi] = rt.transpose(0, 2, 1)
     return out, bound - np.log(scale).sum()
 
 
-def _em_block(Z: np.ndarray, resp: np.ndarray, kind: str, reg: np.ndarray,
-              n_iter: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`batched_em` on one block of starts, in working units."""
-    s = resp.shape[0]
-    d = Z.shape[1]
+def _block_size(n_samples: int, n_components: int, n_features: int) -> int:
+    """Starts per block: responsibilities, log-densities and their temporaries in budget."""
+    return max(1, int(BATCH_ELEMENTS // max(1, n_samples * (4 * n_components + n_features))))
+
+
+def _features(Z: np.ndarray, kind: str) -> np.ndarray:
+    """Rows ``[1, z, second-order terms]`` as columns, shape (1 + d + t, n).
+
+    Responsibilities times these give every EM statistic in one product
+    (counts, sums, second moments), and the expanded log-densities are a
+    coefficient matrix times them: ``z'Pz - 2 mu'Pz + mu'P mu`` with the
+    upper triangle of ``z z'`` (``t = d (d + 1) / 2``) for full and tied
+    covariances, ``z**2`` (``t = d``) for diagonal and spherical ones.
+    """
+    n, d = Z.shape
+    if kind in ("full", "tied"):
+        iu, ju = np.triu_indices(d)
+        second = Z[:, iu] * Z[:, ju]
+    else:
+        second = Z * Z
+    return np.ascontiguousarray(np.hstack([np.ones((n, 1)), Z, second]).T)
+
+
+def _moments(features: np.ndarray, rt: np.ndarray, kind: str,
+             reg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M-step of a (s, k, n) stack of responsibilities, from :func:`_features`.
+
+    Returns the weights (s, k), the means (s, k, d), and the covariances:
+    (s, k, d, d) for full and tied (tied broadcast over k), variances
+    (s, k, d) for diag and spherical, each with ``reg`` on the diagonal.
+    Second moments are raw (about 0), as in the engine's expanded kernel:
+    on working units they lose ~1e-15 to cancellation.
+    """
+    s, k, n = rt.shape
+    stats = (rt.reshape(s * k, n) @ features.T).reshape(s, k, -1)
+    d = reg.shape[0]
+    nk = stats[..., 0] + 10 * np.finfo(float).eps  # (s, k)
+    means = stats[..., 1:1 + d] / nk[..., None]
+    if kind in ("full", "tied"):
+        iu, ju = np.triu_indices(d)
+        second = np.empty((s, k, d, d))
+        second[..., iu, ju] = second[..., ju, iu] = stats[..., 1 + d:]
+        scatter = second - nk[..., None, None] * means[..., :, None] * means[..., None, :]
+        if kind == "tied":
+            cov = np.broadcast_to(scatter.sum(axis=1, keepdims=True)
+                                  / nk.sum(axis=1)[:, None, None, None], scatter.shape)
+        else:
+            cov = scatter / nk[..., None, None]
+        cov = cov + np.diag(reg)
+    else:
+        cov = stats[..., 1 + d:] / nk[..., None] - means**2 + reg  # (s, k, d)
+        if kind == "spherical":
+            cov = np.repeat(cov.mean(axis=2, keepdims=True), d, axis=2)
+    return nk / nk.sum(axis=1, keepdims=True), means, cov
+
+
+#: As the engine's ``em._EXPANSION_BOUND``: above this bound on ``max |z|^2 trace(P)``
+#: the expanded quadratic form could lose more than ~1e-8; those components are
+#: recomputed through their Cholesky factors.
+EXPANSION_BOUND = 1e8
+
+
+def _em_block(features: np.ndarray, rt: np.ndarray, kind: str, reg: np.ndarray,
+              n_iter: int, max_sq_norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`batched_em` on one block of starts, responsibilities as (s, k, n)."""
+    s, k, n = rt.shape
+    d = reg.shape[0]
     alive = np.ones(s, dtype=bool)
     total = np.full(s, -np.inf)
-    sq = Z * Z
     for _ in range(n_iter):
-        nk = resp.sum(axis=1) + 10 * np.finfo(float).eps  # (s, k)
-        rt = resp.transpose(0, 2, 1)  # (s, k, n)
-        means = rt @ Z / nk[..., None]  # (s, k, d)
+        weights, means, cov = _moments(features, rt, kind, reg)
+        coef = np.empty((s, k, features.shape[0]))
         if kind in ("full", "tied"):
-            second = (rt[..., None] * Z).transpose(0, 1, 3, 2) @ Z  # (s, k, d, d)
-            cov = second - nk[..., None, None] * means[..., :, None] * means[..., None, :]
-            if kind == "tied":
-                cov = np.broadcast_to(cov.sum(axis=1, keepdims=True)
-                                      / nk.sum(axis=1)[:, None, None, None], cov.shape)
-            else:
-                cov = cov / nk[..., None, None]
-            cov = cov + np.diag(reg)
             chol, alive = _batched_cholesky(cov, alive)
-            # precision factor U = inv(L)^T, so (z - mu) U has the Mahalanobis norm
-            prec = np.linalg.inv(chol).transpose(0, 1, 3, 2)
-            y = Z @ prec - (means[:, :, None, :] @ prec)  # (s, k, n, d)
-            maha = np.einsum("skne,skne->skn", y, y)
+            inv_chol = np.linalg.inv(chol)
+            prec = np.swapaxes(inv_chol, 2, 3) @ inv_chol  # (s, k, d, d)
+            lin = np.einsum("skij,skj->ski", prec, means)
+            iu, ju = np.triu_indices(d)
+            coef[..., 1 + d:] = prec[..., iu, ju] * np.where(iu == ju, -0.5, -1.0)
             log_det = np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+            quad_mean = np.einsum("ski,ski->sk", means, lin)
+            risky = max_sq_norm * np.einsum("skii->sk", prec) >= EXPANSION_BOUND
         else:
-            var = (rt @ sq) / nk[..., None] - means**2 + reg  # (s, k, d)
-            if kind == "spherical":
-                var = np.repeat(var.mean(axis=2, keepdims=True), d, axis=2)
+            var = cov
             bad = ~(var > 0).all(axis=(1, 2))
             alive &= ~bad
             var[bad] = 1.0
             prec = 1.0 / var
-            maha = (np.einsum("nd,skd->skn", sq, prec)
-                    - 2 * np.einsum("nd,skd->skn", Z, means * prec)
-                    + (means**2 * prec).sum(axis=2)[..., None])
+            lin = means * prec
+            coef[..., 1 + d:] = -0.5 * prec
             log_det = 0.5 * np.log(var).sum(axis=2)
-        weights = nk / nk.sum(axis=1, keepdims=True)
-        log_prob = (np.log(weights) - log_det)[..., None] - 0.5 * (d * np.log(2 * np.pi) + maha)
+            quad_mean = (means * lin).sum(axis=2)
+            risky = np.zeros((s, k), dtype=bool)
+        coef[..., 1:1 + d] = lin
+        coef[..., 0] = np.log(weights) - log_det - 0.5 * (quad_mean + d * np.log(2 * np.pi))
+        log_prob = (coef.reshape(s * k, -1) @ features).reshape(s, k, n)
+        for j, c in zip(*np.nonzero(risky), strict=True):  # exact, through the factor
+            y = (features[1:1 + d].T - means[j, c]) @ inv_chol[j, c].T
+            log_prob[j, c] = coef[j, c, 0] + 0.5 * quad_mean[j, c] - 0.5 * np.einsum(
+                "nd,nd->n", y, y)
         top = log_prob.max(axis=1, keepdims=True)
-        shifted = np.exp(log_prob - top)
-        norm = shifted.sum(axis=1, keepdims=True)
-        resp = (shifted / norm).transpose(0, 2, 1)
+        log_prob -= top  # then exp in place, floored as in em._normalise_inplace
+        rt = np.exp(np.maximum(log_prob, -700.0, out=log_prob), out=log_prob)
+        norm = rt.sum(axis=1, keepdims=True)
+        rt /= norm
+    if n_iter:
         total = (np.log(norm) + top)[:, 0, :].mean(axis=1)
     total[~alive] = -np.inf
-    return resp, total
+    return rt, total
+
+
+def batched_sound(
+    X: np.ndarray,
+    resp: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    rounding: np.ndarray | None = None,
+) -> np.ndarray:
+    """Whether the M-step from each start has no collapsed component, all at once.
+
+    The rule of :func:`bayesgmm.em.collapsed_components` (too few points, on
+    the ``reg_covar`` floor, singular relative to the data, below the data's
+    rounding), applied to the stacked M-step of every start in working units
+    by one call of :func:`bayesgmm.em.collapsed_from_full` on all their
+    components together, instead of one M-step and one eigen-decomposition
+    per start. The three eigenvalue tests are unit-free, and the pooled call
+    sees the same mixture spread as each start's own (weights divided by the
+    number of starts: every M-step from responsibilities that sum to one per
+    row has the data's mean and covariance plus ``reg_covar``), so the answer
+    is that of one call per start for full, tied and diagonal covariances;
+    for spherical ones the relative-singularity test uses the starts' average
+    spread per feature.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data, in any units.
+    resp : ndarray of shape (n_starts, n_samples, n_components)
+        Responsibilities, rows summing to one.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance parametrisation.
+    reg_covar : float
+        Non-negative amount added to the diagonal of every covariance, in
+        data units.
+    rounding : ndarray of shape (n_features,), optional
+        The data's rounding variance (:func:`bayesgmm.em.rounding_variance`),
+        in data units; ``None`` skips that test.
+
+    Returns
+    -------
+    ndarray of bool of shape (n_starts,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.3]])
+    >>> good = np.repeat(np.eye(2), 3, axis=0)
+    >>> lonely = np.repeat(np.eye(2), [5, 1], axis=0)  # one row cannot make a variance
+    >>> batched_sound(X, np.stack([good, lonely]), "full", 1e-6).tolist()
+    [True, False]
+    """
+    from bayesgmm.em import collapsed_from_full  # em imports this module
+
+    Z = working_units(X, covariance_type)
+    scale = working_scale(X.std(axis=0), covariance_type)
+    reg = reg_covar / scale**2
+    features = _features(Z, covariance_type)
+    n_starts, n, k = resp.shape
+    d = Z.shape[1]
+    block = _block_size(n, k, features.shape[0])
+    weights = np.empty((n_starts, k))
+    means = np.empty((n_starts, k, d))
+    covs = np.empty((n_starts, k, d, d))
+    for lo in range(0, n_starts, block):
+        w, m, c = _moments(features, resp[lo:lo + block].transpose(0, 2, 1), covariance_type,
+                           reg)
+        weights[lo:lo + block], means[lo:lo + block] = w, m
+        covs[lo:lo + block] = c if c.ndim == 4 else c[..., None] * np.eye(d)
+    steps = None if rounding is None else np.asarray(rounding, dtype=float) / scale**2
+    bad = collapsed_from_full(weights.ravel() / n_starts, means.reshape(-1, d),
+                              covs.reshape(-1, d, d), covariance_type, n * n_starts, reg,
+                              rounding=steps)
+    sound = np.ones(n_starts, dtype=bool)
+    sound[bad // k] = False
+    return sound
 
 
 def _batched_cholesky(cov: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
