@@ -35,6 +35,7 @@ Run (one BLAS thread, as every benchmark here):
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import threading
@@ -182,8 +183,37 @@ def memory_case(X: np.ndarray, iterations: int, repeat: int) -> dict:
             "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+LABELS = {
+    "dask_large_streamed": "dask, generated again every pass",
+    "dask_large_persisted": "dask, persisted in the workers",
+    "dask_small_persisted": "dask, persisted in the workers",
+    "memory_small": "in memory (NumPy, 2 threads)",
+}
+
+
+def markdown(record: dict) -> str:
+    """The scaling table of docs/dask.md from a results record."""
+    cases, mem = record["cases"], record["cases"]["memory_small"]
+    per_row_mem = mem["seconds_per_iteration"] / mem["n"]
+    lines = ["| engine | N | s / iteration | s / iteration / 10^6 rows | vs in memory, per row "
+             "| peak RSS per worker (MB) | driver peak RSS (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, label in LABELS.items():
+        case = cases[name]
+        per_row = case["seconds_per_iteration"] / case["n"]
+        workers = case.get("worker_peak_rss_mb")
+        lines.append(
+            f"| {label} | {case['n']:,} | {case['seconds_per_iteration']:.2f} | "
+            f"{per_row * 1e6:.2f} | {per_row / per_row_mem:.2f}x | "
+            + (" / ".join(f"{w:.0f}" for w in workers) if workers else "-")
+            + f" | {case['driver_peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", default=None,
+                        help="print the docs table of a results file and stop")
     parser.add_argument("--n-large", type=int, default=20_000_000)
     parser.add_argument("--n-small", type=int, default=2_000_000)
     parser.add_argument("--chunk", type=int, default=250_000)
@@ -196,6 +226,10 @@ def main() -> None:
     parser.add_argument("--fit-max-iter", type=int, default=50)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.markdown:
+        with open(args.markdown) as handle:
+            print(markdown(json.load(handle)))
+        return
 
     cases = {}
     large = mixture(args.n_large, args.chunk)
