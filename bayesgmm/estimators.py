@@ -44,7 +44,7 @@ from bayesgmm.results import GMMResult
 __all__ = ["EMGMM", "BaseGMM"]
 
 #: ``init_params="auto"``: for each run after the first, this many candidate starts ...
-SCREEN_CANDIDATES = 40
+SCREEN_CANDIDATES = 80
 #: Kinds of those candidates, in turn: k-means++ and random-row seeds reach the best
 #: basins far more often than Lloyd's k-means (whose starts mostly end in a few
 #: partitions) or random responsibilities (on wine K=3, 400 starts of each kind run to
@@ -60,10 +60,8 @@ SMEM_ROUNDS = 5
 #: ... running this many of its screened moves to ``tol``.
 SMEM_RUNS = 2
 #: Larger data are screened on this many random rows (the chosen starts then run on all).
-SCREEN_MAX_ROWS = 5000
-#: Up to this many rows, candidates iterate stacked (initialization.batched_em), which
-#: beats the engine's per-run overhead; above, one at a time in em.run_em.
-BATCH_MAX_ROWS = 1000
+SCREEN_MAX_ROWS = 2000
+
 
 
 def _as_result(
@@ -323,13 +321,15 @@ class EMGMM(BaseGMM):
         ``init_params="auto"`` that one run starts from Ward's hierarchical
         clustering of the standardized data, mclust's strategy, deterministic
         below 2,000 rows, good at small K, and about 0.02 s on Old Faithful.
-        ``n_init=10`` explores far better (on iris, wine, Old Faithful and
-        diabetes at K=3..5 it reaches the best of 100 k-means++ runs in 10 of
-        12 cells, every seed; ``benchmarks/bench_restarts.py``) but costs
-        0.2 to 0.6 s on Old Faithful or iris, and the former screening
-        already took 14 s or more at N=100,000, D=16, K=8: above the budget
-        of a default; :func:`bayesgmm.compare_k`
-        uses 10, and so should any fit at K >= 3 whose optimum matters.
+        ``n_init=10`` explores far better (on the 26 sound cells of
+        ``benchmarks/bench_restarts.py``, 8 real data sets at K=2..5, it
+        reaches the best of 100 k-means++ runs in the median seed of every
+        cell but wine K=3, where that optimum is one of a few basins that
+        about 1 in 200 k-means++ starts reach;
+        ``benchmarks/results/restarts_screening.json``) and costs 0.07 s on
+        Old Faithful at K=2, less than 100 plain restarts in most cells;
+        :func:`bayesgmm.compare_k` uses 10, and so should any fit at K >= 3
+        whose optimum matters.
     init_params : {"auto", "kmeans", "k-means++", "random", "random_from_data"}, \
 default="auto"
         How the runs start. Every start is computed on the z-scores of the
@@ -337,17 +337,20 @@ default="auto"
         :mod:`bayesgmm.initialization`). ``"auto"``: run 0 starts from Ward's
         hierarchical clustering; the other ``n_init - 1`` runs start from the
         winners of a screening, an "emEM" scheme (Biernacki, Celeux and
-        Govaert 2003) with successive halving: ``40 * (n_init - 1)``
-        candidate starts (k-means, k-means++, random-row seeds and random
-        responsibilities in turn) get 8 EM iterations, the best third
-        (candidates with a collapsed component last) 32 more; then the best
-        sound candidate is run to ``tol`` and every split-and-merge move from
-        it (merge two components, split one along its principal axis; Ueda et
-        al. 2000) is screened the same way. The best distinct sound
-        candidates of both pools are continued to ``tol``. Up to 1,000 rows
-        the candidates iterate stacked
-        (:func:`bayesgmm.initialization.batched_em`); above 5,000 rows the
-        screening runs on 5,000 random rows. The other values run ``n_init``
+        Govaert 2003) with successive halving: ``80 * (n_init - 1)``
+        candidate starts (k-means++ and random-row seeds, then fewer k-means
+        and random responsibilities: :data:`SCREEN_KINDS`; a hard start that
+        repeats an earlier partition is dropped) get 8 EM iterations, the
+        best third (candidates with a collapsed component last) 32 more;
+        then the best sound candidate is run to ``tol`` and every
+        split-and-merge move from it (merge two components, split one along
+        its principal axis; Ueda et al. 2000) is screened the same way. The
+        best distinct sound candidates of both pools are continued to
+        ``tol``; then split-and-merge rounds from the best run continue while
+        its moves gain (:data:`SMEM_ROUNDS`). The candidates iterate stacked,
+        all at once (:func:`bayesgmm.initialization.batched_em`, soundness by
+        :func:`bayesgmm.initialization.batched_sound`), on at most 2,000
+        random rows. The other values run ``n_init``
         starts of that kind, as scikit-learn does, except that
         "k-means++" and "random_from_data" assign every row to its nearest
         seed (in standardized units) instead of starting each component from
@@ -645,20 +648,7 @@ default="auto"
         (:func:`bayesgmm.initialization.batched_sound`, all starts at once).
         """
         n_iter = min(n_iter, max(self.max_iter, 1))
-        if X.shape[0] <= BATCH_MAX_ROWS:
-            out, bound = batched_em(X, resp, self.covariance_type, self.reg_covar, n_iter)
-        else:
-            out, bound = np.empty_like(resp), np.full(len(resp), -np.inf)
-            for j, start in enumerate(resp):
-                try:
-                    state = em.m_step(X, start, self.covariance_type, self.reg_covar)
-                    state, _ = em.run_em(X, state, reg_covar=self.reg_covar, tol=1e-3,
-                                         max_iter=n_iter)
-                except ValueError:
-                    out[j] = start
-                    continue
-                row_ll, out[j] = em.e_step(X, state)
-                bound[j] = row_ll.mean()
+        out, bound = batched_em(X, resp, self.covariance_type, self.reg_covar, n_iter)
         sound = batched_sound(X, out, self.covariance_type, self.reg_covar,
                               getattr(self, "_rounding", None))
         return out, bound, sound & np.isfinite(bound)
