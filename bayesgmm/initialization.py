@@ -579,8 +579,12 @@ def _moments(features: np.ndarray, rt: np.ndarray, kind: str,
     Returns the weights (s, k), the means (s, k, d), and the covariances:
     (s, k, d, d) for full and tied (tied broadcast over k), variances
     (s, k, d) for diag and spherical, each with ``reg`` on the diagonal.
-    Second moments are raw (about 0), as in the engine's expanded kernel:
-    on working units they lose ~1e-15 to cancellation.
+    Second moments are raw (about 0, one product for every start): the
+    covariances carry an absolute error of ~``eps |z|^2`` (1e-15 in working
+    units), far below the soundness thresholds (1e-8 of the data's variance,
+    the floor), but a relative error ~``eps |mu|^2 / v`` for a component of
+    variance ``v``, which the engine avoids by centring (``em.m_step``):
+    enough to rank starts, not to report a fit.
     """
     s, k, n = rt.shape
     stats = (rt.reshape(s * k, n) @ features.T).reshape(s, k, -1)
