@@ -9,6 +9,7 @@ netCDF (``h5netcdf``), never pickle.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import html
@@ -18,6 +19,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
@@ -744,7 +746,7 @@ class GMMResult:
         }
         if self.idata is not None:
             for child_name, child in self.idata.children.items():
-                groups[child_name] = child.to_dataset()
+                groups[child_name] = _as_stored(child_name, child.to_dataset())
         return {name: ds.drop_encoding() for name, ds in groups.items()}
 
     def to_netcdf(self, path: str | os.PathLike) -> Path:
@@ -757,6 +759,16 @@ class GMMResult:
         array is stored once: posterior draws of the weights, means and
         covariances live in ``/posterior`` only. Numeric arrays are compressed
         (zlib, with byte shuffling); nothing is rounded.
+
+        A large pointwise log-likelihood (more than
+        :data:`bayesgmm.posterior.LOG_LIK_FLOAT64_MAX_VALUES` draw-observation pairs,
+        e.g. 80 million values for 4 x 1000 draws of 20,000 points: 320 MB in
+        float32, more than the rest of the file a hundred times over) is not
+        written: its group keeps its coordinates and attributes and the
+        attribute ``bayesgmm_values_omitted``, and :func:`load` recomputes the
+        values from the stored posterior draws and data (the same computation
+        as at fit time; seconds). Only a group that bayesgmm computed itself
+        (attribute ``bayesgmm_computed_from``) is left out.
 
         Two SHA-256 digests let :func:`load` refuse a file whose numbers changed
         after writing. The root attribute ``sha256`` digests the contents: every
@@ -828,6 +840,56 @@ _TRAILER = re.compile(re.escape(_TRAILER_PREFIX) + rb"([0-9a-f]{64})\n")
 _TRAILER_SIZE = len(_TRAILER_PREFIX) + 64 + 1
 
 
+#: Attribute of a group whose values were left out of the file (recomputed on loading).
+_OMITTED_ATTR = "bayesgmm_values_omitted"
+_LOG_LIK_GROUP = "log_likelihood"
+
+
+def _as_stored(name: str, ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` as written: a large log-likelihood bayesgmm can recompute loses its values."""
+    if name != _LOG_LIK_GROUP:
+        return ds
+    from bayesgmm import posterior
+
+    var = ds.get(posterior.LOG_LIK_VAR)
+    if (ds.attrs.get(posterior.LOG_LIK_SOURCE_ATTR) != posterior.LOG_LIK_SOURCE
+            or var is None or list(ds.data_vars) != [posterior.LOG_LIK_VAR]
+            or var.dims != (CHAIN, DRAW, OBS) or var.attrs
+            or var.size <= posterior.LOG_LIK_FLOAT64_MAX_VALUES):
+        return ds
+    out = ds.drop_vars(posterior.LOG_LIK_VAR)
+    out.attrs[_OMITTED_ATTR] = json.dumps({"variable": posterior.LOG_LIK_VAR,
+                                           "dtype": np.dtype(var.dtype).name})
+    return out
+
+
+def _restored(name: str, ds: xr.Dataset, tree: xr.DataTree, where: str) -> xr.Dataset:
+    """A group read from a file, with values left out by :func:`_as_stored` recomputed."""
+    if _OMITTED_ATTR not in ds.attrs:
+        return ds
+    try:
+        info = json.loads(ds.attrs[_OMITTED_ATTR])
+        dtype = np.dtype(info["dtype"])
+        ok = name == _LOG_LIK_GROUP and dtype.kind == "f"
+    except (TypeError, ValueError, KeyError):
+        ok = False
+    if not ok:
+        raise DifferentModelError(f"path: the attribute {_OMITTED_ATTR!r} of group {name!r} "
+                                  f"in {where} is malformed.")
+    from bayesgmm import posterior
+
+    try:
+        values = posterior.recompute_log_likelihood(tree, dtype)[posterior.LOG_LIK_VAR]
+    except (ValueError, KeyError) as err:
+        raise DifferentModelError(
+            f"path: {where} left the {name!r} values out to be recomputed, but they cannot "
+            f"be from its posterior and observed_data groups ({err})."
+        ) from err
+    out = ds.assign({posterior.LOG_LIK_VAR: values.variable})
+    out.attrs = {k: v for k, v in ds.attrs.items() if k != _OMITTED_ATTR}
+    return out
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -844,6 +906,22 @@ def _config_id(attrs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _local_scheduler() -> contextlib.AbstractContextManager:
+    """A context in which xarray writes with a local lock, whatever dask client is active.
+
+    With a ``dask.distributed`` client set as default, xarray takes a
+    distributed lock named after the write target; for an in-memory target
+    the scheduler does not know that name and the write fails. The file is
+    written from this process's memory, so a process-local lock is the right
+    one.
+    """
+    if "dask" not in sys.modules:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.config.set(scheduler="synchronous")
+
+
 def _render(groups: dict[str, xr.Dataset]) -> bytes:
     """The complete file, compressed and carrying its SHA-256 digest, as bytes."""
     encoding = {}
@@ -858,7 +936,8 @@ def _render(groups: dict[str, xr.Dataset]) -> bytes:
     import h5netcdf  # only when saving or loading: it brings in h5py
 
     tree = xr.DataTree.from_dict(groups)
-    buffer = io.BytesIO(bytes(tree.to_netcdf(None, engine="h5netcdf", encoding=encoding)))
+    with _local_scheduler():
+        buffer = io.BytesIO(bytes(tree.to_netcdf(None, engine="h5netcdf", encoding=encoding)))
     with h5netcdf.File(buffer, "a") as handle:
         handle.attrs[_DIGEST_ATTR] = _digest(handle)
     body = buffer.getvalue()
@@ -1173,8 +1252,8 @@ def _from_tree(tree: xr.DataTree, raw_attrs: dict[str, Any], where: str) -> GMMR
     if missing:
         raise DifferentModelError(f"path: {where} lacks required variables {missing}.")
     _check_shapes(arrays, where)
-    others = {name: child.to_dataset() for name, child in tree.children.items()
-              if name != _ESTIMATE_GROUP}
+    others = {name: _restored(name, child.to_dataset(), tree, where)
+              for name, child in tree.children.items() if name != _ESTIMATE_GROUP}
     idata = xr.DataTree.from_dict(others) if others else None
     return GMMResult(
         weights=arrays["weights"],

@@ -7,6 +7,7 @@ so the chunk statistics are computed in other processes and pickled back.
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy import stats
 from scipy.special import logsumexp
 
@@ -22,7 +23,7 @@ K = 3
 CHUNK = 500
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=":0", memory_limit="1GiB")
@@ -205,3 +206,16 @@ def test_warm_start_continues_from_the_previous_dask_fit(data, client):
     model.fit(X)  # starts at the optimum: stops after the first iterations within tol
     assert model.n_iter_ <= 3
     assert model.result_.log_likelihood == pytest.approx(first, rel=1e-8)
+
+
+def test_a_fit_saves_and_loads_while_a_client_is_active(data, client, tmp_path):
+    # with a distributed client as default, xarray would take a distributed lock named
+    # after the in-memory write target, which the scheduler does not know
+    import dask
+
+    assert dask.config.get("scheduler") == "dask.distributed"
+    fit = bg.EMGMM(K, random_state=0).fit(data.X).result_
+    path = fit.to_netcdf(tmp_path / "fit.nc")
+    back = bg.load(path)
+    xr.testing.assert_identical(back.means, fit.means)
+    assert dask.config.get("scheduler") == "dask.distributed"  # the caller's setting is back
