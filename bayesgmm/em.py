@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from bayesgmm.initialization import initial_responsibilities, kmeans, working_scale
 
@@ -60,6 +60,7 @@ __all__ = [
     "kmeans",
     "log_likelihood",
     "m_step",
+    "plan_threads",
     "precision_cholesky",
     "run_em",
 ]
@@ -364,7 +365,14 @@ class _Frame(NamedTuple):
 
     @classmethod
     def of(cls, X: np.ndarray, covariance_type: str) -> _Frame:
-        return cls.from_moments(X.mean(axis=0), X.std(axis=0), covariance_type)
+        """The frame of ``X``'s column means and sds (two passes in row blocks: no N x D copy)."""
+        center = X.mean(axis=0)
+        squares = np.zeros(X.shape[1])
+        step = max(1, _CHUNK_ELEMENTS // max(1, X.shape[1]))
+        for a in range(0, X.shape[0], step):
+            dev = X[a : a + step] - center
+            squares += np.einsum("nd,nd->d", dev, dev)
+        return cls.from_moments(center, np.sqrt(squares / X.shape[0]), covariance_type)
 
     @classmethod
     def from_moments(cls, center: np.ndarray, sd: np.ndarray, covariance_type: str) -> _Frame:
@@ -420,6 +428,23 @@ class _Frame(NamedTuple):
 _EXPANSION_BOUND = 1e8
 
 
+def _prefer_projection(n_components: int, n_features: int) -> bool:
+    """Whether the projected full-covariance kernel is the faster one at this shape.
+
+    The expanded form costs about ``D^2 / 2`` products per row to build plus
+    ``K D^2`` multiply-adds (E and M steps together, a GEMM with only ``K``
+    rows); the projected form ``3 K D^2`` (a GEMM of the stacked factors and
+    one SYRK per component) but no ``D^2 / 2`` temporaries. Building and
+    streaming those temporaries costs about ``2 D`` multiply-adds each once
+    they outgrow the cache, so projection wins when ``D(D + K) > 3 K D``,
+    i.e. ``D > 2 K``; measured on the issue-13 grid (2-core AVX-512 machine,
+    one BLAS thread) the cross-over is nearer ``D = 3 K`` (D=64: projected
+    3.4x faster at K=2 and 2.8x at K=8, expanded 1.8x faster at K=30; D=16:
+    projected 1.5x faster at K=2, expanded at K=8).
+    """
+    return n_features >= 8 and n_features >= 3 * n_components
+
+
 class _Kernel:
     """Per-iteration constants for the log-densities of one state (working units)."""
 
@@ -432,7 +457,7 @@ class _Kernel:
         self.expanded = True
         if kind == "full":
             bound = max_sq_norm * np.einsum("kij,kij->k", pc, pc).max()
-            self.expanded = bool(bound < _EXPANSION_BOUND)
+            self.expanded = bool(bound < _EXPANSION_BOUND) and not _prefer_projection(k, d)
         if kind == "full" and self.expanded:
             prec = pc @ pc.transpose(0, 2, 1)
             iu, ju, weight = _triu(d)
@@ -491,6 +516,10 @@ def _squares(zt: np.ndarray, kind: str, buf: np.ndarray | None = None) -> np.nda
     return out
 
 
+#: Lowest exponent handed to ``np.exp`` in the log-sum-exp (see :func:`_normalise_inplace`).
+_EXP_FLOOR = -700.0
+
+
 def _normalise_inplace(wlp: np.ndarray) -> np.ndarray:
     """Turn (components, rows) weighted log-probabilities into responsibilities in place.
 
@@ -498,6 +527,9 @@ def _normalise_inplace(wlp: np.ndarray) -> np.ndarray:
     """
     top = wlp.max(axis=0)
     wlp -= top
+    # exp underflows below -708 through a slow path (10x the cost); from -700 on
+    # it returns 1e-304 instead of 0, which no sum of responsibilities can see
+    np.maximum(wlp, _EXP_FLOOR, out=wlp)
     np.exp(wlp, out=wlp)
     total = wlp.sum(axis=0)
     wlp /= total
@@ -532,11 +564,12 @@ class _Stats:
         """Accumulate working columns ``zt`` with (components, rows) responsibilities."""
         self.nk += resp.sum(axis=1)
         if self.centers is not None:
+            root = np.sqrt(resp)
             for j, center in enumerate(self.centers):
                 diff = zt - center[:, None]
-                weighted = diff * resp[j]
-                self.sx[j] += weighted.sum(axis=1)
-                self.sxx[j] += weighted @ diff.T
+                self.sx[j] += diff @ resp[j]
+                diff *= root[j]
+                self.sxx[j] += diff @ diff.T  # one SYRK: half the products of a GEMM
             return
         self.sx += resp @ zt.T
         if self.type == "tied":
@@ -599,40 +632,132 @@ def _n_workers(n: int, n_components: int, n_features: int) -> int:
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
-def _chunk_rows(n_components: int, n_features: int) -> int:
-    width = n_features * (n_features + 3) // 2 + 2 * n_components
-    return int(max(64, _CHUNK_ELEMENTS // width))
+def _chunk_rows(n_components: int, n_features: int, expanded: bool = True,
+                kind: str = "full", n_rows: int | None = None) -> int:
+    """Rows per chunk: the chunk's work arrays (about ``width`` numbers a row) fit in cache.
+
+    The expanded full kernel holds the ``D(D + 1)/2`` products of each row,
+    the projected one its ``K D`` projections, the others about ``2 D``.
+    With ``n_rows`` (the data's rows, for a thread's block) the work arrays
+    also stay below ``n_rows * (D + K)`` numbers, the size of the data and
+    its responsibilities: on small data a whole-data chunk of products
+    would take more memory than the data.
+    """
+    k, d = n_components, n_features
+    if kind == "full" and expanded:
+        width = d * (d + 3) // 2 + 2 * k
+    elif kind == "full":
+        width = (k + 2) * d + 2 * k
+    else:
+        width = 3 * d + 2 * k
+    rows = _CHUNK_ELEMENTS // width
+    if n_rows is not None:
+        rows = min(rows, n_rows * (d + k) // width)
+    return int(max(64, rows))
+
+
+#: BLAS products with fewer multiply-adds than this gain nothing from a second
+#: thread (OpenBLAS's own threshold is of the same order, but it spin-waits,
+#: which on a busy machine costs more than it saves).
+_BLAS_PARALLEL_MIN_WORK = 1 << 24
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    """The BLAS libraries loaded, as threadpoolctl sees them (found once: a scan costs 0.5 ms)."""
+    return ThreadpoolController()
+
+
+def _caller_blas_threads() -> int:
+    """The BLAS thread limit in force when EM is called (the caller's setting)."""
+    libs = _controller().select(user_api="blas").lib_controllers
+    return max([lib.num_threads for lib in libs if lib.num_threads], default=1)
+
+
+def plan_threads(n: int, n_components: int, n_features: int, kind: str) -> tuple[int, int]:
+    """Threads for one EM pass: ``(row-block workers, BLAS threads per worker)``.
+
+    The budget is the caller's: at most the BLAS thread limit in force at
+    the call (``OPENBLAS_NUM_THREADS``, ``threadpoolctl.threadpool_limits``,
+    ...) and the CPUs this process may run on, and at most 4. A pass whose
+    work (``N K D`` products, ``N K D^2`` for full and tied covariances) is
+    below :data:`_PARALLEL_MIN_WORK` runs on one thread; a larger one splits
+    its rows into one block per thread, each thread's BLAS calls on one
+    thread. Only data too short to split (fewer than two chunks per thread)
+    with large products (more than :data:`_BLAS_PARALLEL_MIN_WORK`
+    multiply-adds per chunk) gives the budget to BLAS instead.
+
+    Parameters
+    ----------
+    n : int
+        Rows.
+    n_components, n_features : int
+    kind : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    workers, blas_threads : int
+    """
+    budget = max(1, min(4, len(os.sched_getaffinity(0)), _caller_blas_threads()))
+    k, d = n_components, n_features
+    per_row = k * d * (d if kind in ("full", "tied") else 1)
+    if budget == 1 or n * per_row < _PARALLEL_MIN_WORK:
+        return 1, 1
+    step = _chunk_rows(k, d, kind=kind, n_rows=n)
+    if n >= 2 * budget * step or n * per_row < _BLAS_PARALLEL_MIN_WORK:
+        return budget, 1
+    return 1, budget
 
 
 class _Pass:
-    """Runs fused E/M passes over ``X`` in working units, in row blocks across threads."""
+    """Runs fused E/M passes over ``X`` in working units, in row blocks across threads.
+
+    It sets the BLAS threads its plan needs (:func:`plan_threads`) for its
+    lifetime; :meth:`close` (or leaving a ``with`` block) restores the
+    caller's setting, also after an error.
+    """
 
     def __init__(self, X: np.ndarray, frame: _Frame, n_components: int, kind: str):
         self.X, self.frame, self.type = X, frame, kind
         n, d = X.shape
-        self.step = _chunk_rows(n_components, d)
-        self.workers = _n_workers(n, n_components, d)
+        self.workers, blas = plan_threads(n, n_components, d, kind)
         bounds = np.linspace(0, n, self.workers + 1).astype(int)
         self.blocks = list(itertools.pairwise(bounds.tolist()))
+        self.block_rows = max(1, -(-n // self.workers))
         self.max_sq_norm = 0.0
-        for a in range(0, n, self.step):
-            zt = frame.columns(X, a, a + self.step)
+        step = _chunk_rows(n_components, d, kind=kind, n_rows=n)
+        for a in range(0, n, step):
+            zt = frame.columns(X, a, a + step)
             self.max_sq_norm = max(self.max_sq_norm, float(np.einsum("dn,dn->n", zt, zt).max()))
-        self._limits = threadpool_limits(1) if self.workers > 1 else None
+        self._limits = None
+        if blas != _caller_blas_threads():
+            self._limits = _controller().limit(limits=blas, user_api="blas")
         self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
 
+    def __enter__(self) -> _Pass:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Stop the worker threads and restore the caller's BLAS threads."""
         if self.pool is not None:
             self.pool.shutdown()
+            self.pool = None
+        if self._limits is not None:
             self._limits.restore_original_limits()
+            self._limits = None
 
     def _block(self, kernel: _Kernel, start: int, stop: int, stats: _Stats | None,
                resp_out: np.ndarray | None, ll_out: np.ndarray | None,
                log_prob_out: np.ndarray | None = None) -> float:
         total = 0.0
         buf = None
-        for a in range(start, stop, self.step):
-            b = min(stop, a + self.step)
+        step = _chunk_rows(kernel.n_components, kernel.n_features, kernel.expanded,
+                           self.type, self.block_rows)
+        for a in range(start, stop, step):
+            b = min(stop, a + step)
             zt = self.frame.columns(self.X, a, b)
             z2t = None
             if kernel.expanded and self.type != "tied":
@@ -811,7 +936,7 @@ def m_step(X: np.ndarray, resp: np.ndarray, covariance_type: str, reg_covar: flo
         zt = frame.columns(X, 0, X.shape[0])
         centers = (zt @ resp).T / (resp.sum(axis=0)[:, None] + 10 * np.finfo(float).eps)
     stats = _Stats(k, d, covariance_type, centers)
-    step = _chunk_rows(k, d)
+    step = _chunk_rows(k, d, centers is None, covariance_type, X.shape[0])
     for a in range(0, X.shape[0], step):
         zt = frame.columns(X, a, a + step)
         z2t = None if centers is not None or covariance_type == "tied" else _squares(

@@ -5,13 +5,23 @@ Everything here reads the draws stored in a :class:`~bayesgmm.results.GMMResult`
 intervals, assignment uncertainty per point, WAIC (computed here: ArviZ 1.x has
 no ``waic``), PSIS-LOO through :func:`arviz.loo`, and convergence diagnostics
 on the relabeled draws.
+
+Memory: nothing here holds a ``(chain, draw, obs, component)`` array of a whole fit.
+Per-draw quantities over observations are computed for one block of observations at a
+time, with every draw (exact quantiles need all draws of a point), in blocks of at most
+:data:`MEMORY_BUDGET` bytes of float64 values, and reduced on the spot (means,
+quantiles, the pointwise log-likelihood, PSIS per point). A fit keeps what users read:
+posterior-mean responsibilities, their default interval and the pointwise
+log-likelihood (float32 above :data:`LOG_LIK_FLOAT64_MAX_VALUES` values; see
+:func:`log_likelihood_dtype`).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,9 +39,16 @@ __all__ = [
     "component_log_density",
     "diagnostics",
     "draw_responsibilities",
+    "draw_summaries",
     "log_likelihood_and_responsibilities",
+    "log_likelihood_dtype",
+    "log_likelihood_group",
+    "obs_blocks",
     "loo",
     "pointwise_log_likelihood",
+    "recompute_log_likelihood",
+    "responsibility_draws",
+    "responsibility_group",
     "responsibility_interval",
     "vi_pareto_k_problem",
     "waic",
@@ -51,6 +68,18 @@ ESS_MIN = 400
 PARETO_K_MAX = 0.7
 WAIC_VAR_MAX = 0.4
 _BLOCK_VALUES = 2_000_000
+#: Bytes of float64 working values (draws x observations x components) that one block of
+#: per-draw responsibilities may take; the summaries hold a few such blocks at a time.
+MEMORY_BUDGET = 64 * 2**20
+#: Pointwise log-likelihood matrices with at most this many (draw, observation) values
+#: (32 MB in float64) are kept in float64 and saved in files; larger ones are kept in
+#: float32 and recomputed from the draws and the data when a file is loaded.
+LOG_LIK_FLOAT64_MAX_VALUES = 2**22
+#: Name of the ``idata`` group holding the stored responsibility summaries.
+RESPONSIBILITY_GROUP = "responsibility_summary"
+#: Interval stored with every fit (the default ``prob`` of the methods below).
+DEFAULT_PROB = 0.94
+_CI_BOUND = "ci_bound"
 
 
 # ---------------------------------------------------------------------------
@@ -113,6 +142,143 @@ def _logsumexp_last(a: np.ndarray, keepdims: bool = False) -> np.ndarray:
     return out if keepdims else out[..., 0]
 
 
+def log_likelihood_dtype(n_values: int) -> type:
+    """The dtype the pointwise log-likelihood of ``n_values`` (draw, observation) pairs is kept in.
+
+    float64 up to :data:`LOG_LIK_FLOAT64_MAX_VALUES` values, float32 above, where it
+    halves the largest array of a fit.  float32 is enough for what is read from it:
+    its relative rounding (6e-8) moves a log-density of magnitude 10 by 6e-7, and
+    every sum over draws or points (WAIC, PSIS-LOO) is taken in float64 from the
+    rounded values, so an elpd of N points moves by about ``6e-7 sqrt(N)`` (0.1
+    milli-nats at N = 20,000) against Monte Carlo standard errors of tenths of a
+    nat or more; tests/test_bounded_memory.py checks WAIC and LOO against float64.
+
+    Examples
+    --------
+    >>> log_likelihood_dtype(1000).__name__, log_likelihood_dtype(4000 * 20000).__name__
+    ('float64', 'float32')
+    """
+    return np.float64 if n_values <= LOG_LIK_FLOAT64_MAX_VALUES else np.float32
+
+
+def obs_blocks(n_obs: int, n_draws: int, n_components: int,
+               budget: int | None = None) -> list[slice]:
+    """Blocks of observations whose per-draw, per-component float64 values fit ``budget``.
+
+    Parameters
+    ----------
+    n_obs, n_draws, n_components : int
+        Sizes of the fit.
+    budget : int, optional
+        Bytes per block (default :data:`MEMORY_BUDGET`); at least one observation
+        per block whatever the budget.
+
+    Returns
+    -------
+    list of slice
+        Consecutive blocks covering ``range(n_obs)``.
+
+    Examples
+    --------
+    >>> obs_blocks(10, 100, 2, budget=8 * 100 * 2 * 4)
+    [slice(0, 4, None), slice(4, 8, None), slice(8, 10, None)]
+    """
+    budget = MEMORY_BUDGET if budget is None else int(budget)
+    size = max(1, budget // (8 * max(1, n_draws) * max(1, n_components)))
+    return [slice(a, min(a + size, n_obs)) for a in range(0, n_obs, size)]
+
+
+def _normalise_last(lp: np.ndarray) -> np.ndarray:
+    """Turn log-densities ``(..., K)`` into responsibilities in place; return the log-sum."""
+    top = np.max(lp, axis=-1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    lp -= top
+    np.exp(lp, out=lp)
+    total = np.sum(lp, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        lp /= total
+    with np.errstate(divide="ignore"):
+        return (np.log(total) + top)[..., 0]
+
+
+def _blocks(X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
+            budget: int | None) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Per block of observations: responsibilities ``(S, n, K)`` and log-likelihood ``(S, n)``."""
+    for sl in obs_blocks(X.shape[0], weights.shape[0], weights.shape[1], budget):
+        resp = component_log_density(X[sl], weights, means, covariances)
+        yield sl, resp, _normalise_last(resp)
+
+
+class DrawSummaries(NamedTuple):
+    """What :func:`draw_summaries` keeps of the per-draw responsibilities."""
+
+    log_lik: np.ndarray | None
+    mean: np.ndarray
+    interval: np.ndarray | None
+
+
+def draw_summaries(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, *,
+    prob: float | None = None, log_lik: bool = True, log_lik_dtype: Any = np.float64,
+    budget: int | None = None,
+) -> DrawSummaries:
+    """Pointwise log-likelihood, mean responsibilities and their interval in one pass.
+
+    The per-draw responsibilities are computed for one block of observations at
+    a time (all draws, at most ``budget`` bytes of float64 values, see
+    :func:`obs_blocks`) and reduced at once: the block size changes nothing but
+    rounding.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_obs, n_features)
+        Data (NaN entries: the density of each row's observed part).
+    weights : ndarray of shape (n_draws, n_components)
+        Mixing weights per draw.
+    means : ndarray of shape (n_draws, n_components, n_features)
+        Means per draw.
+    covariances : ndarray of shape (n_draws, n_components, n_features, n_features)
+        Full covariances per draw.
+    prob : float, optional
+        Also compute the equal-tailed ``prob`` interval of every responsibility
+        (NumPy's linear quantiles over draws).
+    log_lik : bool, default=True
+        Keep the pointwise log-likelihood.
+    log_lik_dtype : dtype, default=float64
+        Its dtype (computed in float64, then rounded).
+    budget : int, optional
+        Bytes per block (default :data:`MEMORY_BUDGET`).
+
+    Returns
+    -------
+    DrawSummaries
+        ``log_lik`` ``(n_draws, n_obs)`` or ``None``; ``mean`` ``(n_obs, n_components)``;
+        ``interval`` ``(n_obs, n_components, 2)`` (lower, upper) or ``None``.
+
+    Examples
+    --------
+    >>> out = draw_summaries(np.zeros((2, 1)), np.full((1, 2), 0.5), np.zeros((1, 2, 1)),
+    ...                      np.ones((1, 2, 1, 1)), prob=0.9)
+    >>> out.log_lik.shape, out.mean.tolist(), out.interval.shape
+    ((1, 2), [[0.5, 0.5], [0.5, 0.5]], (2, 2, 2))
+    """
+    X = np.asarray(X, dtype=float)
+    n, (s, k) = X.shape[0], weights.shape
+    ll = np.empty((s, n), dtype=log_lik_dtype) if log_lik else None
+    mean = np.empty((n, k))
+    interval = None
+    if prob is not None:
+        interval = np.empty((n, k, 2))
+        tail = (1.0 - prob) / 2.0
+    for sl, resp, block_ll in _blocks(X, weights, means, covariances, budget):
+        if ll is not None:
+            ll[:, sl] = block_ll
+        mean[sl] = resp.mean(axis=0)
+        if interval is not None:
+            interval[sl] = np.moveaxis(np.quantile(resp, [tail, 1.0 - tail], axis=0), 0, -1)
+    return DrawSummaries(ll, mean, interval)
+
+
 def log_likelihood_and_responsibilities(
     X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +298,8 @@ def log_likelihood_and_responsibilities(
     Returns
     -------
     log_lik : ndarray of shape (n_draws, n_obs)
-        As :func:`pointwise_log_likelihood`.
+        As :func:`pointwise_log_likelihood` (float64), computed in blocks of
+        observations (:func:`draw_summaries`).
     resp_mean : ndarray of shape (n_obs, n_components)
         Mean over draws of :func:`draw_responsibilities`.
 
@@ -143,10 +310,8 @@ def log_likelihood_and_responsibilities(
     >>> ll.shape, r.tolist()
     ((1, 2), [[0.5, 0.5], [0.5, 0.5]])
     """
-    lp = component_log_density(X, weights, means, covariances)
-    ll = _logsumexp_last(lp, keepdims=True)
-    resp_mean = np.exp(lp - ll).mean(axis=0)
-    return ll[..., 0], resp_mean
+    out = draw_summaries(X, weights, means, covariances)
+    return out.log_lik, out.mean
 
 
 def pointwise_log_likelihood(
@@ -208,8 +373,66 @@ def draw_responsibilities(
     >>> r[0, 0].tolist()
     [0.5, 0.5]
     """
-    lp = component_log_density(X, weights, means, covariances)
-    return np.exp(lp - _logsumexp_last(lp, keepdims=True))
+    resp = component_log_density(X, weights, means, covariances)
+    _normalise_last(resp)
+    return resp
+
+
+#: Attribute of a ``log_likelihood`` group computed by :func:`log_likelihood_group`: it can be
+#: recomputed from the ``posterior`` and ``observed_data`` groups (and is, on loading a
+#: file that left a large one out).
+LOG_LIK_SOURCE_ATTR = "bayesgmm_computed_from"
+LOG_LIK_SOURCE = "posterior, observed_data"
+
+
+def log_likelihood_group(log_lik: np.ndarray, chains: Any, draws: Any) -> xr.Dataset:
+    """The ``log_likelihood`` group of a fit from its ``(chain x draw, obs)`` matrix.
+
+    Parameters
+    ----------
+    log_lik : ndarray of shape (n_chains * n_draws, n_obs)
+        Pointwise log-likelihood, chains stacked (any float dtype, kept).
+    chains, draws : array-like
+        The ``chain`` and ``draw`` coordinates.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``X`` with dims ``(chain, draw, obs)``, attribute ``bayesgmm_computed_from``.
+    """
+    chains, draws = np.asarray(chains), np.asarray(draws)
+    values = log_lik.reshape(chains.size, draws.size, -1)
+    return xr.Dataset(
+        {LOG_LIK_VAR: ((CHAIN, DRAW, OBS), values)},
+        coords={CHAIN: chains, DRAW: draws, OBS: np.arange(values.shape[-1])},
+        attrs={LOG_LIK_SOURCE_ATTR: LOG_LIK_SOURCE},
+    )
+
+
+def recompute_log_likelihood(idata: xr.DataTree, dtype: Any = None) -> xr.Dataset:
+    """The ``log_likelihood`` group again, from the ``posterior`` and ``observed_data`` groups.
+
+    The same computation as at fit time (:func:`draw_summaries`, blocks of
+    observations), so the same values up to floating-point rounding of the
+    machine's BLAS.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A Bayesian fit's tree (``posterior`` and ``observed_data``).
+    dtype : dtype, optional
+        Default :func:`log_likelihood_dtype` of its size.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`log_likelihood_group`.
+    """
+    post, X, (w, m, c) = _draws_and_data(idata)
+    if dtype is None:
+        dtype = log_likelihood_dtype(w.shape[0] * X.shape[0])
+    ll = draw_summaries(X, w, m, c, log_lik_dtype=dtype).log_lik
+    return log_likelihood_group(ll, post[CHAIN].values, post[DRAW].values)
 
 
 # ---------------------------------------------------------------------------
@@ -243,11 +466,13 @@ def _observed(idata: xr.DataTree) -> np.ndarray:
     return idata["observed_data"].to_dataset()[OBSERVED_VAR].transpose(OBS, FEATURE).values
 
 
-def _responsibility_draws(result: Any) -> xr.DataArray:
+def _draws_and_data(result: Any) -> tuple[xr.Dataset, np.ndarray, tuple]:
     idata = _idata(result)
-    w, m, c = _stacked_draws(idata)
-    X = _observed(idata)
-    post = idata["posterior"].to_dataset()
+    return idata["posterior"].to_dataset(), _observed(idata), _stacked_draws(idata)
+
+
+def _responsibility_draws(result: Any) -> xr.DataArray:
+    post, X, (w, m, c) = _draws_and_data(result)
     n_chain, n_draw = post.sizes[CHAIN], post.sizes[DRAW]
     resp = draw_responsibilities(X, w, m, c).reshape(n_chain, n_draw, X.shape[0], -1)
     return xr.DataArray(
@@ -260,6 +485,10 @@ def _responsibility_draws(result: Any) -> xr.DataArray:
 
 def responsibility_draws(result: Any) -> xr.DataArray:
     """Responsibilities of every point under every posterior draw.
+
+    This is the one function that holds the whole ``(chain, draw, obs, component)``
+    array (8 bytes each: 2.6 GB for 4 x 1000 draws of 20,000 points and 4
+    components); the summaries below never call it.
 
     Parameters
     ----------
@@ -274,8 +503,72 @@ def responsibility_draws(result: Any) -> xr.DataArray:
     return _responsibility_draws(result)
 
 
-def responsibility_interval(result: Any, prob: float = 0.94) -> xr.DataArray:
+def responsibility_group(mean: np.ndarray, interval: np.ndarray, prob: float,
+                         components: Any) -> xr.Dataset:
+    """The ``idata`` group of a fit's responsibility summaries.
+
+    Parameters
+    ----------
+    mean : ndarray of shape (n_obs, n_components)
+        Posterior-mean responsibilities.
+    interval : ndarray of shape (n_obs, n_components, 2)
+        Their equal-tailed ``prob`` interval (lower, upper).
+    prob : float
+        Mass of the interval.
+    components : array-like
+        The ``component`` coordinate.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mean`` (obs, component) and ``interval`` (obs, component, ci_bound),
+        the latter with attrs ``ci_kind="eti"`` and ``ci_prob``.
+    """
+    coords = {OBS: np.arange(mean.shape[0]), COMPONENT: np.asarray(components)}
+    return xr.Dataset(
+        {"mean": ((OBS, COMPONENT), mean),
+         "interval": ((OBS, COMPONENT, _CI_BOUND), interval,
+                      {"ci_kind": "eti", "ci_prob": float(prob)})},
+        coords={**coords, _CI_BOUND: ["lower", "upper"]},
+    )
+
+
+def _stored(result: Any, prob: float) -> xr.Dataset | None:
+    """The fit's stored responsibility summaries if their interval has mass ``prob``."""
+    idata = _idata(result)
+    if RESPONSIBILITY_GROUP not in idata.children:
+        return None
+    group = idata[RESPONSIBILITY_GROUP].to_dataset()
+    if "interval" not in group or "mean" not in group:
+        return None
+    if float(group["interval"].attrs.get("ci_prob", np.nan)) != float(prob):
+        return None
+    return group
+
+
+def _summaries(result: Any, prob: float, budget: int | None = None) -> xr.Dataset:
+    """Mean responsibilities and their ``prob`` interval: stored, or computed in blocks."""
+    group = None if budget is not None else _stored(result, prob)
+    if group is not None:
+        return group
+    post, X, (w, m, c) = _draws_and_data(result)
+    out = draw_summaries(X, w, m, c, prob=prob, log_lik=False, budget=budget)
+    return responsibility_group(out.mean, out.interval, prob, post[COMPONENT].values)
+
+
+def _check_prob(prob: float) -> None:
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in the open interval (0, 1); got {prob!r}.")
+
+
+def responsibility_interval(result: Any, prob: float = DEFAULT_PROB, *,
+                            budget: int | None = None) -> xr.DataArray:
     """Equal-tailed credible interval of every responsibility.
+
+    The interval at ``prob=0.94`` is stored with every fit (computed once, in the
+    pass that computes the pointwise log-likelihood); any other ``prob`` is
+    computed from the draws in blocks of observations (:func:`draw_summaries`),
+    with exact quantiles (all draws of a block of points at once).
 
     Parameters
     ----------
@@ -283,6 +576,9 @@ def responsibility_interval(result: Any, prob: float = 0.94) -> xr.DataArray:
         A Bayesian fit (or its ``idata``).
     prob : float, default=0.94
         Mass inside the interval, in (0, 1).
+    budget : int, optional
+        Bytes per block of per-draw values (default :data:`MEMORY_BUDGET`); when
+        given, the interval is recomputed even if stored.
 
     Returns
     -------
@@ -290,18 +586,14 @@ def responsibility_interval(result: Any, prob: float = 0.94) -> xr.DataArray:
         Dims ``(obs, component, ci_bound)``, ``ci_bound`` = ``["lower", "upper"]``;
         attrs ``ci_kind="eti"`` and ``ci_prob``.
     """
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be in the open interval (0, 1); got {prob!r}.")
-    resp = _responsibility_draws(result)
-    tail = (1.0 - prob) / 2.0
-    q = resp.quantile([tail, 1.0 - tail], dim=_SAMPLE_DIMS)
-    q = q.rename(quantile="ci_bound").assign_coords(ci_bound=["lower", "upper"])
-    out = q.transpose(OBS, COMPONENT, "ci_bound")
-    out.attrs.update({"ci_kind": "eti", "ci_prob": float(prob)})
+    _check_prob(prob)
+    out = _summaries(result, prob, budget)["interval"].copy()
+    out.attrs = {"ci_kind": "eti", "ci_prob": float(prob)}
     return out.rename("responsibility_interval")
 
 
-def assignment_uncertainty(result: Any, prob: float = 0.94) -> pd.DataFrame:
+def assignment_uncertainty(result: Any, prob: float = DEFAULT_PROB, *,
+                           budget: int | None = None) -> pd.DataFrame:
     """Per point: assigned component, its probability, its interval and the entropy.
 
     Parameters
@@ -310,32 +602,37 @@ def assignment_uncertainty(result: Any, prob: float = 0.94) -> pd.DataFrame:
         A Bayesian fit (or its ``idata``).
     prob : float, default=0.94
         Mass of the credible interval of the assignment probability.
+    budget : int, optional
+        As in :func:`responsibility_interval`.
 
     Returns
     -------
     pandas.DataFrame
         Indexed by ``obs``: ``label`` (component with the highest posterior-mean
         responsibility), ``probability`` (that responsibility), ``lower`` and
-        ``upper`` (its equal-tailed interval over draws) and ``entropy`` (nats,
-        of the posterior-mean responsibilities; 0 = certain, ``log K`` = no idea).
+        ``upper`` (its equal-tailed interval over draws: the assigned
+        component's entry of :func:`responsibility_interval`) and ``entropy``
+        (nats, of the posterior-mean responsibilities; 0 = certain, ``log K`` =
+        no idea).
     """
-    resp = _responsibility_draws(result)
-    mean = resp.mean(_SAMPLE_DIMS).values
+    _check_prob(prob)
+    group = _summaries(result, prob, budget)
+    mean = group["mean"].values
+    interval = group["interval"].values
     labels = mean.argmax(axis=1)
     n = mean.shape[0]
-    chosen = resp.values[..., np.arange(n), labels].reshape(-1, n)
-    tail = (1.0 - prob) / 2.0
+    rows = np.arange(n)
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(mean > 0, mean * np.log(mean), 0.0).sum(axis=1)
     return pd.DataFrame(
         {
             "label": labels,
-            "probability": mean[np.arange(n), labels],
-            "lower": np.quantile(chosen, tail, axis=0),
-            "upper": np.quantile(chosen, 1.0 - tail, axis=0),
+            "probability": mean[rows, labels],
+            "lower": interval[rows, labels, 0],
+            "upper": interval[rows, labels, 1],
             "entropy": entropy,
         },
-        index=pd.Index(np.arange(n), name=OBS),
+        index=pd.Index(rows, name=OBS),
     )
 
 
@@ -403,13 +700,25 @@ def _log_lik(result: Any) -> xr.DataArray:
     idata = _idata(result)
     if "log_likelihood" not in idata.children:
         raise ValueError("The posterior tree has no log_likelihood group; refit to get it.")
-    return idata["log_likelihood"].to_dataset()[LOG_LIK_VAR]
+    return idata["log_likelihood"].to_dataset()[LOG_LIK_VAR].transpose(CHAIN, DRAW, OBS)
 
 
-def waic(result: Any) -> ELPD:
+def _log_lik_blocks(ll: xr.DataArray,
+                    budget: int | None) -> Iterator[tuple[slice, xr.DataArray]]:
+    """Blocks of observations of the pointwise log-likelihood, as float64 ``(chain, draw, n)``.
+
+    float32 values are widened block by block: every sum over draws is taken in float64.
+    """
+    n_samples = ll.sizes[CHAIN] * ll.sizes[DRAW]
+    for sl in obs_blocks(ll.sizes[OBS], n_samples, 1, budget):
+        yield sl, ll.isel({OBS: sl}).astype(np.float64)
+
+
+def waic(result: Any, *, budget: int | None = None) -> ELPD:
     """Widely applicable information criterion (Watanabe 2010), on the log scale.
 
-    Computed from the ``log_likelihood`` group (marginal over components):
+    Computed from the ``log_likelihood`` group (marginal over components), one block
+    of observations at a time, in float64:
     ``lppd_n = log mean_s p(x_n | theta_s)``, ``p_n = var_s log p(x_n | theta_s)``,
     ``elpd = sum_n (lppd_n - p_n)``, ``se = sqrt(n var_n(lppd_n - p_n))``.
 
@@ -417,6 +726,9 @@ def waic(result: Any) -> ELPD:
     ----------
     result : GMMResult or xarray.DataTree
         A Bayesian fit (or its ``idata``).
+    budget : int, optional
+        Bytes of float64 log-likelihood values per block (default
+        :data:`MEMORY_BUDGET`); changes nothing but memory.
 
     Returns
     -------
@@ -429,10 +741,12 @@ def waic(result: Any) -> ELPD:
         When any ``p_n > 0.4``.
     """
     ll = _log_lik(result)
-    stacked = ll.stack(__sample__=_SAMPLE_DIMS).transpose("__sample__", OBS).values
-    s, n = stacked.shape
-    lppd = logsumexp(stacked, axis=0) - np.log(s)
-    p_i = np.var(stacked, axis=0, ddof=1)
+    s, n = ll.sizes[CHAIN] * ll.sizes[DRAW], ll.sizes[OBS]
+    lppd, p_i = np.empty(n), np.empty(n)
+    for sl, block in _log_lik_blocks(ll, budget):
+        stacked = block.values.reshape(s, -1)
+        lppd[sl] = logsumexp(stacked, axis=0) - np.log(s)
+        p_i[sl] = np.var(stacked, axis=0, ddof=1)
     elpd_i = lppd - p_i
     warn = bool(np.any(p_i > WAIC_VAR_MAX))
     if warn:
@@ -457,8 +771,27 @@ def waic(result: Any) -> ELPD:
     )
 
 
-def loo(result: Any, pointwise: bool = True) -> Any:
+def _relative_ess(idata: xr.DataTree, n_samples: int) -> float:
+    """PSIS's relative efficiency, as :func:`arviz.loo` takes it from the posterior.
+
+    One chain: 1. Several: the mean ESS (``method="mean"``) over every posterior
+    value, divided by the number of draws (ArviZ 1.x, ``loo_helper._get_r_eff``).
+    """
+    post = idata["posterior"].to_dataset()
+    if post.sizes[CHAIN] == 1:
+        return 1.0
+    ess = post.azstats.ess(method="mean")
+    return float(np.hstack([ess[v].values.ravel() for v in ess.data_vars]).mean() / n_samples)
+
+
+def loo(result: Any, pointwise: bool = True, *, budget: int | None = None) -> Any:
     """Pareto-smoothed importance-sampling leave-one-out cross-validation.
+
+    ArviZ's PSIS-LOO (``arviz_stats``' ``loo`` on each block of observations,
+    widened to float64; the relative efficiency from the whole posterior, as
+    :func:`arviz.loo` takes it), one block of observations at a time: the same
+    ``elpd_i``, ``pareto_k`` and totals as :func:`arviz.loo` on the whole
+    matrix, without its ``(chain, draw, obs)`` ``log_weights`` (``None`` here).
 
     Parameters
     ----------
@@ -466,11 +799,15 @@ def loo(result: Any, pointwise: bool = True) -> Any:
         A Bayesian fit (or its ``idata``).
     pointwise : bool, default=True
         Keep ``elpd_i`` and ``pareto_k``.
+    budget : int, optional
+        Bytes of float64 log-likelihood values per block (default
+        :data:`MEMORY_BUDGET`); changes nothing but memory.
 
     Returns
     -------
-    arviz ELPDData
-        ``elpd``, ``se``, ``p``, ``pareto_k``, ``warning`` (from :func:`arviz.loo`).
+    arviz_stats.ELPDDataLOO
+        ``elpd``, ``se``, ``p``, ``pareto_k``, ``elpd_i``, ``p_loo_i``, ``good_k``,
+        ``warning``.
 
     Warns
     -----
@@ -478,15 +815,20 @@ def loo(result: Any, pointwise: bool = True) -> Any:
         When some Pareto k exceed ArviZ's threshold (``good_k``, 0.7 for
         large samples).
     """
-    import arviz as az
+    import arviz_stats as azs
 
     idata = _idata(result)
-    _log_lik(idata)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        out = az.loo(idata, pointwise=True, var_name=LOG_LIK_VAR)
-    k = np.asarray(out.pareto_k)
-    good_k = getattr(out, "good_k", 0.7)
+    ll = _log_lik(idata)
+    s, n = ll.sizes[CHAIN] * ll.sizes[DRAW], ll.sizes[OBS]
+    reff = _relative_ess(idata, s)
+    parts: list[tuple[xr.DataArray, xr.DataArray, xr.DataArray]] = []
+    for _, block in _log_lik_blocks(ll, budget):
+        parts.append(block.azstats.loo(sample_dims=list(_SAMPLE_DIMS), r_eff=reff))
+    elpd_i, k_da, p_loo_i = (xr.concat([p[j] for p in parts], dim=OBS) for j in range(3))
+    elpd, se, p_loo, _ = elpd_i.azstats.loo_summary(p_loo_i)
+    # ArviZ's threshold for the sample size (Vehtari et al. 2024, eq. 13)
+    good_k = min(1 - 1 / np.log10(s), PARETO_K_MAX) if s > 1 else PARETO_K_MAX
+    k = np.asarray(k_da)
     bad = int(np.sum(k > good_k))
     if bad:
         warnings.warn(
@@ -496,9 +838,11 @@ def loo(result: Any, pointwise: bool = True) -> Any:
             DiagnosticsWarning,
             stacklevel=3,
         )
-    if not pointwise:
-        out.elpd_i = None
-    return out
+    return azs.ELPDDataLOO(
+        elpd=elpd, se=se, p=p_loo, n_samples=s, n_data_points=n, scale="log",
+        warning=bool(bad), good_k=good_k, elpd_i=elpd_i if pointwise else None,
+        pareto_k=k_da, approx_posterior=False, p_loo_i=p_loo_i if pointwise else None,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -18,7 +18,9 @@ Cases:
 - ``dask_large_persisted``: the same data persisted in the workers' memory;
 - ``dask_small_persisted``: N=``--n-small`` persisted (a size that fits in memory);
 - ``memory_small``: the in-memory engine (``bayesgmm.em.run_em``, its own two
-  threads) on the same N=``--n-small`` rows as a NumPy array on the driver.
+  threads) on the same N=``--n-small`` rows as a NumPy array on the driver,
+  timed ``--repeat`` times before and ``--repeat`` times after the dask cases
+  (the load of a shared machine drifts); the median over both.
 
 Per case: the workers' peak resident memory (``ru_maxrss``; workers are
 restarted between cases), the driver's peak RSS while the case runs (sampled
@@ -234,6 +236,9 @@ def main() -> None:
     cases = {}
     large = mixture(args.n_large, args.chunk)
     small = mixture(args.n_small, args.chunk, seed=2)
+    small_np = small.compute(scheduler="threads")  # the same rows, on the driver
+    print("memory_small (before) ...", flush=True)
+    before = memory_case(small_np, args.iterations, args.repeat)
     for name, X, persist, repeat in [("dask_large_streamed", large, False, args.repeat_streamed),
                                      ("dask_large_persisted", large, True, args.repeat),
                                      ("dask_small_persisted", small, True, args.repeat)]:
@@ -267,9 +272,15 @@ def main() -> None:
     finally:
         client.close()
         cluster.close()
-    small_np = small.compute(scheduler="threads")  # the same rows, now on the driver
-    print("memory_small ...", flush=True)
-    cases["memory_small"] = memory_case(small_np, args.iterations, args.repeat)
+    print("memory_small (after) ...", flush=True)
+    after = memory_case(small_np, args.iterations, args.repeat)
+    # the machine's load drifts: the reference is timed before and after the dask cases
+    gaps = before["iteration_gaps"] + after["iteration_gaps"]
+    cases["memory_small"] = {**after, "repeat": 2 * args.repeat, "iteration_gaps": gaps,
+                             "seconds_per_iteration": statistics.median(gaps),
+                             "seconds_per_iteration_before": before["seconds_per_iteration"],
+                             "seconds_per_iteration_after": after["seconds_per_iteration"],
+                             "run_seconds": before["run_seconds"] + after["run_seconds"]}
     print({k: v for k, v in cases["memory_small"].items() if k != "iteration_gaps"})
 
     mem = cases["memory_small"]["seconds_per_iteration"] / args.n_small

@@ -329,19 +329,24 @@ class BayesGMM(BaseGMM):
             attrs={"method": self.method, "sampler": sampler if self.method == "nuts" else "",
                    "covariance_type": self.covariance_type},
         )
-        ll, resp = posterior.log_likelihood_and_responsibilities(arr, w, m, c)
+        # one pass over blocks of observations (all draws each, bounded memory): the pointwise
+        # log-likelihood (float32 for large fits), mean responsibilities and their interval
+        summary = posterior.draw_summaries(
+            arr, w, m, c, prob=posterior.DEFAULT_PROB,
+            log_lik_dtype=posterior.log_likelihood_dtype(n_chain * n_draw * arr.shape[0]))
+        ll, resp = summary.log_lik, summary.mean
         perm_c = perm.reshape(n_chain, n_draw, k)
         switches = switches_within_chains(perm_c)
         groups: dict[str, xr.Dataset] = {
             "posterior": post,
-            "log_likelihood": xr.Dataset(
-                {posterior.LOG_LIK_VAR: ((CHAIN, DRAW, OBS), ll.reshape(n_chain, n_draw, -1))},
-                coords={**chain_draw, OBS: np.arange(arr.shape[0])},
-            ),
+            "log_likelihood": posterior.log_likelihood_group(ll, chain_draw[CHAIN],
+                                                             chain_draw[DRAW]),
             "observed_data": xr.Dataset(
                 {posterior.OBSERVED_VAR: ((OBS, FEATURE), arr)},
                 coords={OBS: np.arange(arr.shape[0]), FEATURE: names},
             ),
+            posterior.RESPONSIBILITY_GROUP: posterior.responsibility_group(
+                resp, summary.interval, posterior.DEFAULT_PROB, comp),
             "relabeling": xr.Dataset(
                 {"permutation": ((CHAIN, DRAW, COMPONENT), perm_c)},
                 coords={**chain_draw, COMPONENT: comp},
