@@ -26,22 +26,21 @@ where the reference is spurious, +inf the opposite.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
-import scipy
-import sklearn
 from sklearn import datasets as skd
 from sklearn.decomposition import PCA
 
 import bayesgmm as bg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import git_state, write_record
 
 
 def _pixels(name: str, n: int = 2000) -> np.ndarray:
@@ -100,6 +99,8 @@ def main() -> None:
     data = load_data()
     if args.data:
         data = {name: data[name] for name in args.data.split(",")}
+    git = git_state()  # at the start: the code that ran
+    load_at_start = list(os.getloadavg())
     fit(data["iris"], 2)  # warm-up
     rows = []
     header = (f"{'data':<14}{'N x D':>10}{'K':>3}{'default':>12}{'best-of-100':>13}"
@@ -130,21 +131,12 @@ def main() -> None:
     print(f"\nThe default reached the reference in every repeat for {reached} of {len(rows)} "
           "(data, K); * marks a spurious (collapsed) best fit.")
     if args.out:
-        record = {
-            "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                        "cpus": len(os.sched_getaffinity(0))},
-            "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                         "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
-                         "bayesgmm": getattr(bg, "__version__", "unknown")},
-            "settings": vars(args),
-            "rows": rows,
-        }
-        with open(args.out, "w") as handle:
-            json.dump(record, handle, indent=1, default=float)
-        print(f"raw results: {args.out}")
-
+        write_record(args.out, {
+            "git": git, "load_average_at_start": load_at_start,
+            "threads": {name: os.environ.get(name) for name in
+                        ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+            "settings": vars(args), "rows": rows,
+        })
 
 if __name__ == "__main__":
     main()
