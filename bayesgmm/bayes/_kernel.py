@@ -28,6 +28,8 @@ exactly as for complete data.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -470,9 +472,57 @@ def _masked_diagonal_pass(Z, mu, log_w, var):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
+def _digamma(x):  # pragma: no cover - compiled
+    """Digamma function for ``x > 0``: recurrence up to 10, then the asymptotic series.
+
+    Truncation error below 1e-13 (next term ``691 / (32760 x^12)`` at ``x >= 10``).
+    """
+    acc = 0.0
+    while x < 10.0:
+        acc -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f / 132))))
+    return acc + np.log(x) - 0.5 / x - series
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def log_density_grad(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, const,
                      n_components, cov_code):  # pragma: no cover - compiled
     """Write the gradient into ``grad`` and return the log-density (``-inf`` if not PD).
+
+    ``alpha`` is the Dirichlet concentration, or, when its first entry is
+    negative, the marker of a sampled symmetric concentration: ``alpha[0] =
+    -shape``, ``alpha[1] = rate`` of ``alpha ~ Gamma(shape, rate)``, whose log
+    is then ``theta[0]`` (the other parameters follow it).  The terms that
+    depend on it, with ``a = exp(theta[0])``: ``lgamma(K a) - K lgamma(a)``
+    (the Dirichlet normaliser), ``a sum_k log w_k`` (the Dirichlet kernel with
+    the simplex log-Jacobian), ``(shape - 1) log a - rate a`` (the Gamma) and
+    ``log a`` (the log-Jacobian); ``const`` holds the rest.  Other arguments as
+    :func:`_fixed_concentration`.
+    """
+    K = n_components
+    if K == 1 or alpha[0] >= 0.0:
+        return _fixed_concentration(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a,
+                                    const, K, cov_code)
+    shape, rate = -alpha[0], alpha[1]
+    log_a = theta[0]
+    a = np.exp(log_a)
+    value = _fixed_concentration(theta[1:], grad[1:], Z, reg, np.full(K, a), loc, mscale,
+                                 sd_sigma, beta_a, const, K, cov_code)
+    grad[0] = 0.0
+    if value == -np.inf:
+        return value
+    sum_log_w = np.sum(_log_weights(theta[1:], K))  # its a * sum is in ``value`` already
+    value += math.lgamma(K * a) - K * math.lgamma(a) + shape * log_a - rate * a
+    grad[0] = a * (K * _digamma(K * a) - K * _digamma(a) + sum_log_w - rate) + shape
+    return value
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _fixed_concentration(theta, grad, Z, reg, alpha, loc, mscale, sd_sigma, beta_a, const,
+                         n_components, cov_code):  # pragma: no cover - compiled
+    """The log-density and gradient for a fixed Dirichlet concentration ``alpha``.
 
     Parameters
     ----------

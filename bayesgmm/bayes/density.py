@@ -92,7 +92,8 @@ class MixtureDensity:
     kernel_args: tuple[Any, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        layout = parameter_layout(self.n_components, self.n_features, self.covariance_type)
+        layout = parameter_layout(self.n_components, self.n_features, self.covariance_type,
+                                  self.data.concentration_prior is not None)
         self.names = [name for name, _ in layout]
         self.shapes = [shape for _, shape in layout]
         sizes = [int(np.prod(s)) for s in self.shapes]
@@ -115,7 +116,15 @@ class MixtureDensity:
                     else np.broadcast_to(s_scale, sd_shape))
         const = -K * np.sum(0.5 * _LOG_2PI + np.log(mscale))  # Normal means
         const += np.sum(0.5 * np.log(2.0 / np.pi) - np.log(sd_sigma))  # HalfNormal sds
-        if K > 1:  # Dirichlet, with the simplex log-Jacobian's log K
+        if K > 1 and md.concentration_prior is not None:
+            # sampled alpha ~ Gamma(shape, rate): the kernel adds the terms that depend on
+            # alpha; it reads the hyperprior from alpha = [-shape, rate, 0, ...] (negative
+            # first entry: sampled), which keeps the kernel's and the C callback's arguments
+            shape, rate = (float(v) for v in md.concentration_prior)
+            const += shape * np.log(rate) - gammaln(shape) + np.log(K)
+            alpha = np.zeros(K)
+            alpha[:2] = -shape, rate
+        elif K > 1:  # Dirichlet, with the simplex log-Jacobian's log K
             const += gammaln(alpha.sum()) - gammaln(alpha).sum() + np.log(K)
         beta_a = np.zeros(0)
         if "cpc_u_logodds__" in self.names:  # Beta(a, a) partial correlations
@@ -144,13 +153,18 @@ class MixtureDensity:
         Parameters
         ----------
         point : mapping
-            Values keyed by value-variable name.
+            Values keyed by value-variable name.  A sampled concentration
+            missing from it (``alpha_log__``; e.g. starting values from an EM
+            fit) is set to the log of its prior mean.
 
         Returns
         -------
         ndarray of shape (n_dim,)
         """
         out = np.empty(self.n_dim)
+        prior = self.data.concentration_prior
+        if "alpha_log__" in self.names and "alpha_log__" not in point and prior is not None:
+            point = {**point, "alpha_log__": np.log(prior[0] / prior[1])}
         for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True):
             out[sl] = np.broadcast_to(np.asarray(point[name], dtype=float), shape).ravel()
         return out
@@ -169,7 +183,7 @@ class MixtureDensity:
         """
         lead = x.shape[:-1]
         return {
-            name: x[..., sl].reshape(*lead, *shape)
+            name: x[..., sl].reshape((*lead, *shape))
             for name, sl, shape in zip(self.names, self.slices, self.shapes, strict=True)
         }
 
@@ -200,6 +214,66 @@ class MixtureDensity:
         grad = np.empty(self.n_dim)
         value = log_density_grad(x, grad, *self.kernel_args)
         return float(value), grad
+
+    @property
+    def n_rows(self) -> int:
+        """Number of data rows."""
+        return int(self.kernel_args[0].shape[0])
+
+    def value_and_grad_rows(self, x: np.ndarray, rows: np.ndarray,
+                            scale: float = 1.0) -> tuple[float, np.ndarray]:
+        """Log-density with the likelihood of some rows only, scaled; and its gradient.
+
+        ``log prior(x) + log-Jacobians + scale * sum_{n in rows} log p(z_n | x)``:
+        with ``rows`` a uniformly random minibatch and ``scale = n_rows / len(rows)``,
+        an unbiased estimate of :meth:`value_and_grad` (minibatch ADVI,
+        :func:`bayesgmm.bayes.vi.fit_minibatch_advi`).  The kernel is run on the
+        rows and on no rows (the prior term alone, ``K D^3`` work); the
+        likelihood is their difference, as the kernel's value and gradient are
+        the prior's plus a sum over rows.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_dim,)
+            Flat unconstrained point.
+        rows : ndarray of int
+            Row indices in the kernel's row order (``kernel_args[0]``: the data
+            with each missingness pattern's rows together; sorted indices keep
+            them together).  Rows may repeat.
+        scale : float, default=1.0
+            Factor on the rows' log-likelihood.
+
+        Returns
+        -------
+        value : float
+            ``-inf`` where a covariance is not positive definite.
+        grad : ndarray of shape (n_dim,)
+            A fresh array.
+
+        Examples
+        --------
+        >>> from bayesgmm.bayes.spec import model_data
+        >>> X = np.random.default_rng(0).normal(size=(40, 2))
+        >>> dens = MixtureDensity(2, 2, "full", model_data(X, 2))
+        >>> x = np.zeros(dens.n_dim)
+        >>> halves = [dens.value_and_grad_rows(x, r, 2.0) for r in (np.arange(20), np.arange(20, 40))]
+        >>> bool(np.isclose((halves[0][0] + halves[1][0]) / 2, dens.logp(x)))
+        True
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.n_dim,):
+            raise ValueError(f"x must have shape ({self.n_dim},); got {x.shape}.")
+        Z, *rest = self.kernel_args
+        prior_grad = np.empty(self.n_dim)
+        prior = log_density_grad(x, prior_grad, Z[:0], *rest)
+        grad = np.empty(self.n_dim)
+        value = log_density_grad(x, grad, np.ascontiguousarray(Z[rows]), *rest)
+        if not np.isfinite(value):
+            return float(value), grad
+        grad -= prior_grad
+        grad *= scale
+        grad += prior_grad
+        return float(prior + scale * (value - prior)), grad
 
     def logp(self, x: np.ndarray) -> float:
         """Joint log-density at ``x`` (see :meth:`value_and_grad`).

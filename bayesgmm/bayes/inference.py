@@ -167,6 +167,7 @@ def model_data_of(model: pm.Model) -> ModelData:
         weights_concentration=values["weights_concentration"], means_loc=values["means_loc"],
         means_scale=values["means_scale"], sd_scale=values["sd_scale"],
         lkj_eta=float(values["lkj_eta"]), reg_diag=values["reg_diag"],
+        concentration_prior=values.get("concentration_prior"),
     )
 
 

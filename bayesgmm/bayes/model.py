@@ -11,7 +11,10 @@ same log-density with bayesgmm's own kernel instead
 
 Parameterization (standardized units)
 -------------------------------------
-- ``w ~ Dirichlet(weights_concentration)``, shape ``(K,)``.
+- ``w ~ Dirichlet(weights_concentration)``, shape ``(K,)``; with a hyperprior
+  (``priors={"weights_concentration": "sparse"}`` or ``("gamma", a, b)``) one
+  symmetric ``alpha ~ Gamma(a, b)`` (the free variable ``alpha``, log-transformed,
+  first in the model) and ``w ~ Dirichlet(alpha, ..., alpha)``.
 - ``mu_std ~ Normal(means_loc, means_scale)``, shape ``(K, D)``.
 - ``sd_std ~ HalfNormal(sd_scale)``: shape ``(K, D)`` (full, diag), ``(K,)``
   (spherical) or ``(D,)`` (tied).
@@ -227,7 +230,9 @@ def build_gmm_model(
         ============================  ===============================================
         key                           meaning (default)
         ============================  ===============================================
-        ``weights_concentration``     Dirichlet alpha, float or (K,) (1.0)
+        ``weights_concentration``     Dirichlet alpha, float or (K,) (1.0), or a
+                                      hyperprior: ``"sparse"`` (Gamma(10, 10 K)) or
+                                      ``("gamma", shape, rate)``
         ``means_loc``                 Normal centre of the means (data mean)
         ``means_scale``               Normal scale of the means (2 x data sd)
         ``sd_scale``                  HalfNormal scale of the component sds (data sd)
@@ -242,7 +247,9 @@ def build_gmm_model(
     Returns
     -------
     pymc.Model
-        Free variables ``w`` (K,; absent when K = 1), ``mu_std`` (K, D), ``sd_std`` and, for
+        Free variables ``alpha`` (with a concentration hyperprior; data container
+        ``concentration_prior`` holds its shape and rate), ``w`` (K,; absent
+        when K = 1), ``mu_std`` (K, D), ``sd_std`` and, for
         ``full``/``tied`` with ``D > 1``, ``cpc_u``; data containers ``X_std``,
         ``weights_concentration``, ``means_loc``, ``means_scale``, ``sd_scale``,
         ``lkj_eta``, ``reg_diag``, and the standardization ``center`` and
@@ -315,6 +322,10 @@ def model_from_data(md: ModelData, n_components: int, covariance_type: str) -> p
         s_scale = pm.Data("sd_scale", md.sd_scale)
         eta = pm.Data("lkj_eta", np.asarray(md.lkj_eta, dtype=float))
 
+        if md.concentration_prior is not None:
+            # a sampled symmetric concentration (sparse finite mixture): alpha ~ Gamma
+            hyper = pm.Data("concentration_prior", md.concentration_prior)
+            alpha = pm.Gamma("alpha", alpha=hyper[0], beta=hyper[1]) * pt.ones((K,))
         # one component: the weight is 1, not a random variable
         w = pm.Dirichlet("w", a=alpha, shape=(K,)) if K > 1 else pt.ones((1,))
         mu = pm.Normal("mu_std", mu=m_loc, sigma=m_scale, shape=(K, D))

@@ -260,6 +260,8 @@ def unconstrained_from_raw(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     if "cpc_u" in raw:
         u = np.asarray(raw["cpc_u"], dtype=float)
         out["cpc_u_logodds__"] = np.log(u) - np.log1p(-u)
+    if "alpha" in raw:  # a sampled concentration (log transform)
+        out["alpha_log__"] = np.log(np.asarray(raw["alpha"], dtype=float))
     return out
 
 
@@ -294,4 +296,6 @@ def raw_from_unconstrained(values: Mapping[str, np.ndarray]) -> dict[str, np.nda
         out["w"] = full / full.sum(axis=-1, keepdims=True)
     if "cpc_u_logodds__" in values:
         out["cpc_u"] = 1.0 / (1.0 + np.exp(-np.asarray(values["cpc_u_logodds__"], dtype=float)))
+    if "alpha_log__" in values:  # a sampled concentration
+        out["alpha"] = np.exp(np.asarray(values["alpha_log__"], dtype=float))
     return out

@@ -27,7 +27,9 @@ from bayesgmm.bayes.params import params_from_raw
 __all__ = [
     "COVARIANCE_TYPES",
     "PRIOR_KEYS",
+    "SPARSE_SHAPE",
     "ModelData",
+    "concentration_hyperprior",
     "model_data",
     "parameter_layout",
     "prior_model_data",
@@ -40,7 +42,9 @@ __all__ = [
 #: Prior keys accepted by ``priors=``, with a one-line meaning each.
 PRIOR_KEYS: dict[str, str] = {
     "weights_concentration": (
-        "Dirichlet concentration of the weights: float > 0 or array (n_components,); default 1.0"
+        "Dirichlet concentration of the weights: float > 0 or array (n_components,), or a "
+        "hyperprior on one symmetric concentration alpha: \"sparse\" (alpha ~ Gamma(10, "
+        "10 n_components), Malsiner-Walli et al. 2016) or (\"gamma\", shape, rate); default 1.0"
     ),
     "means_loc": "centre of the Normal prior of the means, data units; default: the data mean",
     "means_scale": (
@@ -56,6 +60,75 @@ PRIOR_KEYS: dict[str, str] = {
 _DEFAULT_MEANS_SCALE = 2.0
 _DEFAULT_LKJ_ETA = 2.0
 _DEFAULT_CONCENTRATION = 1.0
+#: Shape ``a`` of the "sparse" hyperprior ``alpha ~ Gamma(a, a K)`` (Malsiner-Walli,
+#: Fruhwirth-Schnatter and Grun 2016, section 2.2): prior mean ``1 / K``, sd ``1 / (K sqrt(a))``.
+SPARSE_SHAPE = 10.0
+
+
+def concentration_hyperprior(value: Any, n_components: int) -> np.ndarray | None:
+    """The Gamma hyperprior ``(shape, rate)`` of a sampled concentration, or None if fixed.
+
+    Parameters
+    ----------
+    value : float, array, str or tuple
+        The ``weights_concentration`` setting: ``"sparse"`` (``Gamma(10, 10 K)``),
+        ``("gamma", shape, rate)``, or a fixed float/array (returns None).
+    n_components : int
+        ``K``.
+
+    Returns
+    -------
+    ndarray of shape (2,) or None
+        ``[shape, rate]`` of ``alpha ~ Gamma(shape, rate)`` (rate: inverse scale).
+
+    Raises
+    ------
+    ValueError
+        On an unknown string, a malformed tuple, non-positive shape or rate, or
+        a sampled concentration with one component.
+
+    Examples
+    --------
+    >>> concentration_hyperprior("sparse", 10).tolist()
+    [10.0, 100.0]
+    >>> concentration_hyperprior(("gamma", 2, 4), 3).tolist()
+    [2.0, 4.0]
+    >>> concentration_hyperprior(0.5, 3) is None
+    True
+    """
+    if isinstance(value, str):
+        if value != "sparse":
+            raise ValueError(
+                f"priors['weights_concentration'] as a string must be 'sparse'; got {value!r}. "
+                "Give a float, an array, 'sparse' or ('gamma', shape, rate)."
+            )
+        out = np.array([SPARSE_SHAPE, SPARSE_SHAPE * int(n_components)])
+    elif isinstance(value, tuple | list) and len(value) > 0 and isinstance(value[0], str):
+        if value[0] != "gamma" or len(value) != 3:
+            raise ValueError(
+                "priors['weights_concentration'] as a tuple must be ('gamma', shape, rate); "
+                f"got {value!r}."
+            )
+        try:
+            out = np.array([float(value[1]), float(value[2])])
+        except (TypeError, ValueError):
+            raise ValueError(
+                "priors['weights_concentration'] = ('gamma', shape, rate) needs two numbers; "
+                f"got {value!r}."
+            ) from None
+        if not np.all(np.isfinite(out)) or np.any(out <= 0):
+            raise ValueError(
+                "priors['weights_concentration'] = ('gamma', shape, rate) needs shape > 0 and "
+                f"rate > 0; got {value!r}."
+            )
+    else:
+        return None
+    if int(n_components) < 2:
+        raise ValueError(
+            "priors['weights_concentration'] with a hyperprior needs n_components >= 2 (one "
+            f"component has no weights); got n_components={n_components}."
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -83,6 +156,10 @@ class ModelData:
         LKJ shape.
     reg_diag : ndarray of shape (n_features,)
         ``reg_covar`` in standardized units, added to every variance.
+    concentration_prior : ndarray of shape (2,) or None, default=None
+        ``[shape, rate]`` when the symmetric concentration ``alpha`` is sampled
+        (``alpha ~ Gamma(shape, rate)``, ``w ~ Dirichlet(alpha, ..., alpha)``);
+        ``weights_concentration`` then holds the prior mean, for display only.
     """
 
     X_std: np.ndarray
@@ -94,6 +171,7 @@ class ModelData:
     sd_scale: np.ndarray
     lkj_eta: float
     reg_diag: np.ndarray
+    concentration_prior: np.ndarray | None = None
 
     @property
     def has_missing(self) -> bool:
@@ -112,7 +190,8 @@ class ModelData:
         dict
             ``{name: value}`` for ``X_std``, ``weights_concentration``,
             ``means_loc``, ``means_scale``, ``sd_scale``, ``lkj_eta``,
-            ``reg_diag`` and, with missing entries, ``observed_mask``.
+            ``reg_diag``, with missing entries ``observed_mask`` and, with a
+            sampled concentration, ``concentration_prior``.
         """
         missing = np.isnan(self.X_std)
         values = {
@@ -126,6 +205,8 @@ class ModelData:
         }
         if missing.any():
             values["observed_mask"] = (~missing).astype(float)
+        if self.concentration_prior is not None:
+            values["concentration_prior"] = np.asarray(self.concentration_prior, dtype=float)
         return values
 
 
@@ -166,7 +247,8 @@ def resolve_priors(
         The given settings as float arrays (``weights_concentration`` of shape
         ``(n_components,)``, ``means_loc``, ``means_scale`` and ``sd_scale`` of
         shape ``(n_features,)`` or None for the data-based default,
-        ``lkj_eta`` a float).
+        ``lkj_eta`` a float), and ``concentration_prior``: ``[shape, rate]``
+        of a sampled concentration (:func:`concentration_hyperprior`) or None.
 
     Raises
     ------
@@ -187,13 +269,15 @@ def resolve_priors(
             f"Unknown prior name(s) {unknown} in priors; expected keys among "
             f"{sorted(PRIOR_KEYS)}."
         )
+    conc = priors.get("weights_concentration", _DEFAULT_CONCENTRATION)
+    hyper = concentration_hyperprior(conc, n_components)
     out: dict[str, Any] = {
-        "weights_concentration": _positive_array(
-            "weights_concentration",
-            priors.get("weights_concentration", _DEFAULT_CONCENTRATION),
-            n_components,
-            "one per component",
+        "weights_concentration": (
+            np.full(n_components, hyper[0] / hyper[1]) if hyper is not None
+            else _positive_array("weights_concentration", conc, n_components,
+                                 "one per component")
         ),
+        "concentration_prior": hyper,
         "means_loc": None,
         "means_scale": None,
         "sd_scale": None,
@@ -282,6 +366,7 @@ def model_data(
         sd_scale=sscale,
         lkj_eta=p["lkj_eta"],
         reg_diag=reg / scale**2,
+        concentration_prior=p["concentration_prior"],
     )
 
 
@@ -294,7 +379,8 @@ def _check_covariance_type(covariance_type: Any) -> str:
 
 
 def parameter_layout(
-    n_components: int, n_features: int, covariance_type: str
+    n_components: int, n_features: int, covariance_type: str,
+    sampled_concentration: bool = False,
 ) -> list[tuple[str, tuple[int, ...]]]:
     """Names and shapes of the unconstrained variables, in the model's order.
 
@@ -306,22 +392,30 @@ def parameter_layout(
         ``D``.
     covariance_type : {"full", "tied", "diag", "spherical"}
         Covariance structure.
+    sampled_concentration : bool, default=False
+        The Dirichlet concentration is a parameter (``alpha``, log-transformed),
+        placed first as in the PyMC model.
 
     Returns
     -------
     list of (str, tuple)
-        PyMC value-variable names (``w_simplex__``, ``mu_std``,
-        ``sd_std_log__``, ``cpc_u_logodds__``) with their shapes, in the
-        order of ``model.free_RVs``.
+        PyMC value-variable names (``alpha_log__`` with a sampled
+        concentration, ``w_simplex__``, ``mu_std``, ``sd_std_log__``,
+        ``cpc_u_logodds__``) with their shapes, in the order of
+        ``model.free_RVs``.
 
     Examples
     --------
     >>> [name for name, shape in parameter_layout(3, 2, "full")]
     ['w_simplex__', 'mu_std', 'sd_std_log__', 'cpc_u_logodds__']
+    >>> parameter_layout(3, 1, "diag", sampled_concentration=True)[0]
+    ('alpha_log__', ())
     """
     _check_covariance_type(covariance_type)
     K, D = int(n_components), int(n_features)
     out: list[tuple[str, tuple[int, ...]]] = []
+    if sampled_concentration:
+        out.append(("alpha_log__", ()))
     if K > 1:
         out.append(("w_simplex__", (K - 1,)))
     out.append(("mu_std", (K, D)))
@@ -411,6 +505,7 @@ def prior_model_data(
         sd_scale=p["sd_scale"],
         lkj_eta=p["lkj_eta"],
         reg_diag=reg,
+        concentration_prior=p["concentration_prior"],
     )
 
 
@@ -423,7 +518,9 @@ def sample_prior_raw(
     """Independent draws of the model's free variables from their prior.
 
     The variables of :mod:`bayesgmm.bayes.model`, standardized units:
-    ``w ~ Dirichlet(weights_concentration)`` (absent when K = 1),
+    with a sampled concentration ``alpha ~ Gamma(shape, rate)``
+    (``md.concentration_prior``) and ``w ~ Dirichlet(alpha, ..., alpha)``,
+    otherwise ``w ~ Dirichlet(weights_concentration)`` (absent when K = 1),
     ``mu_std ~ Normal(means_loc, means_scale)``, ``sd_std ~
     HalfNormal(sd_scale)`` (``mean(sd_scale)`` for ``spherical``; shape
     ``(K, D)``, ``(D,)`` tied, ``(K,)`` spherical) and, for ``full`` and
@@ -461,7 +558,17 @@ def sample_prior_raw(
     K, D = md.weights_concentration.size, md.means_loc.size
     size = int(size)
     raw: dict[str, np.ndarray] = {}
-    if K > 1:
+    if K > 1 and md.concentration_prior is not None:
+        shape, rate = md.concentration_prior
+        raw["alpha"] = rng.gamma(shape, 1.0 / rate, size=size)
+        # Dirichlet(alpha, ..., alpha) by normalised Gamma(alpha) draws; tiny alpha
+        # underflows to 0 in every component: those draws put all mass on the largest
+        # log-Gamma (Gamma(a) = Gamma(a + 1) U^(1/a), drawn on the log scale)
+        log_g = (np.log(rng.gamma(raw["alpha"][:, None] + 1.0, size=(size, K)))
+                 + np.log(rng.uniform(size=(size, K))) / raw["alpha"][:, None])
+        g = np.exp(log_g - log_g.max(axis=1, keepdims=True))
+        raw["w"] = g / g.sum(axis=1, keepdims=True)
+    elif K > 1:
         raw["w"] = rng.dirichlet(md.weights_concentration, size=size)
     raw["mu_std"] = md.means_loc + md.means_scale * rng.standard_normal((size, K, D))
     if covariance_type == "spherical":
