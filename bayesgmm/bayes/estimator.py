@@ -95,7 +95,11 @@ class BayesGMM(BaseGMM):
         Prior settings; keys ``weights_concentration`` (Dirichlet alpha, 1.0),
         ``means_loc`` (data mean), ``means_scale`` (2 x data sd), ``sd_scale``
         (HalfNormal scale of component sds, data sd), ``lkj_eta`` (2.0).
-        Unknown keys raise ``ValueError``.  Keep ``weights_concentration``
+        Unknown keys raise ``ValueError``.  ``weights_concentration="sparse"``
+        (or ``("gamma", shape, rate)``) samples one symmetric concentration
+        ``alpha ~ Gamma(10, 10 n_components)`` (posterior variable ``alpha``):
+        a sparse finite mixture, whose number of non-empty components
+        ``result_.n_clusters()`` gives (docs/n_clusters.md).  Keep ``weights_concentration``
         symmetric (one number): with unequal values (e.g. ``[3, 6]``) the
         simulation-based calibration found NUTS's posterior of the first
         weight too narrow for full and diag covariances (spherical stayed
@@ -329,6 +333,8 @@ class BayesGMM(BaseGMM):
             attrs={"method": self.method, "sampler": sampler if self.method == "nuts" else "",
                    "covariance_type": self.covariance_type},
         )
+        if "alpha" in out.raw:  # a sampled Dirichlet concentration (sparse finite mixture)
+            post["alpha"] = ((CHAIN, DRAW), np.asarray(out.raw["alpha"]).reshape(n_chain, n_draw))
         # one pass over blocks of observations (all draws each, bounded memory): the pointwise
         # log-likelihood (float32 for large fits), mean responsibilities and their interval
         summary = posterior.draw_summaries(
