@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_array
 
-from bayesgmm._constants import COVARIANCE_TYPES
+from bayesgmm._constants import COVARIANCE_TYPES, MCLUST_MODELS, SKLEARN_EQUIVALENTS
 
 __all__ = [
     "check_X",
@@ -269,6 +269,40 @@ def validate_choice(value: Any, name: str, choices: tuple[str, ...] | list[str])
     return value
 
 
-def validate_covariance_type(covariance_type: Any) -> str:
-    """Return ``covariance_type`` if it is one of full, tied, diag, spherical."""
+def validate_covariance_type(covariance_type: Any, *, mclust: bool = False) -> str:
+    """Return a valid ``covariance_type``: scikit-learn's four names or the 14 mclust models.
+
+    Parameters
+    ----------
+    covariance_type : str
+        The value given.
+    mclust : bool, default=False
+        Whether the caller fits all 14 mclust models (EMGMM). When false, the
+        four mclust names that are scikit-learn types (VVV, EEE, VVI, VII) are
+        accepted as aliases and returned as "full", "tied", "diag",
+        "spherical"; the other ten raise a ``ValueError`` that names the
+        supported ones.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> validate_covariance_type("EEE"), validate_covariance_type("VEV", mclust=True)
+    ('tied', 'VEV')
+    """
+    if mclust:
+        return validate_choice(covariance_type, "covariance_type",
+                               (*COVARIANCE_TYPES, *MCLUST_MODELS))
+    aliases = {model: kind for kind, model in SKLEARN_EQUIVALENTS.items()}
+    if isinstance(covariance_type, str) and covariance_type in aliases:
+        return aliases[covariance_type]
+    if isinstance(covariance_type, str) and covariance_type in MCLUST_MODELS:
+        names = ", ".join(f"{m} ({k})" for m, k in aliases.items())
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is an mclust model that only EMGMM fits; "
+            f"here covariance_type must be one of {list(COVARIANCE_TYPES)} or their mclust "
+            f"names {names}."
+        )
     return validate_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)

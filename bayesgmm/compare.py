@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from bayesgmm import em_dask
+from bayesgmm import em_dask, parsimonious
 from bayesgmm._validation import validate_choice, validate_prob
 from bayesgmm.bayes import relabel
 from bayesgmm.posterior import ESS_MIN, PARETO_K_MAX, RHAT_MAX
 from bayesgmm.results import GMMResult
 
-__all__ = ["Comparison", "MethodComparison", "compare", "fit_status"]
+__all__ = ["Comparison", "MethodComparison", "ModelK", "compare", "fit_status"]
 
 CRITERIA = ("aic", "bic", "icl", "waic", "loo")
 BAYES_METHODS = ("nuts", "fullrank_advi", "advi")
@@ -33,6 +33,21 @@ TABLE_COLUMNS = (
     "pareto_k_max", "waic_warning", "loo_warning", "r_hat_max", "divergences",
     "converged", "status", "warning",
 )
+
+
+class ModelK(NamedTuple):
+    """A pick of a table with a ``model`` level: the covariance model and K."""
+
+    model: str
+    K: int
+
+    def __str__(self) -> str:
+        return f"{self.model}, K={self.K}"
+
+
+def _pick_text(pick: Any) -> str:
+    """``"K=2"`` for a K, ``"VEV, K=2"`` for a :class:`ModelK`."""
+    return str(pick) if isinstance(pick, ModelK) else f"K={pick}"
 
 
 def _criterion_column(criterion: str) -> tuple[str, bool]:
@@ -51,13 +66,16 @@ class Comparison:
     ----------
     results : dict
         ``{(method, K): GMMResult or None}``; ``None`` marks a fit that failed.
+        Keys ``(method, model, K)`` compare covariance models too (mclust's
+        table, ``compare_k(..., covariance_type="all")``): the table then has
+        a ``model`` level and :meth:`best` returns a :class:`ModelK`.
     messages : dict, optional
         ``{(method, K): text}``: errors and warnings raised while fitting.
 
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per (method, K); see :data:`TABLE_COLUMNS`. Information
+        One row per (method, K) or (method, model, K); see :data:`TABLE_COLUMNS`. Information
         criteria are lower-is-better (scikit-learn's sign); ``elpd_*`` are
         higher-is-better; ``rank``, ``elpd_diff`` (``elpd - elpd_best``, so
         <= 0), ``dse`` and ``weight`` (stacking) come from
@@ -72,8 +90,8 @@ class Comparison:
     2
     """
 
-    results: dict[tuple[str, int], GMMResult | None]
-    messages: dict[tuple[str, int], str] = field(default_factory=dict)
+    results: dict[tuple, GMMResult | None]
+    messages: dict[tuple, str] = field(default_factory=dict)
     table: pd.DataFrame = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,29 +112,40 @@ class Comparison:
                 row.update(_row_of(result))
             rows[key] = row
         table = pd.DataFrame.from_dict(rows, orient="index", columns=list(TABLE_COLUMNS))
-        table.index = pd.MultiIndex.from_tuples(list(rows), names=["method", "K"])
+        table.index = pd.MultiIndex.from_tuples(list(rows), names=self._levels)
         table = table.sort_index()
         self._add_loo_comparison(table)
         for name in ("waic_warning", "loo_warning", "converged"):
             table[name] = table[name].astype("boolean")
         return table
 
+    @property
+    def has_models(self) -> bool:
+        """Whether the table compares covariance models (a ``model`` level)."""
+        return any(len(key) == 3 for key in self.results)
+
+    @property
+    def _levels(self) -> list[str]:
+        return ["method", "model", "K"] if self.has_models else ["method", "K"]
+
     def _add_loo_comparison(self, table: pd.DataFrame) -> None:
         for method in table.index.get_level_values("method").unique():
-            fits = {k: r for (m, k), r in self.results.items()
-                    if m == method and r is not None and r.is_bayesian and r.idata is not None}
+            fits = {key: r for key, r in self.results.items()
+                    if key[0] == method and r is not None and r.is_bayesian
+                    and r.idata is not None}
             if len(fits) < 2:
                 continue
             import arviz as az
 
             from bayesgmm.posterior import LOG_LIK_VAR
 
+            names = {",".join(str(part) for part in key[1:]): key for key in fits}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ranked = az.compare({str(k): r.idata for k, r in fits.items()},
+                ranked = az.compare({name: fits[key].idata for name, key in names.items()},
                                     var_name=LOG_LIK_VAR, round_to="none")
             for name, values in ranked.iterrows():
-                key = (method, int(name))
+                key = names[name]
                 for column in ("rank", "elpd_diff", "dse", "weight"):
                     table.loc[key, column] = float(values[column])
 
@@ -139,8 +168,8 @@ class Comparison:
         return None
 
     def best(self, criterion: str = "bic", method: str | None = None, *,
-             include_flagged: bool = False) -> int | None:
-        """Number of components K preferred by ``criterion``.
+             include_flagged: bool = False) -> int | ModelK | None:
+        """Number of components K (and covariance model) preferred by ``criterion``.
 
         Parameters
         ----------
@@ -160,8 +189,9 @@ class Comparison:
 
         Returns
         -------
-        int or None
-            ``None`` when no usable fit has that criterion.
+        int, ModelK or None
+            K; for a table with a ``model`` level, the :class:`ModelK`
+            ``(model, K)``; ``None`` when no usable fit has that criterion.
         """
         column, lower = _criterion_column(criterion)
         method = method or self._default_method(criterion, include_flagged)
@@ -171,15 +201,19 @@ class Comparison:
         values = table.loc[method, column].dropna()
         if values.empty:
             return None
-        return int(values.idxmin() if lower else values.idxmax())
+        pick = values.idxmin() if lower else values.idxmax()
+        if self.has_models:
+            return ModelK(str(pick[0]), int(pick[1]))
+        return int(pick)
 
-    def left_out(self) -> dict[tuple[str, int], str]:
+    def left_out(self) -> dict[tuple, str]:
         """Fits that :meth:`best` and :meth:`verdict` leave out by default, with the reasons.
 
         Returns
         -------
         dict
-            ``{(method, K): status}`` for every row whose status is not "ok".
+            ``{(method, K): status}`` (``(method, model, K)`` with a model
+            level) for every row whose status is not "ok".
         """
         return {key: status for key, status in self.table["status"].items() if status != "ok"}
 
@@ -198,7 +232,7 @@ class Comparison:
             K=3. By LOO (nuts), K=3 is within 1 se of the best." followed by
             the fits left out and why.
         """
-        picks: dict[int, list[str]] = {}
+        picks: dict[Any, list[str]] = {}
         for criterion in CRITERIA:
             k = self.best(criterion, include_flagged=include_flagged)
             if k is not None:
@@ -214,17 +248,18 @@ class Comparison:
         for k, names in sorted(picks.items(), key=lambda item: -len(item[1])):
             verb = "picks" if len(names) == 1 else ("agree on" if len(picks) == 1 else "pick")
             joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-            parts.append(f"{joined} {verb} K={k}")
+            parts.append(f"{joined} {verb} {_pick_text(k)}")
         text = "; ".join(parts) + "."
         loo_method = self._default_method("loo", include_flagged)
         best_loo = self.best("loo", include_flagged=include_flagged)
         if best_loo is not None:
             rows = self._usable(include_flagged).loc[loo_method]
-            close = [int(k) for k, row in rows.iterrows()
-                     if k != best_loo and pd.notna(row["elpd_diff"])
-                     and abs(row["elpd_diff"]) <= row["dse"]]
+            close = [(ModelK(str(k[0]), int(k[1])) if self.has_models else int(k))
+                     for k, row in rows.iterrows()
+                     if pd.notna(row["elpd_diff"]) and abs(row["elpd_diff"]) <= row["dse"]]
+            close = [k for k in close if k != best_loo]
             if close:
-                ks = ", ".join(f"K={k}" for k in close)
+                ks = ", ".join(_pick_text(k) for k in close)
                 text += f" By LOO ({loo_method}), {ks} within 1 se of the best."
         return text + left_out
 
@@ -241,16 +276,25 @@ class Comparison:
                 f"{self.table.to_html(float_format=lambda v: f'{v:.3f}', na_rep='')}</div>")
 
     def plot(self, ax=None, **kwargs):
-        """Information criteria and elpd against K; see :func:`bayesgmm.plotting.plot_criteria`."""
+        """Information criteria and elpd against K; see :func:`bayesgmm.plotting.plot_criteria`.
+
+        A table with a ``model`` level gets mclust's plot instead, BIC against
+        K with one line per model (:func:`bayesgmm.plotting.plot_model_bic`).
+        """
+        if self.has_models:
+            from bayesgmm.plotting import plot_model_bic
+
+            return plot_model_bic(self, ax=ax, **kwargs)
         from bayesgmm.plotting import plot_criteria
 
         return plot_criteria(self, ax=ax, **kwargs)
 
 
-def _describe_left_out(left_out: dict[tuple[str, int], str]) -> str:
+def _describe_left_out(left_out: dict[tuple, str]) -> str:
     if not left_out:
         return ""
-    listed = "; ".join(f"{method} K={k} ({status})" for (method, k), status in left_out.items())
+    listed = "; ".join(f"{key[0]} {', '.join(map(str, key[1:-1]))}{', ' if len(key) == 3 else ''}"
+                       f"K={key[-1]} ({status})" for key, status in left_out.items())
     return f" Left out, as their fits fail their own checks: {listed}."
 
 
@@ -272,7 +316,9 @@ def _collapsed(result: GMMResult) -> list[int]:
     else:
         rounding = (rounding_variance(data.values)
                     if data is not None and not isinstance(given, str) else None)
-    return collapsed_from_full(weights, means, covs, result.covariance_type, result.n_obs,
+    kind = result.covariance_type
+    kind = parsimonious.collapse_kind(kind) if parsimonious.is_model(kind) else kind
+    return collapsed_from_full(weights, means, covs, kind, result.n_obs,
                                reg, floor_ratio=ratio, rounding=rounding).tolist()
 
 

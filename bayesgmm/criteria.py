@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayesgmm import parsimonious
+
 __all__ = ["aic", "bic", "icl", "n_parameters"]
 
 
@@ -20,8 +22,9 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
         Number of components K.
     n_features : int
         Number of features D.
-    covariance_type : {"full", "tied", "diag", "spherical"}
-        Covariance parametrisation.
+    covariance_type : str
+        "full", "tied", "diag", "spherical", or one of the 14 mclust models
+        (counted as mclust counts them, :func:`bayesgmm.parsimonious.n_parameters`).
 
     Returns
     -------
@@ -30,10 +33,12 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
 
     Examples
     --------
-    >>> n_parameters(3, 4, "full")
-    44
+    >>> n_parameters(3, 4, "full"), n_parameters(2, 4, "VEV")
+    (44, 26)
     """
     k, d = n_components, n_features
+    if parsimonious.is_model(covariance_type):
+        return parsimonious.n_parameters(covariance_type, k, d)
     cov_params = {
         "full": k * d * (d + 1) // 2,
         "tied": d * (d + 1) // 2,

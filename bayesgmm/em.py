@@ -44,6 +44,7 @@ import numpy as np
 from scipy import linalg
 from threadpoolctl import ThreadpoolController
 
+from bayesgmm import parsimonious
 from bayesgmm.initialization import initial_responsibilities, kmeans, working_scale
 
 __all__ = [
@@ -956,6 +957,7 @@ def run_em(
     tol: float,
     max_iter: int,
     callback=None,
+    model: str | None = None,
 ) -> tuple[EMState, EMInfo]:
     """Iterate EM from ``state`` until the mean log-likelihood gains less than ``tol``.
 
@@ -973,6 +975,9 @@ def run_em(
         Maximum number of iterations (0 returns ``state`` unchanged).
     callback : callable, optional
         Called as ``callback(iteration, mean_log_likelihood)`` after each pass.
+    model : str, optional
+        One of the 14 mclust models (:mod:`bayesgmm.parsimonious`); ``state``
+        is then a ``"full"`` state and every M-step is that model's.
 
     Returns
     -------
@@ -987,15 +992,20 @@ def run_em(
     if _has_nan(X):
         from bayesgmm import em_missing
 
+        if model is not None:
+            raise ValueError(f"covariance_type={model!r} (an mclust model) cannot be fitted to "
+                             "data with missing entries yet; use one of 'full', 'tied', "
+                             "'diag', 'spherical', or drop or impute the incomplete rows.")
         return em_missing.run_em(X, state, reg_covar=reg_covar, tol=tol, max_iter=max_iter,
                                  callback=callback)
-    frame = _Frame.of(X, state.covariance_type)
+    scale = state.covariance_type if model is None else parsimonious.scale_kind(model)
+    frame = _Frame.of(X, scale)
     runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)
     try:
         work, info = iterate(runner.run, frame.to_work(state), n_samples=X.shape[0],
                              log_jacobian=frame.log_jacobian, reg=frame.reg(reg_covar),
                              reg_covar=reg_covar, tol=tol, max_iter=max_iter,
-                             callback=callback)
+                             callback=callback, model=model)
     finally:
         runner.close()
     return frame.to_data(work), info
@@ -1003,7 +1013,7 @@ def run_em(
 
 def iterate(expectation, work: EMState, *, n_samples: int, log_jacobian: float,
             reg: np.ndarray, reg_covar: float, tol: float, max_iter: int,
-            callback=None) -> tuple[EMState, EMInfo]:
+            callback=None, model: str | None = None) -> tuple[EMState, EMInfo]:
     """The EM loop in working units, for complete and incomplete data alike.
 
     Parameters
@@ -1020,7 +1030,7 @@ def iterate(expectation, work: EMState, *, n_samples: int, log_jacobian: float,
         ``reg_covar`` in working units.
     reg_covar : float
         ``reg_covar`` as given (for the error message).
-    tol, max_iter, callback
+    tol, max_iter, callback, model
         As :func:`run_em`.
 
     Returns
@@ -1035,7 +1045,8 @@ def iterate(expectation, work: EMState, *, n_samples: int, log_jacobian: float,
     for iteration in range(1, max_iter + 1):
         total, stats = expectation(work)
         try:
-            work = stats.m_step(reg)
+            work = (stats.m_step(reg) if model is None
+                    else _constrained(stats.m_step(reg), model, n_samples, reg, work))
         except ValueError:
             raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
         current = total / n_samples - log_jacobian
@@ -1047,6 +1058,14 @@ def iterate(expectation, work: EMState, *, n_samples: int, log_jacobian: float,
             converged = True
             break
     return work, EMInfo(converged, len(trace), lower_bound, np.asarray(trace))
+
+
+def _constrained(full: EMState, model: str, n_samples: int, reg: np.ndarray,
+                 previous: EMState) -> EMState:
+    """The M-step of an mclust ``model`` from the full-covariance one (:mod:`parsimonious`)."""
+    covs = parsimonious.constrain(model, full.weights * n_samples, full.covariances,
+                                  previous.covariances, reg=reg)
+    return full._replace(covariances=covs, precisions_cholesky=precision_cholesky(covs, "full"))
 
 
 # --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayesgmm import criteria, em, em_dask
+from bayesgmm import criteria, em, em_dask, hc, parsimonious
 from bayesgmm._constants import COMPONENT, FEATURE, FEATURE_BIS, MISSING_OPTIONS, OBS
 from bayesgmm._validation import (
     check_distinct_rows,
@@ -89,7 +89,7 @@ def _as_result(
             name="responsibilities",
         ),
         log_likelihood=float(log_likelihood),
-        covariance_type=state.covariance_type,
+        covariance_type=fields.pop("covariance_type", state.covariance_type),
         **fields,
     )
 
@@ -241,7 +241,9 @@ class BaseGMM(DensityMixin, BaseEstimator):
     def _n_parameters(self) -> int:
         state = self._point_state()
         k, d = state.means.shape
-        return criteria.n_parameters(k, d, state.covariance_type)
+        model = getattr(self, "covariance_type", None)
+        kind = model if parsimonious.is_model(model) else state.covariance_type
+        return criteria.n_parameters(k, d, kind)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples from the fitted mixture.
@@ -299,10 +301,22 @@ class EMGMM(BaseGMM):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    covariance_type : str, default="full"
         "full": each component has its own covariance matrix; "tied": all
         share one; "diag": diagonal per component; "spherical": one variance
-        per component.
+        per component. Or one of the 14 mclust models "EII", "VII", "EEI",
+        "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV",
+        "VVV" (volume, shape, orientation equal, varying or identity;
+        :mod:`bayesgmm.parsimonious`; VII, VVI, EEE and VVV are spherical,
+        diag, tied and full): every M-step is then that model's (the
+        iterative ones warm-started from the last iteration, a generalised
+        EM), ``covariances_`` are (K, D, D) matrices of the model, and AIC/BIC
+        count parameters as mclust does. Their restarts are screened under
+        the nearest of the four scikit-learn types
+        (:func:`bayesgmm.parsimonious.screening_kind`) and run to convergence
+        under the model; run 0 starts from model-based hierarchical
+        clustering (``init_params="hc"``), mclust's default. Not yet for data
+        with missing entries or Dask arrays.
     tol : float, default=1e-7
         EM stops when the mean log-likelihood per sample gains less.
         Much tighter than scikit-learn's 1e-3: the engine is fast, and EM
@@ -330,7 +344,7 @@ class EMGMM(BaseGMM):
         Old Faithful at K=2, less than 100 plain restarts in most cells;
         :func:`bayesgmm.compare_k` uses 10, and so should any fit at K >= 3
         whose optimum matters.
-    init_params : {"auto", "kmeans", "k-means++", "random", "random_from_data"}, \
+    init_params : {"auto", "hc", "kmeans", "k-means++", "random", "random_from_data"}, \
 default="auto"
         How the runs start. Every start is computed on the z-scores of the
         data, so the fit does not depend on the units (see
@@ -355,6 +369,11 @@ default="auto"
         "k-means++" and "random_from_data" assign every row to its nearest
         seed (in standardized units) instead of starting each component from
         one row with covariance ``reg_covar``, a start that depends on the units.
+        ``"hc"``: run 0 starts from model-based agglomerative hierarchical
+        clustering of the standardized data with the VVV criterion (Fraley
+        1998; :mod:`bayesgmm.hc`, mclust's default start; data above 2,000
+        rows are clustered on a random subsample of 2,000); further runs from
+        k-means++. Under ``"auto"`` the mclust models also start run 0 there.
     weights_init : array-like of shape (n_components,), optional
         Initial weights (replace the estimate from ``init_params``).
     means_init : array-like of shape (n_components, n_features), optional
@@ -452,18 +471,18 @@ default="auto"
 
     def _validate_params(self) -> None:
         validate_int(self.n_components, "n_components")
-        validate_covariance_type(self.covariance_type)
+        validate_covariance_type(self.covariance_type, mclust=True)
         validate_positive(self.tol, "tol", allow_zero=True)
         validate_positive(self.reg_covar, "reg_covar", allow_zero=True)
         validate_int(self.max_iter, "max_iter", minimum=0)
         validate_int(self.n_init, "n_init")
-        validate_choice(self.init_params, "init_params", INIT_PARAMS)
+        validate_choice(self.init_params, "init_params", (*INIT_PARAMS, "hc"))
         validate_int(self.verbose, "verbose", minimum=0)
         validate_int(self.verbose_interval, "verbose_interval")
         validate_choice(self.missing, "missing", MISSING_OPTIONS)
 
     def _validate_inits(self, n_features: int) -> dict[str, np.ndarray | None]:
-        k, d, kind = self.n_components, n_features, self.covariance_type
+        k, d, kind = self.n_components, n_features, self._kind
         out: dict[str, np.ndarray | None] = {}
         if self.weights_init is None:
             out["weights_init"] = None
@@ -507,6 +526,10 @@ default="auto"
             The fitted estimator.
         """
         if em_dask.is_dask_collection(X):  # map-reduce over row chunks: bayesgmm.em_dask
+            if self._model is not None:
+                raise ValueError(f"covariance_type={self.covariance_type!r} (an mclust model) "
+                                 "is not fitted on Dask arrays yet; use one of 'full', 'tied', "
+                                 "'diag', 'spherical', or a NumPy array.")
             return em_dask.fit(self, X)
         self._validate_params()
         arr = check_X(X, n_components=self.n_components, allow_nan=self._accepts_missing(),
@@ -555,6 +578,7 @@ default="auto"
         self._store(state, info)
         self.result_ = _as_result(
             state, resp, total, names, method="em", config=self._config(),
+            covariance_type=self.covariance_type,
             converged=bool(info.converged), n_iter=int(info.n_iter),
             data=data_array(arr, names),
         )
@@ -567,8 +591,15 @@ default="auto"
         spurious run loses to any sound one. The tuple is ``(key, state,
         info, responsibilities, collapsed components)``.
         """
+        model = self._model
+        if model is not None and start.covariance_type != "full":  # a screened start
+            k, d = start.means.shape
+            covs = em.full_covariances(start.covariances, start.covariance_type, k, d)
+            start = em.EMState(start.weights, start.means, covs,
+                               em.precision_cholesky(covs, "full"), "full")
         state, info = em.run_em(X, start, reg_covar=self.reg_covar, tol=self.tol,
-                                max_iter=self.max_iter, callback=self._progress(init))
+                                max_iter=self.max_iter, callback=self._progress(init),
+                                model=model)
         row_ll, resp = em.e_step(X, state)
         collapsed = self._collapsed(state, X.shape[0])
         key = (collapsed.size == 0, float(row_ll.sum()))
@@ -591,7 +622,7 @@ default="auto"
             if not sound:
                 break
             resp = best[3] if sub is X else em.e_step(sub, state)[1]
-            moves = split_merge_starts(sub, resp, self.covariance_type)
+            moves = split_merge_starts(sub, resp, self._screen_kind)
             resp, bound, sound = self._halve(sub, moves, SMEM_RUNS)
             previous = best
             for start in self._select(sub, resp, bound, sound, SMEM_RUNS):
@@ -610,13 +641,12 @@ default="auto"
         ``init_params``, one run, given initial values, or one component).
         """
         common = dict(reg_covar=self.reg_covar, rng=rng)
-        k, kind = self.n_components, self.covariance_type
-        plain = [restart_kind(self.init_params, r) for r in range(n_init)]
+        k = self.n_components
+        plain = [self._restart_kind(r) for r in range(n_init)]
         if (self.init_params != "auto" or n_init == 1
                 or any(value is not None for value in inits.values())):
-            return [em.init_state(X, k, kind, init_params=name, **common, **inits)
-                    for name in plain], None
-        first = em.init_state(X, k, kind, init_params="hierarchical", **common)
+            return [self._init_state(X, name, common, inits) for name in plain], None
+        first = self._init_state(X, plain[0], common, {})
         if k == 1:  # every start is the same: one run
             return [first], None
         sub = X  # screening on a random subsample keeps its cost flat in N
@@ -624,8 +654,8 @@ default="auto"
             sub = X[np.sort(rng.choice(X.shape[0], SCREEN_MAX_ROWS, replace=False))]
         if np.isnan(sub).any():  # as in em.init_state: missing entries at the column mean
             sub = np.where(np.isnan(sub), np.nanmean(sub, axis=0), sub)
-        pool = candidate_starts(sub, k, (n_init - 1) * SCREEN_CANDIDATES, rng, kind,
-                                SCREEN_KINDS)
+        pool = candidate_starts(sub, k, (n_init - 1) * SCREEN_CANDIDATES, rng,
+                                self._screen_kind, SCREEN_KINDS)
         resp, bound, sound = self._halve(sub, pool, n_init - 1)
         # One split-and-merge move from the best candidate, taken to convergence: the
         # local maxima that restarts keep falling into are one such move from better ones.
@@ -636,8 +666,7 @@ default="auto"
                                   for a, b in zip((resp, bound, sound), screened, strict=True))
         candidates = self._select(sub, resp, bound, sound, n_init - 1)
         while len(candidates) < n_init - 1:  # every candidate broke down: plain starts
-            candidates.append(em.init_state(X, k, kind, init_params=plain[len(candidates) + 1],
-                                            **common))
+            candidates.append(self._init_state(X, plain[len(candidates) + 1], common, {}))
         return [first, *candidates], sub
 
     def _iterate(self, X: np.ndarray, resp: np.ndarray,
@@ -648,8 +677,8 @@ default="auto"
         (:func:`bayesgmm.initialization.batched_sound`, all starts at once).
         """
         n_iter = min(n_iter, max(self.max_iter, 1))
-        out, bound = batched_em(X, resp, self.covariance_type, self.reg_covar, n_iter)
-        sound = batched_sound(X, out, self.covariance_type, self.reg_covar,
+        out, bound = batched_em(X, resp, self._screen_kind, self.reg_covar, n_iter)
+        sound = batched_sound(X, out, self._screen_kind, self.reg_covar,
                               getattr(self, "_rounding", None))
         return out, bound, sound & np.isfinite(bound)
 
@@ -672,8 +701,12 @@ default="auto"
 
     def _collapsed(self, state: em.EMState, n_samples: int) -> np.ndarray:
         """Collapsed components of ``state`` (few points, the floor, singular, below rounding)."""
-        return em.collapsed_components(state, n_samples, self.reg_covar,
-                                       rounding=getattr(self, "_rounding", None))
+        if self._model is None or state.covariance_type != "full":
+            return em.collapsed_components(state, n_samples, self.reg_covar,
+                                           rounding=getattr(self, "_rounding", None))
+        return em.collapsed_from_full(state.weights, state.means, state.covariances,
+                                      parsimonious.collapse_kind(self._model), n_samples,
+                                      self.reg_covar, rounding=getattr(self, "_rounding", None))
 
     def _split_merge(self, X: np.ndarray, resp: np.ndarray, sound: np.ndarray) -> np.ndarray:
         """Split-and-merge starts from the best sound candidate, run to ``tol`` first.
@@ -683,13 +716,13 @@ default="auto"
         """
         for j in np.flatnonzero(sound)[:3]:
             try:
-                state = em.m_step(X, resp[j], self.covariance_type, self.reg_covar)
+                state = em.m_step(X, resp[j], self._screen_kind, self.reg_covar)
                 state, _ = em.run_em(X, state, reg_covar=self.reg_covar, tol=self.tol,
                                      max_iter=self.max_iter)
             except ValueError:
                 continue
             if self._collapsed(state, X.shape[0]).size == 0:
-                return split_merge_starts(X, em.e_step(X, state)[1], self.covariance_type)
+                return split_merge_starts(X, em.e_step(X, state)[1], self._screen_kind)
         return np.empty((0, *resp.shape[1:]))
 
     def _select(self, X: np.ndarray, resp: np.ndarray, bound: np.ndarray, sound: np.ndarray,
@@ -711,10 +744,59 @@ default="auto"
             if len(states) == keep:
                 break
             try:
-                states.append(em.m_step(X, resp[j], self.covariance_type, self.reg_covar))
+                states.append(em.m_step(X, resp[j], self._screen_kind, self.reg_covar))
             except ValueError:
                 continue
         return states
+
+    # ------------------------------------------------------------------
+    # The mclust models (bayesgmm.parsimonious) and the model-based hierarchical start
+    # ------------------------------------------------------------------
+
+    @property
+    def _model(self) -> str | None:
+        """The mclust model fitted, or None for scikit-learn's four types."""
+        return self.covariance_type if parsimonious.is_model(self.covariance_type) else None
+
+    @property
+    def _kind(self) -> str:
+        """The engine's covariance type: "full" (K, D, D) for every mclust model."""
+        return "full" if self._model is not None else self.covariance_type
+
+    @property
+    def _screen_kind(self) -> str:
+        """The type restart screening runs (:func:`bayesgmm.parsimonious.screening_kind`)."""
+        model = self._model
+        return self.covariance_type if model is None else parsimonious.screening_kind(model)
+
+    def _restart_kind(self, restart: int) -> str:
+        """The start of run ``restart``: "hc" for run 0 of the mclust models under "auto"."""
+        if self.init_params == "hc":
+            return "hc" if restart == 0 else "k-means++"
+        name = restart_kind(self.init_params, restart)
+        return "hc" if name == "hierarchical" and self._model is not None else name
+
+    def _init_state(self, X: np.ndarray, name: str, common: dict[str, Any],
+                    inits: dict[str, np.ndarray | None]) -> em.EMState:
+        """Starting state of kind ``name`` (``"hc"``: :func:`bayesgmm.hc.partition`)."""
+        k, kind = self.n_components, self._kind
+        if name != "hc" or all(value is not None for value in inits.values()):
+            name = "hierarchical" if name == "hc" else name
+            return em.init_state(X, k, kind, init_params=name, **common, **inits)
+        Z = np.where(np.isnan(X), np.nanmean(X, axis=0), X) if np.isnan(X).any() else X
+        rows, labels = hc.partition(Z, k, rng=common["rng"])
+        resp = np.zeros((X.shape[0], k))
+        resp[rows, labels] = 1.0
+        state = em.m_step(Z, resp, kind, self.reg_covar)
+        if inits.get("weights_init") is not None:
+            state = state._replace(weights=inits["weights_init"])
+        if inits.get("means_init") is not None:
+            state = state._replace(means=inits["means_init"])
+        if inits.get("precisions_init") is not None:
+            covs = em.covariances_from_precisions(inits["precisions_init"], kind)
+            state = state._replace(covariances=covs,
+                                   precisions_cholesky=em.precision_cholesky(covs, kind))
+        return state
 
     def _progress(self, init: int):
         if not self.verbose:
@@ -746,7 +828,7 @@ default="auto"
     def _point_state(self) -> em.EMState:
         check_is_fitted(self)
         return em.EMState(self.weights_, self.means_, self.covariances_,
-                          self.precisions_cholesky_, self.covariance_type)
+                          self.precisions_cholesky_, self._kind)
 
     def _config(self) -> dict[str, Any]:
         params = self.get_params()

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesgmm.compare import BAYES_METHODS, Comparison, fit_status
+from bayesgmm.compare import BAYES_METHODS, Comparison, ModelK, _pick_text, fit_status
 from bayesgmm.results import GMMResult
 
 __all__ = ["MAR_TEXT", "describe_method", "missing_tables", "report", "table_to_latex",
@@ -122,7 +122,12 @@ def describe_method(result: GMMResult) -> str:
     cov_words = {"full": "its own unrestricted covariance matrix",
                  "tied": "one covariance matrix shared by all components",
                  "diag": "its own diagonal covariance matrix",
-                 "spherical": "its own single variance (spherical covariance)"}[kind]
+                 "spherical": "its own single variance (spherical covariance)"}.get(kind)
+    if cov_words is None:  # one of the 14 mclust models (bayesgmm.parsimonious)
+        from bayesgmm.parsimonious import DESCRIPTIONS
+
+        cov_words = (f"a covariance of mclust's {kind} model ({DESCRIPTIONS[kind]}; "
+                     "Celeux and Govaert, 1995)")
     missing = (" Entries missing from the data (NaN) were integrated out of the likelihood, "
                "assumed missing at random: EM on the observed-data likelihood (Ghahramani "
                "and Jordan, 1994), whose log-likelihood AIC, BIC and ICL use."
@@ -535,9 +540,11 @@ def _comparison_sections(doc: _Document, cmp: Comparison) -> None:
               "Model selection: information criteria (lower is better) and elpd by WAIC and "
               "PSIS-LOO (higher is better), with LOO differences and stacking weights")
     warned = cmp.table["warning"][cmp.table["warning"] != ""]
-    for (method, k), text in warned.items():
-        doc.warning(f"{method}, K={k}: {text}")
-    doc.figure("criteria", lambda: cmp.plot(), "Information criteria and elpd against K")
+    for key, text in warned.items():
+        doc.warning(f"{key[0]}, {_pick_text(_pick_of(key))}: {text}")
+    doc.figure("criteria", lambda: cmp.plot(),
+               "BIC against K, one line per covariance model (mclust's sign)" if cmp.has_models
+               else "Information criteria and elpd against K")
 
 
 #: Whose pick is the headline: the most exact Bayesian method first (chosen by LOO), EM
@@ -549,20 +556,30 @@ def _criterion_of(method: str) -> str:
     return "bic" if method == "em" else "loo"
 
 
-def _picks(cmp: Comparison, include_flagged: bool) -> dict[str, tuple[int, GMMResult]]:
-    """Per method, the K its criterion picks and that fit, headline method first."""
+def _pick_of(key: tuple) -> Any:
+    """The pick named by a table key: K, or ``ModelK`` for ``(method, model, K)``."""
+    return ModelK(key[1], key[2]) if len(key) == 3 else key[1]
+
+
+def _key_of(method: str, pick: Any) -> tuple:
+    """The table key of ``method``'s ``pick`` (inverse of :func:`_pick_of`)."""
+    return (method, *pick) if isinstance(pick, ModelK) else (method, pick)
+
+
+def _picks(cmp: Comparison, include_flagged: bool) -> dict[str, tuple[Any, GMMResult]]:
+    """Per method, the K (or model and K) its criterion picks and that fit, headline first."""
     ok = {key: r for key, r in cmp.results.items() if r is not None}
     picks = {}
-    for method in dict.fromkeys(m for m, _ in ok):
+    for method in dict.fromkeys(key[0] for key in ok):
         k = cmp.best(_criterion_of(method), method=method, include_flagged=include_flagged)
-        if k is not None and (method, k) in ok:
-            picks[method] = (k, ok[(method, k)])
+        if k is not None and _key_of(method, k) in ok:
+            picks[method] = (k, ok[_key_of(method, k)])
     rank = {m: i for i, m in enumerate(HEADLINE_ORDER)}
     return dict(sorted(picks.items(), key=lambda item: rank.get(item[0], len(rank))))
 
 
 def _status(cmp: Comparison, method: str, k: int) -> list[str]:
-    status = str(cmp.table.loc[(method, k), "status"])
+    status = str(cmp.table.loc[_key_of(method, k), "status"])
     return [] if status == "ok" else status.split("; ")
 
 
@@ -589,12 +606,13 @@ def _choose_fits(doc: _Document, cmp: Comparison) -> list[tuple[GMMResult, str, 
         status = _status(cmp, method, k)
         doc.text(f"No headline: every fit fails at least one of its own checks (see the "
                  f"status column above). Shown below is the fit the headline rule picks when "
-                 f"failing fits are allowed, {method.upper()}, K={k} (best {criterion} among "
+                 f"failing fits are allowed, {method.upper()}, {_pick_text(k)} "
+                 f"(best {criterion} among "
                  f"the {method.upper()} fits), so that its failures can be read: "
                  f"{'; '.join(status)}. It is not an answer.")
         return [(result, "Best flagged fit (not an answer)", status)]
     method, (k, _) = next(iter(passing.items()))
-    label = f"{method.upper()}, K={k}"
+    label = f"{method.upper()}, {_pick_text(k)}"
     if method == "em":
         bayes = [m for m in cmp.table.index.get_level_values("method").unique() if m != "em"]
         why = (f"The headline answer is {label}: the K with the lowest BIC among the EM fits "
@@ -613,14 +631,15 @@ def _choose_fits(doc: _Document, cmp: Comparison) -> list[tuple[GMMResult, str, 
         criterion = _criterion_of(m)
         k_any = cmp.best(criterion, method=m, include_flagged=True)
         if k_any is not None and k_any != k_ok:
-            notes.append(f"{m.upper()}, K={k_any} scores better by {criterion.upper()} but "
+            notes.append(f"{m.upper()}, {_pick_text(k_any)} scores better by "
+                         f"{criterion.upper()} but "
                          f"fails its checks ({'; '.join(_status(cmp, m, k_any))}), so it is "
                          f"not shown as an answer.")
-    for m in dict.fromkeys(m for m, _ in cmp.results):
+    for m in dict.fromkeys(key[0] for key in cmp.results):
         if m not in passing:
             notes.append(f"No {m.upper()} fit passes its diagnostics, so none is shown (see "
                          f"the status column above).")
-    secondary = [f"{m.upper()}, K={kk}" for m, (kk, _) in list(passing.items())[1:]]
+    secondary = [f"{m.upper()}, {_pick_text(kk)}" for m, (kk, _) in list(passing.items())[1:]]
     if secondary:
         notes.append("Secondary fits, each its method's pick among its passing fits, follow "
                      "for comparison: " + "; ".join(secondary) + ".")
