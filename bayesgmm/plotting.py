@@ -29,7 +29,6 @@ __all__ = [
     "plot_clusters",
     "plot_criteria",
     "plot_n_clusters",
-    "plot_model_bic",
     "plot_posterior_ellipses",
     "plot_ppc",
     "plot_rank",
@@ -607,69 +606,6 @@ def plot_criteria(comparison, ax=None, *, methods: Any = None, criteria: Any = N
     ax.annotate("WAIC and LOO as -2 elpd, bars ±2 se; stars mark each choice",
                 xy=(0.01, 0.01), xycoords="axes fraction", fontsize="x-small", color="0.4")
     ax.set_title("Choosing K")
-    ax.legend(frameon=False, fontsize="small", ncol=2)
-    return ax
-
-
-def plot_model_bic(comparison, ax=None, *, method: str = "em", criterion: str = "bic"):
-    """BIC against K with one line per covariance model, as mclust draws it.
-
-    Drawn on mclust's scale, ``-BIC`` (higher is better), so it reads as
-    mclust's ``plot(Mclust(...), what = "BIC")``; fits whose status is not
-    "ok" are drawn as open markers and the pick (:meth:`Comparison.best`) is
-    starred.
-
-    Parameters
-    ----------
-    comparison : Comparison
-        From :func:`bayesgmm.compare_k` with ``covariance_type="all"`` or a list
-        (a table with a ``model`` level).
-    ax : matplotlib Axes, optional
-        Where to draw.
-    method : str, default="em"
-        Whose rows to draw.
-    criterion : {"bic", "aic", "icl"}, default="bic"
-        The criterion on the vertical axis (negated).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    table = comparison.table
-    if "model" not in table.index.names:
-        raise ValueError("plot_model_bic needs a comparison of several covariance models: "
-                         "compare_k(..., covariance_type='all' or a list).")
-    if criterion not in ("aic", "bic", "icl"):
-        raise ValueError(f"criterion must be one of ['aic', 'bic', 'icl'], got {criterion!r}.")
-    if method not in table.index.get_level_values("method"):
-        raise ValueError(f"method {method!r} is not in the comparison; it has "
-                         f"{sorted(set(table.index.get_level_values('method')))}.")
-    ax = _axes(ax)
-    rows = table.loc[method]
-    models = list(dict.fromkeys(rows.index.get_level_values("model")))
-    colors = _colors(len(models))
-    markers = "os^vD<>phX*P8dH"
-    for i, model in enumerate(models):
-        part = rows.loc[model]
-        ks = part.index.to_numpy()
-        values = -part[criterion].to_numpy(dtype=float)
-        ok = (part["status"] == "ok").to_numpy()
-        marker = markers[i % len(markers)]
-        ax.plot(ks, values, color=colors[i], lw=1, marker=marker, ms=5, label=model)
-        ax.plot(ks[~ok], values[~ok], ls="", marker=marker, ms=5, mfc="white", color=colors[i])
-    best = comparison.best(criterion, method=method)
-    if best is not None:
-        value = -float(rows.loc[(best.model, best.K), criterion])
-        ax.plot(best.K, value, marker="*", ms=16, color="gold", mec="black", ls="")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("number of components K")
-    ax.set_ylabel(f"-{criterion.upper()} (mclust's sign: higher is better)")
-    ax.set_title(f"{criterion.upper()} by covariance model"
-                 + (f": {best.model}, K={best.K}" if best is not None else ""))
-    ax.annotate("open markers: fits that fail their checks", xy=(0.01, 0.01),
-                xycoords="axes fraction", fontsize="x-small", color="0.4")
     ax.legend(frameon=False, fontsize="small", ncol=2)
     return ax
 

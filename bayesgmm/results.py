@@ -77,11 +77,8 @@ class GMMResult:
     log_likelihood : float
         Total log-likelihood of the data at the point estimate (the
         posterior mean for Bayesian fits).
-    covariance_type : str
-        Covariance parametrisation that was fitted: "full", "tied", "diag",
-        "spherical", or the name of one of the 14 mclust models ("EII" ...
-        "VVV", :mod:`bayesgmm.parsimonious`; ``covariances`` are then full
-        matrices of that model, and ``n_parameters`` counts as mclust does).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance parametrisation that was fitted.
     method : str, default="em"
         "em", "advi", "fullrank_advi" or "nuts".
     config : dict, optional

@@ -146,3 +146,158 @@ def test_prior_draws_of_the_sparse_hyperprior():
     u = special.betainc(raw["alpha"], 5 * raw["alpha"], raw["w"][:, 0])
     assert stats.kstest(u, "uniform").pvalue > 1e-3
     assert_allclose(raw["w"].sum(axis=1), 1.0, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# the posterior of K+ from draws (fake posteriors: no sampling)
+# ---------------------------------------------------------------------------
+
+CENTRES = np.array([[0.0, 0.0], [8.0, 0.0], [4.0, 7.0]])
+
+
+def _three_clusters(n_per=100, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(c, 1.0, size=(n_per, 2)) for c in CENTRES])
+
+
+def _tree(X, w, m, c):
+    """A posterior tree (chain, draw, component, ...) as BayesGMM writes it."""
+    import xarray as xr
+
+    n_chain, n_draw, k, d = m.shape
+    feats = [f"x{i}" for i in range(d)]
+    coords = {"chain": np.arange(n_chain), "draw": np.arange(n_draw),
+              "component": np.arange(k), "feature": feats, "feature_bis": feats}
+    post = xr.Dataset({"weights": (("chain", "draw", "component"), w),
+                       "means": (("chain", "draw", "component", "feature"), m),
+                       "covariances": (("chain", "draw", "component", "feature",
+                                        "feature_bis"), c)}, coords=coords)
+    obs = xr.Dataset({"X": (("obs", "feature"), X)},
+                     coords={"obs": np.arange(len(X)), "feature": feats})
+    return xr.DataTree.from_dict({"posterior": post, "observed_data": obs})
+
+
+def _sparse_draws(n_chain=2, n_draw=50, k_max=6, extra_weight=None, seed=0):
+    """Draws of a K_max mixture: the three true clusters (shuffled over the K_max slots,
+    i.e. label switching), the other components far away with weight 1e-12, or, where
+    ``extra_weight[chain]`` is set, one extra component on top of cluster 0 with it."""
+    rng = np.random.default_rng(seed)
+    w = np.full((n_chain, n_draw, k_max), 1e-12)
+    m = np.tile(np.array([50.0, 50.0]), (n_chain, n_draw, k_max, 1))
+    m = m + rng.normal(size=m.shape)
+    c = np.tile(np.eye(2), (n_chain, n_draw, k_max, 1, 1))
+    for ch in range(n_chain):
+        for s in range(n_draw):
+            slots = rng.permutation(k_max)
+            w[ch, s, slots[:3]] = 1 / 3
+            m[ch, s, slots[:3]] = CENTRES + rng.normal(scale=0.05, size=(3, 2))
+            if extra_weight is not None and extra_weight[ch]:
+                w[ch, s, slots[3]] = extra_weight[ch]
+                m[ch, s, slots[3]] = CENTRES[0]
+    return w / w.sum(-1, keepdims=True), m, c
+
+
+def test_allocation_counts_average_the_responsibilities():
+    # independent reference: with one draw repeated, the mean count of component k
+    # over repeats is sum_n r_nk, r from scipy's normal densities
+    from bayesgmm.bayes.n_clusters import allocation_counts
+
+    X = np.array([[-1.0], [0.0], [0.3], [2.0], [5.0]])
+    w, mu, sd = np.array([0.3, 0.5, 0.2]), np.array([0.0, 1.0, 4.0]), np.array([1.0, 2.0, 1.5])
+    dens = w * stats.norm(mu, sd).pdf(X)
+    r = dens / dens.sum(axis=1, keepdims=True)
+    S = 20000
+    counts = allocation_counts(X, np.tile(w, (S, 1)), np.tile(mu[:, None], (S, 1, 1)),
+                               np.tile(sd[:, None, None] ** 2, (S, 1, 1, 1)), 0,
+                               budget=8 * S * 3 * 2)  # blocks of 2 observations
+    assert np.all(counts.sum(axis=1) == len(X))
+    se = np.sqrt((r * (1 - r)).sum(axis=0) / S)  # count variance: sum of Bernoulli ones
+    assert_allclose(counts.mean(axis=0), r.sum(axis=0), atol=5 * se.max())
+    # the same seed gives the same allocations
+    again = allocation_counts(X, np.tile(w, (S, 1)), np.tile(mu[:, None], (S, 1, 1)),
+                              np.tile(sd[:, None, None] ** 2, (S, 1, 1, 1)), 0,
+                              budget=8 * S * 3 * 2)
+    assert np.array_equal(counts, again)
+
+
+def test_n_clusters_counts_the_non_empty_components():
+    from bayesgmm.bayes.n_clusters import n_clusters, n_clusters_draws
+
+    X = _three_clusters()
+    w, m, c = _sparse_draws()
+    probs = n_clusters(_tree(X, w, m, c))
+    assert probs.index.tolist() == [3] and probs.iloc[0] == 1.0
+    assert probs.attrs["mode"] == 3 and probs.attrs["n_components"] == 6
+    # an extra component sharing cluster 0 with weight 0.1 takes points: K+ = 4
+    w4, m4, c4 = _sparse_draws(extra_weight=[0.1, 0.1])
+    kplus = n_clusters_draws(_tree(X, w4, m4, c4))
+    assert kplus.dims == ("chain", "draw") and np.all(kplus.values == 4)
+
+
+def test_chains_that_disagree_on_k_plus_are_flagged():
+    from bayesgmm.bayes.n_clusters import n_clusters_diagnostics
+    from bayesgmm.exceptions import DiagnosticsWarning
+
+    X = _three_clusters()
+    w, m, c = _sparse_draws(extra_weight=[0.1, None])  # chain 0 sees 4 clusters, chain 1 3
+    with pytest.warns(DiagnosticsWarning, match="disagree on the number of clusters"):
+        table = n_clusters_diagnostics(_tree(X, w, m, c))
+    assert table.attrs["chain_modes"] == [4, 3]
+    assert table.loc["n_clusters", "r_hat"] > 1.5
+    w, m, c = _sparse_draws(seed=1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DiagnosticsWarning)
+        # constant K+ = 3: R-hat is undefined (NaN), not a disagreement
+        table = n_clusters_diagnostics(_tree(X, w, m, c))
+    assert table.attrs["chain_modes"] == [3, 3]
+
+
+def test_identified_clusters_undo_label_switching():
+    from bayesgmm.bayes.n_clusters import identify_clusters
+
+    X = _three_clusters()
+    w, m, c = _sparse_draws(n_draw=40, k_max=8, seed=3)
+    tree = _tree(X, w, m, c)
+
+    class Fit:  # what identify_clusters reads of a GMMResult
+        idata, covariance_type = tree, "full"
+
+    ident = identify_clusters(Fit())
+    assert ident.n_clusters == 3 and ident.share == 1.0
+    means = ident.draws["means"].values  # (chain, draw, cluster, feature)
+    # every draw's clusters in one order (EM's): the spread over draws is the 0.05 jitter
+    assert means.std(axis=(0, 1)).max() < 0.2
+    order = np.argsort(means.mean(axis=(0, 1))[:, 0] + 10 * means.mean(axis=(0, 1))[:, 1])
+    assert_allclose(means.mean(axis=(0, 1))[order], CENTRES, atol=0.05)
+    assert_allclose(ident.draws["weights"].sum("cluster"), 1.0)
+    table = ident.summary()
+    assert {"mean", "sd", "lower", "upper", "r_hat", "ess_bulk"} <= set(table.columns)
+    assert len(table) == 3 + 3 * 2 + 3 * 4
+
+
+def test_bar_plot_of_the_posterior_of_k_plus():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from bayesgmm.plotting import plot_n_clusters
+
+    probs = pd.Series([0.1, 0.85, 0.05], index=pd.Index([2, 3, 4], name="n_clusters"))
+    probs.attrs["n_components"] = 10
+    ax = plot_n_clusters(probs)
+    heights = [bar.get_height() for bar in ax.patches]
+    assert_allclose(heights, [0.1, 0.85, 0.05])
+    assert "K_max = 10" in ax.get_title()
+    plt.close(ax.figure)
+
+
+def test_result_n_clusters_needs_a_posterior():
+    import bayesgmm as bg
+
+    em = bg.EMGMM(n_components=2, random_state=0).fit(_three_clusters(30))
+    with pytest.raises(ValueError, match="n_clusters"):
+        em.result_.n_clusters()
