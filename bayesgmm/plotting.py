@@ -29,6 +29,8 @@ __all__ = [
     "plot_clusters",
     "plot_criteria",
     "plot_n_clusters",
+    "plot_n_clusters",
+    "plot_model_bic",
     "plot_posterior_ellipses",
     "plot_ppc",
     "plot_rank",
@@ -610,6 +612,69 @@ def plot_criteria(comparison, ax=None, *, methods: Any = None, criteria: Any = N
     return ax
 
 
+def plot_model_bic(comparison, ax=None, *, method: str = "em", criterion: str = "bic"):
+    """BIC against K with one line per covariance model, as mclust draws it.
+
+    Drawn on mclust's scale, ``-BIC`` (higher is better), so it reads as
+    mclust's ``plot(Mclust(...), what = "BIC")``; fits whose status is not
+    "ok" are drawn as open markers and the pick (:meth:`Comparison.best`) is
+    starred.
+
+    Parameters
+    ----------
+    comparison : Comparison
+        From :func:`bayesgmm.compare_k` with ``covariance_type="all"`` or a list
+        (a table with a ``model`` level).
+    ax : matplotlib Axes, optional
+        Where to draw.
+    method : str, default="em"
+        Whose rows to draw.
+    criterion : {"bic", "aic", "icl"}, default="bic"
+        The criterion on the vertical axis (negated).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    table = comparison.table
+    if "model" not in table.index.names:
+        raise ValueError("plot_model_bic needs a comparison of several covariance models: "
+                         "compare_k(..., covariance_type='all' or a list).")
+    if criterion not in ("aic", "bic", "icl"):
+        raise ValueError(f"criterion must be one of ['aic', 'bic', 'icl'], got {criterion!r}.")
+    if method not in table.index.get_level_values("method"):
+        raise ValueError(f"method {method!r} is not in the comparison; it has "
+                         f"{sorted(set(table.index.get_level_values('method')))}.")
+    ax = _axes(ax)
+    rows = table.loc[method]
+    models = list(dict.fromkeys(rows.index.get_level_values("model")))
+    colors = _colors(len(models))
+    markers = "os^vD<>phX*P8dH"
+    for i, model in enumerate(models):
+        part = rows.loc[model]
+        ks = part.index.to_numpy()
+        values = -part[criterion].to_numpy(dtype=float)
+        ok = (part["status"] == "ok").to_numpy()
+        marker = markers[i % len(markers)]
+        ax.plot(ks, values, color=colors[i], lw=1, marker=marker, ms=5, label=model)
+        ax.plot(ks[~ok], values[~ok], ls="", marker=marker, ms=5, mfc="white", color=colors[i])
+    best = comparison.best(criterion, method=method)
+    if best is not None:
+        value = -float(rows.loc[(best.model, best.K), criterion])
+        ax.plot(best.K, value, marker="*", ms=16, color="gold", mec="black", ls="")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel(f"-{criterion.upper()} (mclust's sign: higher is better)")
+    ax.set_title(f"{criterion.upper()} by covariance model"
+                 + (f": {best.model}, K={best.K}" if best is not None else ""))
+    ax.annotate("open markers: fits that fail their checks", xy=(0.01, 0.01),
+                xycoords="axes fraction", fontsize="x-small", color="0.4")
+    ax.legend(frameon=False, fontsize="small", ncol=2)
+    return ax
+
+
 def _relabeled_tree(result):
     if not result.is_bayesian or result.idata is None:
         raise ValueError("trace and rank plots need a Bayesian fit (BayesGMM).")
@@ -661,6 +726,41 @@ def plot_rank(result, var_names=("weights", "means"), **kwargs):
     arviz_plots.PlotCollection
     """
     return _arviz_plot("plot_rank", result, var_names, **kwargs)
+
+
+def plot_n_clusters(result, ax=None, *, random_state: int | None = 0):
+    """Bar plot of the posterior of the number of non-empty components ``K+``.
+
+    Parameters
+    ----------
+    result : GMMResult or pandas.Series
+        A sparse-mixture fit (its :meth:`GMMResult.n_clusters` is drawn) or
+        that Series itself.
+    ax : matplotlib Axes, optional
+        Where to draw.
+    random_state : int or None, default=0
+        Seed of the allocations (a fit only).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import pandas as pd
+
+    probs = result if isinstance(result, pd.Series) else result.n_clusters(random_state)
+    ax = _axes(ax)
+    ks = np.asarray(probs.index, dtype=int)
+    bars = ax.bar(ks, probs.to_numpy(), color="C0", width=0.7)
+    for bar, p in zip(bars, probs.to_numpy(), strict=True):
+        ax.annotate(f"{p:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(ks)
+    ax.set_xlabel("number of non-empty components K+")
+    ax.set_ylabel("posterior probability")
+    k_max = probs.attrs.get("n_components")
+    ax.set_title("Posterior of the number of clusters"
+                 + (f" (K_max = {k_max})" if k_max else ""))
+    return ax
 
 
 def plot_n_clusters(result, ax=None, *, random_state: int | None = 0):

@@ -77,8 +77,11 @@ class GMMResult:
     log_likelihood : float
         Total log-likelihood of the data at the point estimate (the
         posterior mean for Bayesian fits).
-    covariance_type : {"full", "tied", "diag", "spherical"}
-        Covariance parametrisation that was fitted.
+    covariance_type : str
+        Covariance parametrisation that was fitted: "full", "tied", "diag",
+        "spherical", or the name of one of the 14 mclust models ("EII" ...
+        "VVV", :mod:`bayesgmm.parsimonious`; ``covariances`` are then full
+        matrices of that model, and ``n_parameters`` counts as mclust does).
     method : str, default="em"
         "em", "advi", "fullrank_advi" or "nuts".
     config : dict, optional
@@ -591,6 +594,34 @@ class GMMResult:
             name=OBSERVED_VAR,
             attrs={"method": self.method, "kind": "posterior predictive"},
         )
+
+    def n_clusters(self, random_state: int | None = 0) -> pd.Series:
+        """Posterior of the number of non-empty components ``K+`` (sparse finite mixtures).
+
+        For every posterior draw each observation is allocated to a component
+        drawn from its responsibilities, and the occupied components are
+        counted (Malsiner-Walli, Fruhwirth-Schnatter and Grun 2016).  Meant for
+        ``BayesGMM(n_components=K_max, priors={"weights_concentration":
+        "sparse"})``; see docs/n_clusters.md and
+        :mod:`bayesgmm.bayes.n_clusters` (diagnostics of ``K+`` and ``alpha``,
+        identified clusters).
+
+        Parameters
+        ----------
+        random_state : int or None, default=0
+            Seed of the allocations.
+
+        Returns
+        -------
+        pandas.Series
+            Index ``n_clusters`` (values of ``K+``), values the posterior
+            probabilities (summing to 1); ``attrs``: ``n_draws``, ``mode``,
+            ``n_components``.
+        """
+        self._require_posterior("n_clusters")
+        from bayesgmm.bayes import n_clusters
+
+        return n_clusters.n_clusters(self, random_state)
 
     def n_clusters(self, random_state: int | None = 0) -> pd.Series:
         """Posterior of the number of non-empty components ``K+`` (sparse finite mixtures).
