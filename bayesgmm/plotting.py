@@ -29,7 +29,6 @@ __all__ = [
     "plot_clusters",
     "plot_criteria",
     "plot_n_clusters",
-    "plot_n_clusters",
     "plot_model_bic",
     "plot_posterior_ellipses",
     "plot_ppc",
@@ -726,41 +725,6 @@ def plot_rank(result, var_names=("weights", "means"), **kwargs):
     arviz_plots.PlotCollection
     """
     return _arviz_plot("plot_rank", result, var_names, **kwargs)
-
-
-def plot_n_clusters(result, ax=None, *, random_state: int | None = 0):
-    """Bar plot of the posterior of the number of non-empty components ``K+``.
-
-    Parameters
-    ----------
-    result : GMMResult or pandas.Series
-        A sparse-mixture fit (its :meth:`GMMResult.n_clusters` is drawn) or
-        that Series itself.
-    ax : matplotlib Axes, optional
-        Where to draw.
-    random_state : int or None, default=0
-        Seed of the allocations (a fit only).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    import pandas as pd
-
-    probs = result if isinstance(result, pd.Series) else result.n_clusters(random_state)
-    ax = _axes(ax)
-    ks = np.asarray(probs.index, dtype=int)
-    bars = ax.bar(ks, probs.to_numpy(), color="C0", width=0.7)
-    for bar, p in zip(bars, probs.to_numpy(), strict=True):
-        ax.annotate(f"{p:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(ks)
-    ax.set_xlabel("number of non-empty components K+")
-    ax.set_ylabel("posterior probability")
-    k_max = probs.attrs.get("n_components")
-    ax.set_title("Posterior of the number of clusters"
-                 + (f" (K_max = {k_max})" if k_max else ""))
-    return ax
 
 
 def plot_n_clusters(result, ax=None, *, random_state: int | None = 0):

@@ -623,34 +623,6 @@ class GMMResult:
 
         return n_clusters.n_clusters(self, random_state)
 
-    def n_clusters(self, random_state: int | None = 0) -> pd.Series:
-        """Posterior of the number of non-empty components ``K+`` (sparse finite mixtures).
-
-        For every posterior draw each observation is allocated to a component
-        drawn from its responsibilities, and the occupied components are
-        counted (Malsiner-Walli, Fruhwirth-Schnatter and Grun 2016).  Meant for
-        ``BayesGMM(n_components=K_max, priors={"weights_concentration":
-        "sparse"})``; see docs/n_clusters.md and
-        :mod:`bayesgmm.bayes.n_clusters` (diagnostics of ``K+`` and ``alpha``,
-        identified clusters).
-
-        Parameters
-        ----------
-        random_state : int or None, default=0
-            Seed of the allocations.
-
-        Returns
-        -------
-        pandas.Series
-            Index ``n_clusters`` (values of ``K+``), values the posterior
-            probabilities (summing to 1); ``attrs``: ``n_draws``, ``mode``,
-            ``n_components``.
-        """
-        self._require_posterior("n_clusters")
-        from bayesgmm.bayes import n_clusters
-
-        return n_clusters.n_clusters(self, random_state)
-
     # ------------------------------------------------------------------
     # Tables and display
     # ------------------------------------------------------------------
