@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 import bayesgmm as bg
-from bayesgmm._constants import COVARIANCE_TYPES
+from bayesgmm._constants import COVARIANCE_TYPES, MCLUST_MODELS
 from bayesgmm.selection import METHODS
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_NO_FIT", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -686,10 +686,11 @@ def run_comparison(X: pd.DataFrame, ks: list[int], methods: tuple[str, ...],
         raise UsageError(_one_line(err)) from None
     failed = [key for key, r in cmp.results.items() if r is None]
     if len(failed) == len(cmp.results):
-        method, k = failed[0]
-        why = _one_line(cmp.messages.get((method, k), "")) or "no message"
+        key = failed[0]
+        why = _one_line(cmp.messages.get(key, "")) or "no message"
+        label = " ".join(map(str, key[:-1])) + f" K={key[-1]}"
         raise NoFitError(f"no fit succeeded ({len(failed)} tried), so no report was written; "
-                         f"{method} K={k}: {why}")
+                         f"{label}: {why}")
     shown = cmp.table[["loglik", "n_params", "aic", "bic", "icl", "elpd_loo", "se_loo"]]
     _say(shown.dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.2f}"))
     _say(cmp.verdict())
@@ -754,8 +755,12 @@ def _common(parser: argparse.ArgumentParser, methods: str, out: str) -> None:
                         help=f"comma-separated methods from {','.join(METHODS)} "
                              f"(default {methods})")
     parser.set_defaults(default_methods=methods)
-    parser.add_argument("--covariance", default="full", choices=COVARIANCE_TYPES,
-                        help="covariance type (default full)")
+    parser.add_argument("--covariance", default="full",
+                        choices=(*COVARIANCE_TYPES, *MCLUST_MODELS, "all"),
+                        help="covariance type (default full): full, tied, diag, spherical, "
+                             "one of mclust's 14 models EII ... VVV (EM only, but for VVV, "
+                             "EEE, VVI, VII), or 'all' for mclust's table of the 14 models "
+                             "by BIC (Bayesian methods fit the 4 they have)")
     parser.add_argument("--out", default=out,
                         help=f"output folder, created after the fits (default {out}); "
                              "an existing file is refused")
