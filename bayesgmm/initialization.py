@@ -44,6 +44,8 @@ candidate starts screened for the others cycle through :data:`AUTO_CYCLE`
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.cluster import hierarchy
 
@@ -452,7 +454,7 @@ def candidate_starts(
             if kind == "k-means++":
                 seeds = stacked_kmeans_plusplus(Z, k, m, rng)
             else:  # k distinct random rows per start
-                seeds = np.argsort(rng.random((m, n)), axis=1)[:, :k]
+                seeds = _smallest(rng.random((m, n)), k)
             labels = _nearest(Z, Z[seeds])
             labels[np.arange(m)[:, None], seeds] = np.arange(k)  # each seed in its own cell
         else:
@@ -460,6 +462,25 @@ def candidate_starts(
         out[slots[:, None], np.arange(n), labels] = 1.0
         hard[slots] = True
     return out[_first_of_each_partition(out, hard)]
+
+
+def _smallest(values: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` smallest entries of each row, smallest first.
+
+    ``np.argsort(values, axis=1)[:, :k]`` (for distinct values) without
+    sorting whole rows: a partition, then a sort of the ``k`` kept.
+    """
+    part = np.argpartition(values, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(values, part, axis=1),
+                                               axis=1), axis=1)
+
+
+@functools.cache
+def _triu(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(d)``, computed once per ``d`` (screening asks thousands of times)."""
+    iu, ju = np.triu_indices(d)
+    iu.flags.writeable = ju.flags.writeable = False
+    return iu, ju
 
 
 def _first_of_each_partition(resp: np.ndarray, hard: np.ndarray) -> np.ndarray:
@@ -470,10 +491,12 @@ def _first_of_each_partition(resp: np.ndarray, hard: np.ndarray) -> np.ndarray:
     present = labels[:, :, None] == np.arange(k)
     first = np.where(present.any(axis=1), present.argmax(axis=1), labels.shape[1])  # (s, k)
     rank = np.argsort(np.argsort(first, axis=1), axis=1)
-    canonical = np.take_along_axis(rank, labels, axis=1)
+    canonical = np.take_along_axis(rank, labels, axis=1).astype(np.min_scalar_type(k))
     keep = ~hard
-    _, firsts = np.unique(canonical[hard], axis=0, return_index=True)
-    keep[np.flatnonzero(hard)[firsts]] = True
+    firsts: dict[bytes, int] = {}  # what np.unique(axis=0, return_index=True) gives, unsorted
+    for j in np.flatnonzero(hard):
+        firsts.setdefault(canonical[j].tobytes(), j)
+    keep[list(firsts.values())] = True
     return np.flatnonzero(keep)
 
 
@@ -565,7 +588,7 @@ def _features(Z: np.ndarray, kind: str) -> np.ndarray:
     """
     n, d = Z.shape
     if kind in ("full", "tied"):
-        iu, ju = np.triu_indices(d)
+        iu, ju = _triu(d)
         second = Z[:, iu] * Z[:, ju]
     else:
         second = Z * Z
@@ -579,34 +602,71 @@ def _moments(features: np.ndarray, rt: np.ndarray, kind: str,
     Returns the weights (s, k), the means (s, k, d), and the covariances:
     (s, k, d, d) for full and tied (tied broadcast over k), variances
     (s, k, d) for diag and spherical, each with ``reg`` on the diagonal.
-    Second moments are raw (about 0, one product for every start): the
-    covariances carry an absolute error of ~``eps |z|^2`` (1e-15 in working
-    units), far below the soundness thresholds (1e-8 of the data's variance,
-    the floor), but a relative error ~``eps |mu|^2 / v`` for a component of
-    variance ``v``, which the engine avoids by centring (``em.m_step``):
-    enough to rank starts, not to report a fit.
+    Second moments are raw (about 0, one product for every start), which
+    costs a relative error ~``eps |mu|^2 / v`` in a component's variance
+    ``v`` (the engine centres: ``em.m_step``). Where that could exceed
+    ``eps`` * :data:`CENTRING_RATIO` (a component narrower than 1e-3 of
+    its distance from the data's mean, in working units: near-collapsed
+    ones), the scatter is recomputed about the component's mean
+    (:func:`_centred_scatter`), so the remaining error is ~1e-10 relative.
     """
     s, k, n = rt.shape
     stats = (rt.reshape(s * k, n) @ features.T).reshape(s, k, -1)
     d = reg.shape[0]
     nk = stats[..., 0] + 10 * np.finfo(float).eps  # (s, k)
     means = stats[..., 1:1 + d] / nk[..., None]
-    if kind in ("full", "tied"):
-        iu, ju = np.triu_indices(d)
+    full = kind in ("full", "tied")
+    if full:
+        iu, ju = _triu(d)
         second = np.empty((s, k, d, d))
         second[..., iu, ju] = second[..., ju, iu] = stats[..., 1 + d:]
         scatter = second - nk[..., None, None] * means[..., :, None] * means[..., None, :]
-        if kind == "tied":
-            cov = np.broadcast_to(scatter.sum(axis=1, keepdims=True)
-                                  / nk.sum(axis=1)[:, None, None, None], scatter.shape)
-        else:
-            cov = scatter / nk[..., None, None]
-        cov = cov + np.diag(reg)
+        spread = np.diagonal(scatter, axis1=2, axis2=3)
     else:
-        cov = stats[..., 1 + d:] / nk[..., None] - means**2 + reg  # (s, k, d)
+        scatter = stats[..., 1 + d:] - nk[..., None] * means**2  # (s, k, d)
+        spread = scatter
+    risky = (np.einsum("skd,skd->sk", means, means)
+             >= CENTRING_RATIO * (spread / nk[..., None] + reg).min(axis=2))
+    if risky.any():
+        scatter[risky] = _centred_scatter(features[1:1 + d], rt, means, risky, full)
+    if kind == "tied":
+        cov = np.broadcast_to(scatter.sum(axis=1, keepdims=True)
+                              / nk.sum(axis=1)[:, None, None, None], scatter.shape) + np.diag(reg)
+    elif full:
+        cov = scatter / nk[..., None, None] + np.diag(reg)
+    else:
+        cov = scatter / nk[..., None] + reg  # (s, k, d)
         if kind == "spherical":
             cov = np.repeat(cov.mean(axis=2, keepdims=True), d, axis=2)
     return nk / nk.sum(axis=1, keepdims=True), means, cov
+
+
+#: Raw second moments lose ``eps |mu|^2 / v`` of a variance ``v``: above this ratio
+#: of ``|mu|^2`` to the smallest variance (1e-10 relative error) :func:`_moments` centres.
+CENTRING_RATIO = 1e6
+
+
+def _centred_scatter(Zt: np.ndarray, rt: np.ndarray, means: np.ndarray, which: np.ndarray,
+                     full: bool) -> np.ndarray:
+    """Scatter about its own mean of every (start, component) marked in ``which``.
+
+    ``Zt`` is (d, n) (the data rows of :func:`_features`); returns (m, d, d)
+    for ``full``, else the (m, d) diagonal, for the ``m`` marked pairs in
+    ``np.nonzero`` order, in blocks that keep the (m, n, d) temporary small.
+    """
+    starts, comps = np.nonzero(which)
+    d, n = Zt.shape
+    out = np.empty((starts.size, d, d) if full else (starts.size, d))
+    block = max(1, BATCH_ELEMENTS // (n * d))
+    for lo in range(0, starts.size, block):
+        j, c = starts[lo:lo + block], comps[lo:lo + block]
+        centred = Zt.T[None] - means[j, c][:, None, :]  # (m, n, d)
+        weighted = centred * rt[j, c][..., None]
+        if full:
+            out[lo:lo + block] = np.swapaxes(weighted, 1, 2) @ centred
+        else:
+            out[lo:lo + block] = np.einsum("mnd,mnd->md", weighted, centred)
+    return out
 
 
 #: As the engine's ``em._EXPANSION_BOUND``: above this bound on ``max |z|^2 trace(P)``
@@ -630,7 +690,7 @@ def _em_block(features: np.ndarray, rt: np.ndarray, kind: str, reg: np.ndarray,
             inv_chol = np.linalg.inv(chol)
             prec = np.swapaxes(inv_chol, 2, 3) @ inv_chol  # (s, k, d, d)
             lin = np.einsum("skij,skj->ski", prec, means)
-            iu, ju = np.triu_indices(d)
+            iu, ju = _triu(d)
             coef[..., 1 + d:] = prec[..., iu, ju] * np.where(iu == ju, -0.5, -1.0)
             log_det = np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
             quad_mean = np.einsum("ski,ski->sk", means, lin)
@@ -650,9 +710,11 @@ def _em_block(features: np.ndarray, rt: np.ndarray, kind: str, reg: np.ndarray,
         coef[..., 0] = np.log(weights) - log_det - 0.5 * (quad_mean + d * np.log(2 * np.pi))
         log_prob = (coef.reshape(s * k, -1) @ features).reshape(s, k, n)
         for j, c in zip(*np.nonzero(risky), strict=True):  # exact, through the factor
+            # the constant afresh: coef[..., 0] holds -mu'P mu / 2, huge for these components,
+            # and adding it back would cost eps mu'P mu per row
             y = (features[1:1 + d].T - means[j, c]) @ inv_chol[j, c].T
-            log_prob[j, c] = coef[j, c, 0] + 0.5 * quad_mean[j, c] - 0.5 * np.einsum(
-                "nd,nd->n", y, y)
+            log_prob[j, c] = (np.log(weights[j, c]) - log_det[j, c]
+                              - 0.5 * (np.einsum("nd,nd->n", y, y) + d * np.log(2 * np.pi)))
         top = log_prob.max(axis=1, keepdims=True)
         log_prob -= top  # then exp in place, floored as in em._normalise_inplace
         rt = np.exp(np.maximum(log_prob, -700.0, out=log_prob), out=log_prob)

@@ -81,24 +81,31 @@ def test_ward_cut_is_cut_tree():
                                       hierarchy.cut_tree(tree, n_clusters=k)[:, 0])
 
 
-def test_batched_em_falls_back_to_the_factor_for_tight_components(monkeypatch):
-    # A component 1e-5 wide: max|z|^2 trace(P) ~ 1e10 > EXPANSION_BOUND, so its
-    # log-densities go through the Cholesky factor, as the engine's do. What remains is the
-    # stacked M-step's raw second moments: the tight variance v carries ~eps |mu|^2 / v
-    # relative error (~1e-6 here), 20 of 100 rows, ~4e-8 per row. Without the fallback the
-    # expanded form loses ~6e-7 per row: 2e-7 separates the two.
+def test_batched_em_is_exact_for_tight_components(monkeypatch):
+    # A component 1e-6 wide, 3 sd from the data's mean: in working units |mu|^2 / v ~ 1e13.
+    # Two things keep the stacked EM equal to the engine (which centres everything):
+    # its log-densities go through the Cholesky factor (max|z|^2 trace(P) ~ 1e14 >
+    # EXPANSION_BOUND), with the constant computed afresh (adding back mu'P mu / 2 ~ 1e12
+    # cost ~1e-5 per row), and its scatter is recomputed about its mean (|mu|^2 / v >
+    # CENTRING_RATIO; raw moments lose ~eps |mu|^2 / v ~ 1e-3 of v). Measured: 2.5e-11 per
+    # row with both, 6.5e-5 without the factor, 2.1e-6 without the centring; 1e-9 is the
+    # engine's own agreement with a naive scipy EM on these data (1e-11) with room.
     rng = np.random.default_rng(2)
-    X = np.vstack([rng.normal(size=(80, 2)), 3.0 + 1e-5 * rng.normal(size=(20, 2))])
+    X = np.vstack([rng.normal(size=(80, 2)), 3.0 + 1e-6 * rng.normal(size=(20, 2))])
     resp = np.zeros((1, 100, 2))
     resp[0, :80, 0] = resp[0, 80:, 1] = 1.0
     state, _ = em.run_em(X, em.m_step(X, resp[0], "full", 0.0), reg_covar=0.0, tol=0.0,
                          max_iter=3)
     reference = em.log_likelihood(X, state) / 100
     _, bound = initialization.batched_em(X, resp, "full", 0.0, 4)
-    assert abs(bound[0] - reference) < 2e-7
-    monkeypatch.setattr(initialization, "EXPANSION_BOUND", np.inf)
-    _, expanded = initialization.batched_em(X, resp, "full", 0.0, 4)
-    assert abs(expanded[0] - reference) > 2e-7
+    assert abs(bound[0] - reference) < 1e-9
+    with monkeypatch.context() as mp:
+        mp.setattr(initialization, "EXPANSION_BOUND", np.inf)
+        _, expanded = initialization.batched_em(X, resp, "full", 0.0, 4)
+    assert abs(expanded[0] - reference) > 1e-6
+    monkeypatch.setattr(initialization, "CENTRING_RATIO", np.inf)
+    _, raw = initialization.batched_em(X, resp, "full", 0.0, 4)
+    assert abs(raw[0] - reference) > 1e-7
 
 
 def test_screened_default_is_cheap_and_reaches_faithful(faithful):
