@@ -161,3 +161,18 @@ def test_no_import_circle_through_plotting_results_and_compare(module, forbidden
     # must not reach compare
     reached = _imported_closure(module)
     assert not reached & forbidden, sorted(reached & forbidden)
+
+
+def test_bayesian_stack_imports_nutpie_only_when_a_fit_samples_with_it():
+    # issue 16: nutpie imports ArviZ, arviz-plots and matplotlib; reaching BayesGMM,
+    # the inference module or the C-callback bridge must not pay for it
+    code = ("import bayesgmm as bg\n"
+            "bg.BayesGMM\n"
+            "from bayesgmm.bayes import inference, _nutpie_bridge\n"
+            "_nutpie_bridge.pack_arguments")
+    probe = (f"import sys\n{code}\n"
+             "print(sorted(m for m in ('nutpie', 'matplotlib', 'arviz_plots') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert out == "[]"

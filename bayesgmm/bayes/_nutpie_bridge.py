@@ -7,6 +7,11 @@ the GIL and run slower than one after the other (measured on iris, K=3: about
 is wrapped in a Numba ``cfunc`` with the signature nutpie's Rust core calls,
 so chains never touch Python while sampling.
 
+nutpie is imported when a fit first samples through it (:func:`_nutpie`), not
+when this module is imported: nutpie imports ArviZ, arviz-plots and
+matplotlib, which routes without nutpie (ADVI on the kernel) never need.
+``KernelModel`` (a subclass of nutpie's ``CompiledModel``) is defined then too.
+
 This uses nutpie's low-level model interface (``nutpie._lib``: ``LogpFunc``,
 ``ExpandFunc``, ``PyMcModel``, ``PySampler``), the same one nutpie's own PyMC
 backend builds on.  It is not a documented API, so it is guarded three ways:
@@ -43,8 +48,7 @@ from bayesgmm.bayes._kernel import (
     logp_callback,
 )
 
-__all__ = ["TESTED_NUTPIE", "KernelModel", "interface_problem", "kernel_model",
-           "pack_arguments"]
+__all__ = ["TESTED_NUTPIE", "interface_problem", "kernel_model", "pack_arguments"]
 
 #: nutpie releases whose private interface this module was tested with: [lower, upper).
 TESTED_NUTPIE = ((0, 16, 9), (0, 17, 0))
@@ -85,12 +89,36 @@ def _compiled_callbacks() -> tuple[Any, Any]:
             nb.cfunc(EXPAND_SIGNATURE, cache=True)(expand_callback))
 
 
-try:  # nutpie's low-level interface (not a documented API)
-    from nutpie import _lib
-    from nutpie.sample import CompiledModel
-except ImportError:  # pragma: no cover - depends on the installed nutpie
-    _lib, CompiledModel = None, object
 _NEEDED = ("LogpFunc", "ExpandFunc", "PyMcModel", "PyVariable", "PySampler")
+
+
+@functools.cache
+def _nutpie() -> tuple[Any, type]:
+    """Return nutpie's low-level module and its model base class (imported once, on first use).
+
+    Importing nutpie imports ArviZ with arviz-plots and matplotlib (about as
+    long as PyMC); routes that never sample with nutpie (ADVI on the kernel,
+    EM) do not pay for it. ``(None, object)`` when nutpie's low-level
+    interface (not a documented API) cannot be imported.
+    """
+    try:
+        from nutpie import _lib
+        from nutpie.sample import CompiledModel
+    except ImportError:  # pragma: no cover - depends on the installed nutpie
+        return None, object
+    return _lib, CompiledModel
+
+
+def __getattr__(name: str) -> Any:
+    # ``_lib``, ``CompiledModel`` and ``KernelModel`` are module attributes that
+    # import nutpie when first read (tests and callers may read them directly)
+    if name == "_lib":
+        return _nutpie()[0]
+    if name == "CompiledModel":
+        return _nutpie()[1]
+    if name == "KernelModel":
+        return _kernel_model_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -120,6 +148,7 @@ def interface_problem() -> str | None:
     >>> interface_problem() is None
     True
     """
+    _lib = _nutpie()[0]
     if _lib is None:
         return "nutpie's low-level module nutpie._lib could not be imported"
     version = str(getattr(_lib, "__version__", "unknown"))
@@ -146,69 +175,77 @@ def _no_transform_adapter(*args: Any, **kwargs: Any) -> Any:
     raise NotImplementedError("nutpie's transform adaptation is not available for this model.")
 
 
-@dataclass(frozen=True)
-class KernelModel(CompiledModel):  # type: ignore[misc, valid-type]
-    """A model for :func:`nutpie.sample` whose log-density is the C callback.
+@functools.cache
+def _kernel_model_class() -> type:
+    """:class:`KernelModel`, defined on first use (its base class is nutpie's)."""
+    _lib = _nutpie()[0]
 
-    Build it with :func:`kernel_model`.
+    @dataclass(frozen=True)
+    class KernelModel(_nutpie()[1]):  # type: ignore[misc, valid-type]
+        """A model for :func:`nutpie.sample` whose log-density is the C callback.
 
-    Attributes
-    ----------
-    names : list of str
-        Names of the pieces of the flat vector (stored as draws).
-    var_shapes : list of tuple
-        Their shapes.
-    buffer : ndarray
-        Data and settings, from :func:`pack_arguments` (kept alive here).
-    initial_point : callable
-        ``seed -> ndarray``, a chain's starting point.
-    """
+        Build it with :func:`kernel_model`.
 
-    names: list[str] = field(kw_only=True)
-    var_shapes: list[tuple[int, ...]] = field(kw_only=True)
-    buffer: np.ndarray = field(kw_only=True, repr=False)
-    initial_point: Callable[[Any], np.ndarray] = field(kw_only=True, repr=False)
+        Attributes
+        ----------
+        names : list of str
+            Names of the pieces of the flat vector (stored as draws).
+        var_shapes : list of tuple
+            Their shapes.
+        buffer : ndarray
+            Data and settings, from :func:`pack_arguments` (kept alive here).
+        initial_point : callable
+            ``seed -> ndarray``, a chain's starting point.
+        """
 
-    @property
-    def n_dim(self) -> int:
-        """Length of the flat unconstrained vector."""
-        return int(sum(int(np.prod(s)) for s in self.var_shapes))
+        names: list[str] = field(kw_only=True)
+        var_shapes: list[tuple[int, ...]] = field(kw_only=True)
+        buffer: np.ndarray = field(kw_only=True, repr=False)
+        initial_point: Callable[[Any], np.ndarray] = field(kw_only=True, repr=False)
 
-    @property
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shape of each stored piece."""
-        return dict(zip(self.names, self.var_shapes, strict=True))
+        @property
+        def n_dim(self) -> int:
+            """Length of the flat unconstrained vector."""
+            return int(sum(int(np.prod(s)) for s in self.var_shapes))
 
-    @property
-    def coords(self) -> dict[str, Any]:
-        """Integer coordinates of every dimension (bayesgmm labels the draws itself)."""
-        return {f"{name}_dim_{i}": np.arange(size)
-                for name, shape in zip(self.names, self.var_shapes, strict=True)
-                for i, size in enumerate(shape)}
+        @property
+        def shapes(self) -> dict[str, tuple[int, ...]]:
+            """Shape of each stored piece."""
+            return dict(zip(self.names, self.var_shapes, strict=True))
 
-    def _make_model(self, init_mean: Any) -> Any:
-        logp_cb, expand_cb = _compiled_callbacks()
-        ptr = self.buffer.ctypes.data
-        logp = _lib.LogpFunc(logp_cb.address, ptr, self)
-        expand = _lib.ExpandFunc(self.n_dim, self.n_dim, expand_cb.address, ptr, self)
-        dims = {name: [f"{name}_dim_{i}" for i in range(len(shape))]
-                for name, shape in zip(self.names, self.var_shapes, strict=True)}
-        coords = self.coords
-        dim_sizes = {dim: len(values) for dim, values in coords.items()}
-        variables = _lib.PyVariable.new_variables(
-            self.names, ["float64"] * len(self.names), [list(s) for s in self.var_shapes],
-            dim_sizes, dims,
-        )
-        return _lib.PyMcModel(logp, expand, variables, self.n_dim, dim_sizes, coords,
-                              self.initial_point, _no_transform_adapter)
+        @property
+        def coords(self) -> dict[str, Any]:
+            """Integer coordinates of every dimension (bayesgmm labels the draws itself)."""
+            return {f"{name}_dim_{i}": np.arange(size)
+                    for name, shape in zip(self.names, self.var_shapes, strict=True)
+                    for i, size in enumerate(shape)}
 
-    def _make_sampler(self, settings: Any, init_mean: Any, cores: int, progress_type: Any,
-                      extra_callback: Any, extra_callback_rate: Any, store: Any) -> Any:
-        return _lib.PySampler.from_pymc(settings, cores, self._make_model(init_mean),
-                                        progress_type, extra_callback, extra_callback_rate, store)
+        def _make_model(self, init_mean: Any) -> Any:
+            logp_cb, expand_cb = _compiled_callbacks()
+            ptr = self.buffer.ctypes.data
+            logp = _lib.LogpFunc(logp_cb.address, ptr, self)
+            expand = _lib.ExpandFunc(self.n_dim, self.n_dim, expand_cb.address, ptr, self)
+            dims = {name: [f"{name}_dim_{i}" for i in range(len(shape))]
+                    for name, shape in zip(self.names, self.var_shapes, strict=True)}
+            coords = self.coords
+            dim_sizes = {dim: len(values) for dim, values in coords.items()}
+            variables = _lib.PyVariable.new_variables(
+                self.names, ["float64"] * len(self.names), [list(s) for s in self.var_shapes],
+                dim_sizes, dims,
+            )
+            return _lib.PyMcModel(logp, expand, variables, self.n_dim, dim_sizes, coords,
+                                  self.initial_point, _no_transform_adapter)
+
+        def _make_sampler(self, settings: Any, init_mean: Any, cores: int, progress_type: Any,
+                          extra_callback: Any, extra_callback_rate: Any, store: Any) -> Any:
+            return _lib.PySampler.from_pymc(settings, cores, self._make_model(init_mean),
+                                            progress_type, extra_callback, extra_callback_rate,
+                                            store)
+
+    return KernelModel
 
 
-def kernel_model(density: Any, initial_point: Callable[[Any], np.ndarray]) -> KernelModel:
+def kernel_model(density: Any, initial_point: Callable[[Any], np.ndarray]) -> Any:
     """A nutpie model running the kernel of ``density`` without Python in the loop.
 
     Compiles the C callbacks on first use (cached on disk by Numba).
@@ -235,6 +272,6 @@ def kernel_model(density: Any, initial_point: Callable[[Any], np.ndarray]) -> Ke
     _compiled_callbacks()
     buffer = pack_arguments(density.kernel_args, density.n_dim)
     buffer.flags.writeable = False
-    return KernelModel(dims={}, names=list(density.names),
+    return _kernel_model_class()(dims={}, names=list(density.names),
                        var_shapes=[tuple(s) for s in density.shapes],
                        buffer=buffer, initial_point=initial_point)

@@ -37,6 +37,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# arviz_base first, while the stack is shallow and few modules are loaded: its
+# io_numpyro module asks lazy_loader for jax and numpyro, and for each one that
+# is not installed lazy_loader calls inspect.stack(), whose cost grows with the
+# stack depth times the modules loaded. Imported later, from inside nutpie's
+# import of ArviZ after PyMC, that took 4.9 s of a 10.5 s import of the Bayesian
+# stack (python -X importtime on the loaded 2-core machine, issue 16).
+import arviz_base  # noqa: F401
 import numpy as np
 import pymc as pm
 import pytensor
@@ -654,8 +661,13 @@ class LossWindowConvergence:
 def _advi_on_kernel(model: pm.Model, *, method: str, n_steps: int, draws: int,
                     random_seed: int, progressbar: bool,
                     init_raw: Mapping[str, np.ndarray] | None, tolerance: float,
-                    learning_rate: float, init_std: float) -> InferenceOutput:
-    """ADVI on the kernel's log-density (:func:`bayesgmm.bayes.vi.fit_advi`): no PyTensor."""
+                    learning_rate: float, init_std: float,
+                    batch_size: int | None = None) -> InferenceOutput:
+    """ADVI on the kernel's log-density (:mod:`bayesgmm.bayes.vi`): no PyTensor.
+
+    Full batch (:func:`~bayesgmm.bayes.vi.fit_advi`), or with ``batch_size``
+    rows per step (:func:`~bayesgmm.bayes.vi.fit_minibatch_advi`).
+    """
     t0 = time.perf_counter()
     density = model_log_density(model)
     start = (np.zeros(density.n_dim) if init_raw is None
@@ -663,32 +675,52 @@ def _advi_on_kernel(model: pm.Model, *, method: str, n_steps: int, draws: int,
     density.value_and_grad(start)  # compile, or load from Numba's disk cache
     t_compile = time.perf_counter() - t0
     rng = np.random.default_rng(random_seed)
+    minibatch = batch_size is not None and batch_size < density.n_rows
     bar = _advi_progress(n_steps, progressbar)
+    trace = None
     try:
-        approx = vi.fit_advi(density.value_and_grad, start, method=method, max_steps=n_steps,
-                             learning_rate=learning_rate, init_std=init_std,
-                             tolerance=tolerance, window=1000, rng=rng,
-                             progress=None if bar is None else bar.update_to)
+        if minibatch:
+            approx, trace = vi.fit_minibatch_advi(
+                density.value_and_grad_rows, start, density.n_rows, int(batch_size),
+                method=method, max_steps=n_steps, learning_rate=learning_rate,
+                init_std=init_std, tolerance=tolerance, window=1000,
+                value_and_grad=density.value_and_grad, rng=rng,
+                progress=None if bar is None else bar.update_to)
+        else:
+            approx = vi.fit_advi(density.value_and_grad, start, method=method,
+                                 max_steps=n_steps, learning_rate=learning_rate,
+                                 init_std=init_std, tolerance=tolerance, window=1000, rng=rng,
+                                 progress=None if bar is None else bar.update_to)
     finally:
         if bar is not None:
             bar.close()
     t_fit = time.perf_counter() - t0 - t_compile
     flat = approx.sample(draws, rng)
     raw = {k: v[None] for k, v in raw_from_unconstrained(density.unflatten(flat)).items()}
-    pareto_k = vi.importance_pareto_k(density.logp, approx, flat)
+    # one pass over the data per draw; large data: on every core (the kernel drops the GIL)
+    workers = min(os.cpu_count() or 1, 8) if density.n_rows * draws > 10**8 else 1
+    t_k = time.perf_counter()
+    pareto_k = vi.importance_pareto_k(density.logp, approx, flat, workers=workers)
+    t_pareto = time.perf_counter() - t_k
     hist = approx.loss
-    variational = xr.Dataset(
-        {"loss": (("step",), hist)},
-        attrs={"method": method, "engine": "kernel", "converged": int(approx.converged),
-               "pareto_k": pareto_k,
-               "n_steps": approx.n_steps, "max_steps": int(n_steps),
-               "tolerance": float(tolerance),
-               "final_elbo": float(-np.nanmean(hist[-1000:])) if hist.size else float("nan")},
-    )
+    attrs = {"method": method, "engine": "kernel", "converged": int(approx.converged),
+             "pareto_k": pareto_k,
+             "n_steps": approx.n_steps, "max_steps": int(n_steps),
+             "tolerance": float(tolerance),
+             "final_elbo": float(-np.nanmean(hist[-1000:])) if hist.size else float("nan")}
+    if trace is not None:
+        attrs.update({"batch_size": trace.batch_size, "n_epochs": trace.n_epochs,
+                      "n_decays": trace.n_decays,
+                      "final_learning_rate": trace.final_learning_rate,
+                      "stationary_step": trace.stationary_step,
+                      "moved": np.asarray(trace.moved, dtype=float),
+                      "control_variate": int(trace.control_variate),
+                      "n_anchors": trace.n_anchors})
+    variational = xr.Dataset({"loss": (("step",), hist)}, attrs=attrs)
     return InferenceOutput(
         raw=raw, sample_stats=None, variational=variational,
-        timing={"compile": t_compile, "sample": t_fit}, converged=approx.converged,
-        n_iter=approx.n_steps,
+        timing={"compile": t_compile, "sample": t_fit, "pareto_k": t_pareto},
+        converged=approx.converged, n_iter=approx.n_steps,
     )
 
 
@@ -777,6 +809,7 @@ def run_advi(
     init_std: float = 0.1,
     engine: str = "kernel",
     built_here: bool = False,
+    batch_size: int | None = None,
 ) -> InferenceOutput:
     """Fit mean-field or full-rank ADVI and draw from it.
 
@@ -817,16 +850,26 @@ def run_advi(
     built_here : bool, default=False
         As in :func:`run_nuts`: skip the graph comparison for a model fresh
         from :func:`bayesgmm.bayes.model.build_gmm_model`.
+    batch_size : int or None, default=None
+        Minibatch ADVI with at most this many rows per step
+        (:func:`bayesgmm.bayes.vi.fit_minibatch_advi`; kernel engine only);
+        None, or at least the number of rows: full batch.  If the kernel
+        route fails, the ``pm.fit`` fallback runs full batch.
 
     Returns
     -------
     InferenceOutput
-        ``raw`` with one chain; ``variational`` holds the loss trace.
+        ``raw`` with one chain; ``variational`` holds the loss trace (and,
+        for minibatches, what the schedule did: ``batch_size``, ``n_epochs``,
+        ``n_decays``, ``moved``, ...).
     """
     if method not in ("advi", "fullrank_advi"):
         raise ValueError(f"method must be 'advi' or 'fullrank_advi'; got {method!r}.")
     if engine not in ("kernel", "pymc"):
         raise ValueError(f"engine must be 'kernel' or 'pymc'; got {engine!r}.")
+    if batch_size is not None and engine == "pymc":
+        raise ValueError("batch_size needs engine='kernel' (minibatch ADVI runs on bayesgmm's "
+                         f"kernel; pm.fit here is full batch); got batch_size={batch_size!r}.")
     mismatch = _mismatch(model, built_here) if engine == "kernel" else None
     if mismatch is not None:
         warnings.warn(
@@ -840,11 +883,13 @@ def run_advi(
             return _advi_on_kernel(model, method=method, n_steps=n_steps, draws=draws,
                                    random_seed=random_seed, progressbar=progressbar,
                                    init_raw=init_raw, tolerance=tolerance,
-                                   learning_rate=learning_rate, init_std=init_std)
+                                   learning_rate=learning_rate, init_std=init_std,
+                                   batch_size=batch_size)
         except Exception as err:  # any failure of the fast route falls back to PyMC
             warnings.warn(
                 f"bayesgmm: ADVI on the fast log-density failed ({type(err).__name__}: {err}); "
-                "fitting the same model with pymc.fit instead (slower: PyTensor compiles it).",
+                "fitting the same model with pymc.fit instead (slower: PyTensor compiles it"
+                + ("; full batch: pm.fit does not use batch_size" if batch_size else "") + ").",
                 SamplerFallbackWarning,
                 stacklevel=3,
             )
