@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -669,10 +670,73 @@ def _controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _caller_blas_threads() -> int:
-    """The BLAS thread limit in force when EM is called (the caller's setting)."""
+def _blas_threads_now() -> int | None:
+    """The BLAS thread limit in force now (``None`` if threadpoolctl sees no BLAS)."""
     libs = _controller().select(user_api="blas").lib_controllers
-    return max([lib.num_threads for lib in libs if lib.num_threads], default=1)
+    return max([lib.num_threads for lib in libs if lib.num_threads], default=None)
+
+
+class _BlasThreads:
+    """The process's BLAS thread limit, shared by every EM pass that is running.
+
+    The limit is process-wide, so passes running at the same time in several
+    threads share one setting. The first pass to start (when none runs)
+    records the caller's limit and sets its own; passes that start while it
+    runs plan from the recorded caller's limit and set nothing. The thread
+    that set the limit restores it when its last pass ends, even if passes in
+    other threads still run (they then finish under the caller's limit):
+    OpenBLAS ignores a limit set from another thread once the main thread
+    has set one, so a restore from any other thread could be lost.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+        self.caller: int | None = None
+        self.limiter = None
+        self.owner: int | None = None
+        self.owner_depth = 0
+
+    def caller_threads(self) -> int | None:
+        """The caller's limit: recorded while passes run, read from BLAS otherwise."""
+        with self.lock:
+            if self.users:
+                return self.caller
+        return _blas_threads_now()
+
+    def acquire(self, threads: int) -> None:
+        """A pass starts and wants ``threads`` BLAS threads."""
+        me = threading.get_ident()
+        with self.lock:
+            if self.users == 0:
+                self.caller = _blas_threads_now()
+                self.owner = me
+                if self.caller is not None and threads != self.caller:
+                    self.limiter = _controller().limit(limits=threads, user_api="blas")
+            if me == self.owner:
+                self.owner_depth += 1
+            self.users += 1
+
+    def release(self) -> None:
+        """A pass ends (in the thread that started it)."""
+        with self.lock:
+            self.users -= 1
+            if threading.get_ident() == self.owner:
+                self.owner_depth -= 1
+                if self.owner_depth == 0:
+                    if self.limiter is not None:
+                        self.limiter.restore_original_limits()
+                    self.limiter, self.owner = None, None
+            if self.users == 0:
+                self.caller = None
+
+
+_BLAS = _BlasThreads()
+
+
+def _caller_blas_threads() -> int | None:
+    """The BLAS thread limit of EM's caller (``None`` if threadpoolctl sees no BLAS)."""
+    return _BLAS.caller_threads()
 
 
 def plan_threads(n: int, n_components: int, n_features: int, kind: str) -> tuple[int, int]:
@@ -680,7 +744,8 @@ def plan_threads(n: int, n_components: int, n_features: int, kind: str) -> tuple
 
     The budget is the caller's: at most the BLAS thread limit in force at
     the call (``OPENBLAS_NUM_THREADS``, ``threadpoolctl.threadpool_limits``,
-    ...) and the CPUs this process may run on, and at most 4. A pass whose
+    ...; the CPUs if threadpoolctl sees no BLAS library) and the CPUs this
+    process may run on, and at most 4. A pass whose
     work (``N K D`` products, ``N K D^2`` for full and tied covariances) is
     below :data:`_PARALLEL_MIN_WORK` runs on one thread; a larger one splits
     its rows into one block per thread, each thread's BLAS calls on one
@@ -699,7 +764,8 @@ def plan_threads(n: int, n_components: int, n_features: int, kind: str) -> tuple
     -------
     workers, blas_threads : int
     """
-    budget = max(1, min(4, len(os.sched_getaffinity(0)), _caller_blas_threads()))
+    caller = _caller_blas_threads()
+    budget = max(1, min(4, len(os.sched_getaffinity(0)), caller or 4))
     k, d = n_components, n_features
     per_row = k * d * (d if kind in ("full", "tied") else 1)
     if budget == 1 or n * per_row < _PARALLEL_MIN_WORK:
@@ -730,10 +796,10 @@ class _Pass:
         for a in range(0, n, step):
             zt = frame.columns(X, a, a + step)
             self.max_sq_norm = max(self.max_sq_norm, float(np.einsum("dn,dn->n", zt, zt).max()))
-        self._limits = None
-        if blas != _caller_blas_threads():
-            self._limits = _controller().limit(limits=blas, user_api="blas")
         self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self._holds_blas = False
+        _BLAS.acquire(blas)
+        self._holds_blas = True
 
     def __enter__(self) -> _Pass:
         return self
@@ -746,9 +812,9 @@ class _Pass:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-            self._limits = None
+        if self._holds_blas:
+            self._holds_blas = False
+            _BLAS.release()
 
     def _block(self, kernel: _Kernel, start: int, stop: int, stats: _Stats | None,
                resp_out: np.ndarray | None, ll_out: np.ndarray | None,
