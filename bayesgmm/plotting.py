@@ -647,6 +647,10 @@ def plot_model_bic(comparison, ax=None, *, method: str = "em", criterion: str = 
     ax = _axes(ax)
     rows = table.loc[method]
     models = list(dict.fromkeys(rows.index.get_level_values("model")))
+    from bayesgmm._constants import MCLUST_MODELS
+
+    order = {m: i for i, m in enumerate(MCLUST_MODELS)}  # mclust's order, then the others
+    models.sort(key=lambda m: order.get(m, len(order)))
     colors = _colors(len(models))
     markers = "os^vD<>phX*P8dH"
     for i, model in enumerate(models):
