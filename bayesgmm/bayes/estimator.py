@@ -120,6 +120,18 @@ class BayesGMM(BaseGMM):
     advi_tol : float, default=1e-3
         ADVI: relative change of the mean loss (negative ELBO) between two
         windows of 1000 steps that counts as converged.
+    batch_size : int or None, default=None
+        ADVI only: rows per optimisation step.  None: every step uses all the
+        data (full-batch ADVI).  An int: minibatch ADVI, each step's ELBO
+        gradient from one minibatch (rows drawn without replacement within
+        each pass over the data, from ``random_state``), its likelihood
+        scaled by ``n_samples / batch size``, the prior counted once, and a
+        control variate at an anchor point; the learning rate is halved once
+        the windowed ELBO stops improving, until the window-averaged
+        approximation moves by less than 0.2 of its own standard deviations
+        (:func:`bayesgmm.bayes.vi.fit_minibatch_advi`; docs/large_data.md).
+        For large data sets (10^5 rows and more); ``batch_size=n_samples``
+        is full-batch ADVI.  Not with ``method="nuts"`` nor ``sampler="pymc"``.
     random_state : int, RandomState instance or None, default=None
         Seed for the EM reference, the sampler and :meth:`sample`.
     progressbar : bool, default=True
@@ -178,6 +190,7 @@ class BayesGMM(BaseGMM):
         reg_covar: float | str = "auto",
         n_steps: int = 20_000,
         advi_tol: float = 1e-3,
+        batch_size: int | None = None,
         random_state: Any = None,
         progressbar: bool = True,
         missing: str = "marginalize",
@@ -194,6 +207,7 @@ class BayesGMM(BaseGMM):
         self.reg_covar = reg_covar
         self.n_steps = n_steps
         self.advi_tol = advi_tol
+        self.batch_size = batch_size
         self.random_state = random_state
         self.progressbar = progressbar
         self.missing = missing
@@ -211,6 +225,19 @@ class BayesGMM(BaseGMM):
         validate_int(self.chains, "chains")
         validate_int(self.n_steps, "n_steps")
         validate_positive(self.advi_tol, "advi_tol")
+        if self.batch_size is not None:
+            validate_int(self.batch_size, "batch_size")
+            if self.method == "nuts":
+                raise ValueError(
+                    f"batch_size={self.batch_size!r} needs method='advi' or 'fullrank_advi' "
+                    "(minibatch ADVI); NUTS uses every row at every step. Set batch_size=None "
+                    "for NUTS."
+                )
+            if self.sampler == "pymc":
+                raise ValueError(
+                    f"batch_size={self.batch_size!r} runs on bayesgmm's kernel; sampler='pymc' "
+                    "(pm.fit) is full batch. Leave sampler=None, or set batch_size=None."
+                )
         validate_choice(self.missing, "missing", MISSING_OPTIONS)
         if not (isinstance(self.reg_covar, str) and self.reg_covar == "auto"):
             if isinstance(self.reg_covar, str):
@@ -262,6 +289,11 @@ class BayesGMM(BaseGMM):
         arr = check_X(X, n_components=self.n_components, allow_nan=self._accepts_missing(),
                       nan_hint=_NAN_HINT)
         check_distinct_rows(arr, self.n_components)  # before the EM reference fails on it
+        if self.batch_size is not None and self.batch_size > arr.shape[0]:
+            raise ValueError(
+                f"batch_size must be at most the number of rows ({arr.shape[0]}), got "
+                f"{self.batch_size!r}. Use batch_size=None for full-batch ADVI."
+            )
         k, d = self.n_components, arr.shape[1]
         resolve_priors(self.priors, k, d)  # fail early, before any EM or compilation
         self._set_n_features(X, arr)
@@ -298,7 +330,7 @@ class BayesGMM(BaseGMM):
                 model, method=self.method, n_steps=self.n_steps, draws=self.draws,
                 random_seed=seed, progressbar=self.progressbar, init_raw=init_raw,
                 tolerance=self.advi_tol, engine="pymc" if self.sampler == "pymc" else "kernel",
-                built_here=True,
+                built_here=True, batch_size=self.batch_size,
             )
         self.timing_ = out.timing
 
