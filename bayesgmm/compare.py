@@ -92,10 +92,14 @@ class Comparison:
 
     results: dict[tuple, GMMResult | None]
     messages: dict[tuple, str] = field(default_factory=dict)
+    sparse: GMMResult | None = None
     table: pd.DataFrame = field(init=False, repr=False)
+    n_clusters: pd.Series | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.table = self._build_table()
+        if self.sparse is not None:  # a sparse finite mixture: the posterior of K+
+            self.n_clusters = self.sparse.n_clusters()
 
     # ------------------------------------------------------------------
     # Table
@@ -261,7 +265,26 @@ class Comparison:
             if close:
                 ks = ", ".join(_pick_text(k) for k in close)
                 text += f" By LOO ({loo_method}), {ks} within 1 se of the best."
-        return text + left_out
+        return text + self._sparse_sentence() + left_out
+
+    def _sparse_sentence(self) -> str:
+        """The posterior of K+ of the sparse mixture (``compare_k(..., sparse=True)``), in words."""
+        if self.n_clusters is None:
+            return ""
+        from bayesgmm.bayes.n_clusters import n_clusters_diagnostics
+
+        probs = self.n_clusters
+        mode = int(probs.idxmax())
+        text = (f" The sparse mixture (NUTS, K_max={probs.attrs.get('n_components')}) gives "
+                f"P(K+={mode}) = {probs.max():.2f} for the number of non-empty components")
+        bic = self.best("bic")
+        if bic is not None and not self.has_models and int(bic) != mode:
+            text += f", where BIC picks K={bic} (docs/n_clusters.md says when they differ)"
+        diag = n_clusters_diagnostics(self.sparse, warn=False)
+        if len(set(diag.attrs["chain_modes"])) > 1 or diag["r_hat"].max() > 1.01:
+            text += (f"; but its chains disagree (modal K+ per chain {diag.attrs['chain_modes']},"
+                     " R-hat above 1.01), so this posterior is not an answer yet")
+        return text + "."
 
     def __repr__(self) -> str:
         shown = self.table[["loglik", "n_params", "aic", "bic", "icl", "elpd_waic", "elpd_loo",

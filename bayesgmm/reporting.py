@@ -545,6 +545,10 @@ def _comparison_sections(doc: _Document, cmp: Comparison) -> None:
     doc.figure("criteria", lambda: cmp.plot(),
                "BIC against K, one line per covariance model (mclust's sign)" if cmp.has_models
                else "Information criteria and elpd against K")
+    if getattr(cmp, "n_clusters", None) is not None:  # compare_k(..., sparse=True)
+        doc.table("n_clusters", cmp.n_clusters.to_frame(),
+                  "Sparse finite mixture: posterior probability of each number of non-empty "
+                  "components K+")
 
 
 #: Whose pick is the headline: the most exact Bayesian method first (chosen by LOO), EM

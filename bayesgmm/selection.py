@@ -68,6 +68,7 @@ def compare_k(
     progressbar: bool = True,
     em_kwargs: Mapping[str, Any] | None = None,
     bayes_kwargs: Mapping[str, Any] | None = None,
+    sparse: bool = False,
 ) -> Comparison:
     """Fit every (method, K) pair and compare them in one table.
 
@@ -101,6 +102,12 @@ def compare_k(
         a table of several models).
     bayes_kwargs : mapping, optional
         Extra :class:`~bayesgmm.BayesGMM` parameters (draws, tune, chains, priors...).
+    sparse : bool, default=False
+        Also fit a sparse finite mixture by NUTS with ``K_max = max(n_components)``
+        (``priors={"weights_concentration": "sparse"}``, with ``bayes_kwargs``):
+        ``Comparison.n_clusters`` is then its posterior of the number of
+        non-empty components K+ and the verdict states it beside the criteria
+        (docs/n_clusters.md).
 
     Returns
     -------
@@ -164,7 +171,16 @@ def compare_k(
             bar.update()
     if bar is not None:
         bar.close()
-    return Comparison(results, messages)
+    sparse_fit = None
+    if sparse:
+        from bayesgmm.bayes import BayesGMM
+
+        priors = {**dict(bayes_options.get("priors") or {}), "weights_concentration": "sparse"}
+        kind = _bayes_name(covariance_type) if models is None else "full"
+        sparse_fit, messages[("sparse", max(ks))] = _fit_one(
+            BayesGMM(max(ks), covariance_type=kind, method="nuts", random_state=random_state,
+                     progressbar=False, **{**bayes_options, "priors": priors}), X)
+    return Comparison(results, messages, sparse=sparse_fit)
 
 
 def _bayes_name(kind: str) -> str | None:
