@@ -59,6 +59,11 @@ SCREEN_STAGES = ((8, 1 / 3), (32, 1.0))
 SMEM_ROUNDS = 5
 #: ... running this many of its screened moves to ``tol``.
 SMEM_RUNS = 2
+#: Split-and-merge moves of at most this many of the best distinct screened candidates
+#: (fewer where their moves would outnumber half the candidate pool) ...
+SMEM_SOURCES = 16
+#: ... each first taken this many more stacked EM iterations towards its maximum.
+SMEM_ITERATIONS = 60
 #: Larger data are screened on this many random rows (the chosen starts then run on all).
 SCREEN_MAX_ROWS = 2000
 
@@ -356,8 +361,9 @@ default="auto"
         and random responsibilities: :data:`SCREEN_KINDS`; a hard start that
         repeats an earlier partition is dropped) get 8 EM iterations, the
         best third (candidates with a collapsed component last) 32 more;
-        then the best sound candidate is run to ``tol`` and every
-        split-and-merge move from it (merge two components, split one along
+        then the best distinct sound candidates (up to 16, fewer at large K:
+        :data:`SMEM_SOURCES`) get 60 more iterations and every
+        split-and-merge move from each (merge two components, split one along
         its principal axis; Ueda et al. 2000) is screened the same way. The
         best distinct sound candidates of both pools are continued to
         ``tol``; then split-and-merge rounds from the best run continue while
@@ -657,9 +663,9 @@ default="auto"
         pool = candidate_starts(sub, k, (n_init - 1) * SCREEN_CANDIDATES, rng,
                                 self._screen_kind, SCREEN_KINDS)
         resp, bound, sound = self._halve(sub, pool, n_init - 1)
-        # One split-and-merge move from the best candidate, taken to convergence: the
-        # local maxima that restarts keep falling into are one such move from better ones.
-        moves = self._split_merge(sub, resp, sound)
+        # One split-and-merge move from the best candidates: the local maxima that restarts
+        # keep falling into are one such move from better ones.
+        moves = self._split_merge(sub, resp, bound, sound, len(pool) // 2)
         if len(moves):
             screened = self._halve(sub, moves, n_init - 1)
             resp, bound, sound = (np.concatenate([a, b])
@@ -708,22 +714,33 @@ default="auto"
                                       parsimonious.collapse_kind(self._model), n_samples,
                                       self.reg_covar, rounding=getattr(self, "_rounding", None))
 
-    def _split_merge(self, X: np.ndarray, resp: np.ndarray, sound: np.ndarray) -> np.ndarray:
-        """Split-and-merge starts from the best sound candidate, run to ``tol`` first.
+    def _split_merge(self, X: np.ndarray, resp: np.ndarray, bound: np.ndarray,
+                     sound: np.ndarray, budget: int) -> np.ndarray:
+        """Split-and-merge starts from the best distinct sound candidates.
 
-        ``resp`` comes from :meth:`_halve` (sound candidates first); at most
-        three sound ones are run before giving up.
+        ``resp`` comes from :meth:`_halve` (sound candidates first, best
+        first). The best distinct ones (bounds 1e-3 per row apart) are taken
+        :data:`SMEM_ITERATIONS` stacked EM iterations further towards their
+        maxima, and every split-and-merge move of each that stayed sound is
+        returned: as many sources as ``budget`` moves allow (at least one, at
+        most :data:`SMEM_SOURCES`). The better maxima are often one move from
+        a lesser local maximum, not from the best one (wine, K=3: from the
+        4th and 7th of seed 1's screened maxima, not from the 1st).
         """
-        for j in np.flatnonzero(sound)[:3]:
-            try:
-                state = em.m_step(X, resp[j], self._screen_kind, self.reg_covar)
-                state, _ = em.run_em(X, state, reg_covar=self.reg_covar, tol=self.tol,
-                                     max_iter=self.max_iter)
-            except ValueError:
-                continue
-            if self._collapsed(state, X.shape[0]).size == 0:
-                return split_merge_starts(X, em.e_step(X, state)[1], self._screen_kind)
-        return np.empty((0, *resp.shape[1:]))
+        k = resp.shape[2]
+        per_source = max(1, k * (k - 1) ** 2 // 2)
+        n_sources = int(np.clip(budget // per_source, 1, SMEM_SOURCES))
+        picks: list[int] = []
+        for j in np.flatnonzero(sound):
+            if all(abs(bound[j] - bound[p]) >= 1e-3 for p in picks):
+                picks.append(j)
+                if len(picks) == n_sources:
+                    break
+        if not picks:
+            return np.empty((0, *resp.shape[1:]))
+        out, _, ok = self._iterate(X, resp[picks], SMEM_ITERATIONS)
+        moves = [split_merge_starts(X, out[j], self._screen_kind) for j in np.flatnonzero(ok)]
+        return np.concatenate(moves) if moves else np.empty((0, *resp.shape[1:]))
 
     def _select(self, X: np.ndarray, resp: np.ndarray, bound: np.ndarray, sound: np.ndarray,
                 keep: int) -> list[em.EMState]:
