@@ -301,3 +301,28 @@ def test_result_n_clusters_needs_a_posterior():
     em = bg.EMGMM(n_components=2, random_state=0).fit(_three_clusters(30))
     with pytest.raises(ValueError, match="n_clusters"):
         em.result_.n_clusters()
+
+
+def test_the_verdict_states_the_posterior_of_k_plus_beside_the_criteria():
+    import bayesgmm as bg
+    from bayesgmm.bayes import n_clusters as nc
+    from bayesgmm.compare import Comparison
+
+    X = _three_clusters(60)
+    cmp = bg.compare_k(X, range(1, 4), methods="em", progressbar=False)
+    w, m, c = _sparse_draws(n_draw=20, seed=2)
+
+    class Sparse:  # what the verdict reads of a sparse GMMResult
+        idata = _tree(X, w, m, c)
+
+        def n_clusters(self):
+            return nc.n_clusters(self.idata)
+
+    both = Comparison(cmp.results, cmp.messages, sparse=Sparse())
+    assert both.n_clusters.loc[3] == 1.0
+    text = both.verdict()
+    assert text.startswith(cmp.verdict().split(".")[0])  # the criteria come first
+    assert "P(K+=3) = 1.00" in text and "K_max=6" in text and "disagree" not in text
+    w, m, c = _sparse_draws(n_draw=20, extra_weight=[0.1, None], seed=2)
+    Sparse.idata = _tree(X, w, m, c)
+    assert "chains disagree" in Comparison(cmp.results, cmp.messages, sparse=Sparse()).verdict()

@@ -316,8 +316,15 @@ class BayesGMM(BaseGMM):
         self.model_ = model
         md = model_data(arr, k, self.priors, reg, self.covariance_type)
         conv = {"center": md.center, "scale": md.scale, "reg_diag": md.reg_diag}
-        init_raw = raw_from_params(ref.weights_, ref.means_, ref_cov,
-                                   covariance_type=self.covariance_type, **conv)
+        start = (ref.weights_, ref.means_, ref_cov)
+        if md.concentration_prior is not None and not np.isnan(arr).any():
+            # a sparse mixture starts from the BIC-best EM fit padded with empty components
+            # (bayesgmm.bayes.n_clusters.sparse_start): no superfluous component to drain
+            from bayesgmm.bayes.n_clusters import sparse_start
+
+            start = sparse_start(arr, k, self.covariance_type, float(reg.min()),
+                                 md.concentration_prior[0] / md.concentration_prior[1], seed)
+        init_raw = raw_from_params(*start, covariance_type=self.covariance_type, **conv)
 
         if self.method == "nuts":
             out = inference.run_nuts(
