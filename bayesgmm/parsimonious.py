@@ -268,7 +268,10 @@ def constrain(model: str, nk: np.ndarray, unconstrained: np.ndarray,
     scatter *= nk[:, None, None]
     if model == "VVV":
         return np.ascontiguousarray(unconstrained)
-    return covariances(model, nk, scatter, previous, reg=reg_arr, max_iter=max_iter, tol=tol)
+    # EM's statistics are valid by construction: no input checks; a covariance that is not
+    # positive definite fails the engine's Cholesky, which says to increase reg_covar
+    scatter = 0.5 * (scatter + scatter.transpose(0, 2, 1))
+    return _m_step(model, nk, scatter, previous, reg_arr, max_iter, tol)[0]
 
 
 # --------------------------------------------------------------------------
@@ -659,6 +662,21 @@ def covariances(
     max_iter = validate_int(max_iter, "max_iter")
     tol = validate_positive(tol, "tol")
     nk, scatter, previous, reg_arr = _check_inputs(nk, scatter, previous, reg)
+    covs, info = _m_step(model, nk, scatter, previous, reg_arr, max_iter, tol)
+    _check_positive_definite(model, covs, reg)
+    if not return_info:
+        return covs
+    if model in CLOSED_FORM:
+        scatter = scatter.copy()
+        diag = np.arange(scatter.shape[1])
+        scatter[:, diag, diag] += (nk + _EPS)[:, None] * reg_arr
+        info = MStepInfo(True, 0, expected_log_likelihood(nk + _EPS, scatter, covs))
+    return covs, info
+
+
+def _m_step(model: str, nk: np.ndarray, scatter: np.ndarray, previous: np.ndarray | None,
+            reg_arr: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, MStepInfo]:
+    """:func:`covariances` on checked inputs, without the final positive-definiteness check."""
     nk = nk + _EPS
     k, d = scatter.shape[0], scatter.shape[1]
     diag = np.arange(d)
@@ -708,13 +726,7 @@ def covariances(
             covs, info = _vee(nk, scatter, lam, max_iter, tol)
         else:  # EVE, VVE
             covs, info = _common_orientation(model, nk, scatter, previous, max_iter, tol)
-    covs = np.ascontiguousarray(covs)
-    _check_positive_definite(model, covs, reg)
-    if not return_info:
-        return covs
-    if model in CLOSED_FORM:
-        info = MStepInfo(True, 0, expected_log_likelihood(nk, scatter, covs))
-    return covs, info
+    return np.ascontiguousarray(covs), info
 
 
 def _check_positive_definite(model: str, covs: np.ndarray, reg: Any) -> None:
