@@ -1,12 +1,13 @@
 """Numba kernels of EM on incomplete data: the ragged per-pattern and per-row work.
 
-:mod:`bayesgmm.em_missing` does the dense work with BLAS (``Lambda_k d_nk``
-and ``d_nk = o_n * (x_n - mu_k)`` for every row and component in one matrix
-product, the M-step's second moments in another); what is left is small and
-ragged (one ``m x m`` block per pattern and component, ``m`` entries per
-row), which NumPy can only do through gathers and per-matrix LAPACK calls.
-These loops do it in place. Compiled once per machine (``cache=True``), run
-without the GIL.
+:mod:`bayesgmm.em_missing` does the dense work with BLAS (``Lambda_k z_n``
+for every row and component in one matrix product, the M-step's second
+moments in another). What is left is small and ragged: ``Lambda_k d_nk``,
+with ``d_nk = o_n * (z_n - mu_k)``, is ``Lambda_k z_n`` less one offset per
+pattern and component; one ``m x m`` block per pattern and component; ``m``
+entries per row. NumPy can only do that through gathers and per-matrix
+LAPACK calls; these loops do it in place. Compiled once per machine
+(``cache=True``), run without the GIL.
 
 All patterns of a group have the same number ``m`` of missing entries;
 ``missing[p]`` lists pattern ``p``'s missing columns and ``local[n]`` is the
@@ -18,9 +19,92 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["accumulate", "add_conditional", "factor_group", "rows", "sample_rows"]
+__all__ = [
+    "accumulate",
+    "add_conditional",
+    "column_moments",
+    "factor_group",
+    "fill_layout",
+    "pattern_codes",
+    "rows",
+    "sample_rows",
+]
 
 _LOG_2PI = np.log(2.0 * np.pi)
+
+
+@nb.njit(cache=True, nogil=True)
+def column_moments(X):  # pragma: no cover - compiled
+    """Mean and sd (ddof 0) of the observed (non-NaN) values of every column, two passes.
+
+    A column with no observed value gets mean 0 and sd 0.
+    """
+    n, d = X.shape
+    counts = np.zeros(d)
+    center = np.zeros(d)
+    for i in range(n):
+        for j in range(d):
+            x = X[i, j]
+            if x == x:
+                counts[j] += 1.0
+                center[j] += x
+    for j in range(d):
+        center[j] /= max(counts[j], 1.0)
+    squares = np.zeros(d)
+    for i in range(n):
+        for j in range(d):
+            x = X[i, j]
+            if x == x:
+                squares[j] += (x - center[j]) ** 2
+    sd = np.empty(d)
+    for j in range(d):
+        sd[j] = np.sqrt(squares[j] / max(counts[j], 1.0))
+    return center, sd
+
+
+@nb.njit(cache=True, nogil=True)
+def pattern_codes(X):  # pragma: no cover - compiled
+    """Per row: ``sum_j 2^j [x_j observed]`` plus ``2^D`` times the number of missing entries.
+
+    Sorting rows by this key groups them by number of missing entries, then by
+    pattern (``D <= 56``, so the key fits in an int64).
+    """
+    n, d = X.shape
+    key = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        code = np.int64(0)
+        missing = np.int64(0)
+        for j in range(d):
+            if X[i, j] == X[i, j]:
+                code |= np.int64(1) << j
+            else:
+                missing += 1
+        key[i] = code | (missing << d)
+    return key
+
+
+@nb.njit(cache=True, nogil=True)
+def fill_layout(X, order, center, scale, log_scale, zo, log_jacobian):  # pragma: no cover
+    """``zo[r] = [z | o]`` of row ``order[r]`` in working units, missing entries at 0.
+
+    ``z = (x - center) / scale`` where observed, ``o`` the 0/1 observed mask;
+    ``log_jacobian[order[r]]`` is the sum of ``log_scale`` over the row's
+    observed columns.
+    """
+    n, d = X.shape
+    for r in range(n):
+        i = order[r]
+        jac = 0.0
+        for j in range(d):
+            x = X[i, j]
+            if x == x:
+                zo[r, j] = (x - center[j]) / scale[j]
+                zo[r, d + j] = 1.0
+                jac += log_scale[j]
+            else:
+                zo[r, j] = 0.0
+                zo[r, d + j] = 0.0
+        log_jacobian[i] = jac
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -103,11 +187,12 @@ def factor_group(precisions, missing):  # pragma: no cover - compiled
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"},
          inline="always")
-def _schur(v, zo, means, n, k, missing, p, inv, s, out):  # pragma: no cover - compiled
+def _schur(v, zo, means, n, k, missing, p, inv, offset, s, out):  # pragma: no cover
     """Quadratic form of row ``n``'s observed part under component ``k``; completes the row.
 
     ``zo[n]`` is ``[z_n | o_n]`` (the row, missing entries at 0, and its 0/1
-    observed mask), ``d = o_n (z_n - mu_k)`` and ``v[n, k] = Lambda_k d``.
+    observed mask), ``d = o_n (z_n - mu_k)``; on entry ``v[n, k] = Lambda_k
+    z_n``, and ``v[n, k] - offset[p, k] = Lambda_k d`` is stored back.
     With ``M = missing[p]``, ``t = v[n, k, M]`` and ``s = Lambda_kMM^-1 t =
     inv[k, p] @ t`` (filled in place), returns ``d' Lambda_k d - t' s =
     d_O' Sigma_kOO^-1 d_O`` and writes ``out[:] = z_n - mu_k`` (the missing
@@ -119,7 +204,9 @@ def _schur(v, zo, means, n, k, missing, p, inv, s, out):  # pragma: no cover - c
     for j in range(d):
         c = zo[n, j] - means[k, j]
         out[j] = c
-        quad += c * zo[n, d + j] * v[n, k, j]
+        w = v[n, k, j] - offset[p, k, j]
+        v[n, k, j] = w
+        quad += c * zo[n, d + j] * w
     for i in range(m):
         acc = 0.0
         for j in range(m):
@@ -130,7 +217,8 @@ def _schur(v, zo, means, n, k, missing, p, inv, s, out):  # pragma: no cover - c
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def rows(v, zo, means, local, missing, inv, const, log_prob, completed):  # pragma: no cover
+def rows(v, zo, means, local, missing, inv, const, offset, log_prob,
+         completed):  # pragma: no cover - compiled
     """Weighted log-densities of the observed parts and the completed rows, in place.
 
     For row ``n`` of pattern ``p = local[n]`` and component ``k`` (see
@@ -145,14 +233,14 @@ def rows(v, zo, means, local, missing, inv, const, log_prob, completed):  # prag
     for n in range(n_rows):
         p = local[n]
         for k in range(k_all):
-            quad = _schur(v, zo, means, n, k, missing, p, inv, s, completed[n, k])
+            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, s, completed[n, k])
             log_prob[n, k] = const[k, p] - 0.5 * quad
             for i in range(m):
                 completed[n, k, missing[p, i]] = -s[i]
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def accumulate(v, zo, means, local, missing, inv, const, scaled, roots,
+def accumulate(v, zo, means, local, missing, inv, const, offset, scaled, roots,
                pattern_sums):  # pragma: no cover - compiled
     """E-step of a block for the M-step; returns the block's log-likelihood.
 
@@ -171,7 +259,8 @@ def accumulate(v, zo, means, local, missing, inv, const, scaled, roots,
         p = local[n]
         top = -np.inf
         for k in range(k_all):
-            quad = _schur(v, zo, means, n, k, missing, p, inv, shift[k], scaled[k, n])
+            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, shift[k],
+                          scaled[k, n])
             weight[k] = const[k, p] - 0.5 * quad
             top = max(top, weight[k])
         if not np.isfinite(top):

@@ -19,11 +19,13 @@ moments. The work is vectorised over patterns: rows with the same number of
 missing entries form one group, whose patterns' ``Lambda_kMM`` blocks are
 inverted in one batched call, and every row is then handled with dense
 array operations (missing entries set to the mean, so ``Lambda_k (x - mu_k)``
-is one matrix product for all rows). The M-step uses the completed rows' weighted second
-moments plus the conditional covariances, projected on the covariance
-structure by the same M-step as complete data (:class:`bayesgmm.em._Stats`).
-Each iteration cannot lower the observed-data log-likelihood, which is what
-is reported and what AIC, BIC and ICL use.
+is one matrix product for all rows, less one offset per pattern). The M-step
+uses the completed rows' weighted second moments plus the conditional
+covariances, projected on the covariance structure by the same M-step as
+complete data (:class:`bayesgmm.em._Stats`). Each iteration cannot lower the
+observed-data log-likelihood (up to the variance floor, see
+:func:`resolution_floor`), which is what is reported and what AIC, BIC and
+ICL use.
 
 EM runs in working units, centred and scaled by the observed values of each
 column; the log-likelihood is mapped back row by row (a row's Jacobian only
@@ -33,6 +35,7 @@ counts its observed columns).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -101,6 +104,13 @@ class _Group(NamedTuple):
     start: int
     stop: int
     missing: np.ndarray  # (P_g, m) missing columns of every pattern of the group
+    observed: np.ndarray  # (P_g, D) 0/1 observed mask of every pattern of the group
+
+    @classmethod
+    def of(cls, start: int, stop: int, missing: np.ndarray, n_features: int) -> _Group:
+        observed = np.ones((missing.shape[0], n_features))
+        np.put_along_axis(observed, missing, 0.0, axis=1)
+        return cls(start, stop, missing, observed)
 
 
 class _Layout(NamedTuple):
@@ -119,41 +129,59 @@ class _Layout(NamedTuple):
     @classmethod
     def of(cls, X: np.ndarray, frame: _Frame) -> _Layout:
         n, d = X.shape
+        if d > 56:  # the sort key of kernel.pattern_codes needs D + 6 bits
+            return cls._of_unique(X, frame)
+        key = kernel.pattern_codes(X)
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        first = np.flatnonzero(np.concatenate(([True], sorted_key[1:] != sorted_key[:-1])))
+        pattern_key = sorted_key[first]  # patterns by (number missing, code), ascending
+        pattern_missing = pattern_key >> d
+        # pattern of every sorted row, then numbered within its group
+        row_pattern = np.repeat(np.arange(first.size), np.diff(np.append(first, n)))
+        bits = np.int64(1) << np.arange(d, dtype=np.int64)
+        groups, local_first = [], np.empty(first.size, dtype=np.int64)
+        for m in np.unique(pattern_missing):
+            members = np.flatnonzero(pattern_missing == m)
+            local_first[members] = members[0]
+            observed = (pattern_key[members, None] & bits) != 0
+            missing = np.nonzero(~observed)[1].reshape(members.size, int(m))
+            stop = int(first[members[-1] + 1]) if members[-1] + 1 < first.size else n
+            groups.append(_Group.of(int(first[members[0]]), stop, missing, d))
+        return cls._filled(X, frame, order, row_pattern - local_first[row_pattern], groups)
+
+    @classmethod
+    def _of_unique(cls, X: np.ndarray, frame: _Frame) -> _Layout:
+        """The layout by ``np.unique`` on the observed masks (any number of columns)."""
         patterns = group_patterns(X)
         n_missing = (~patterns.observed).sum(axis=1)
         # by number missing, then by pattern: a pattern's blocks are read once, in order
         order = np.lexsort((patterns.pattern, n_missing[patterns.pattern]))
-        ZO = np.empty((n, 2 * d))
-        z, o = ZO[:, :d], ZO[:, d:]
-        np.take(X, order, axis=0, out=z)
-        np.isnan(z, out=o)
-        np.subtract(1.0, o, out=o)
-        z -= frame.center
-        z /= frame.scale
-        np.nan_to_num(z, copy=False, nan=0.0)
         local_of = np.empty(n_missing.size, dtype=np.int64)
-        counts = np.bincount(n_missing[patterns.pattern], minlength=d + 1)
+        counts = np.bincount(n_missing[patterns.pattern], minlength=X.shape[1] + 1)
         groups, start = [], 0
         for m in np.flatnonzero(counts):
             members = np.flatnonzero(n_missing == m)
             local_of[members] = np.arange(members.size)
             missing = np.nonzero(~patterns.observed[members])[1].reshape(members.size, m)
-            groups.append(_Group(start, start + int(counts[m]), missing))
+            groups.append(_Group.of(start, start + int(counts[m]), missing, X.shape[1]))
             start += int(counts[m])
+        return cls._filled(X, frame, order, local_of[patterns.pattern[order]], groups)
+
+    @classmethod
+    def _filled(cls, X: np.ndarray, frame: _Frame, order: np.ndarray, local: np.ndarray,
+                groups: list[_Group]) -> _Layout:
+        n, d = X.shape
+        ZO = np.empty((n, 2 * d))
         log_jac = np.empty(n)
-        log_jac[order] = o @ np.log(frame.scale)
-        return cls(ZO, order, local_of[patterns.pattern[order]], groups, log_jac)
+        kernel.fill_layout(X, order, frame.center, frame.scale, np.log(frame.scale), ZO,
+                           log_jac)
+        return cls(ZO, order, local, groups, log_jac)
 
 
 def frame_of(X: np.ndarray, covariance_type: str) -> _Frame:
     """Working units from the observed values of every column (as :class:`em._Frame`)."""
-    observed = ~np.isnan(X)
-    counts = np.maximum(observed.sum(axis=0), 1)
-    filled = np.where(observed, X, 0.0)
-    center = filled.sum(axis=0) / counts
-    filled -= center
-    filled *= observed
-    sd = np.sqrt(np.einsum("nd,nd->d", filled, filled) / counts)
+    center, sd = kernel.column_moments(np.ascontiguousarray(X, dtype=float))
     return _Frame.from_moments(center, sd, covariance_type)
 
 
@@ -164,7 +192,7 @@ class _Model(NamedTuple):
     means: np.ndarray  # (K, D)
     precisions: np.ndarray  # (K, D, D)
     log_det_cov: np.ndarray  # (K,)
-    project: np.ndarray  # (2D, KD): [z | o] @ project = Lambda_k d_nk for all k
+    stack: np.ndarray  # (D, KD): z @ stack = Lambda_k z for all k
 
     @classmethod
     def of(cls, state: EMState) -> _Model:
@@ -184,11 +212,9 @@ class _Model(NamedTuple):
         with np.errstate(divide="ignore"):
             log_w = np.log(state.weights)
         means = np.ascontiguousarray(state.means, dtype=float)
-        # d_nk = o_n * (z_n - mu_k) = z_n - o_n * mu_k (z is 0 where o is), so
-        # Lambda_k d_nk is linear in [z_n | o_n]
-        project = np.concatenate([precisions, -means[:, :, None] * precisions], axis=1)
-        project = np.ascontiguousarray(project.transpose(1, 0, 2).reshape(2 * d, k * d))
-        return cls(log_w, means, np.ascontiguousarray(precisions), log_det, project)
+        # Lambda_k is symmetric: row n of z @ stack is (Lambda_1 z_n, ..., Lambda_K z_n)
+        stack = np.ascontiguousarray(precisions.transpose(1, 0, 2).reshape(d, k * d))
+        return cls(log_w, means, np.ascontiguousarray(precisions), log_det, stack)
 
 
 def _log_sum_exp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -205,15 +231,16 @@ def _responsibilities(log_prob: np.ndarray) -> np.ndarray:
 
 
 class _Factors(NamedTuple):
-    """Per group: ``Lambda_kMM^-1`` of every pattern and the log-density constants."""
+    """Per group: ``Lambda_kMM^-1`` of every pattern, log-density constants and offsets."""
 
     inv: list[np.ndarray]  # (K, P_g, m, m) per group
     const: list[np.ndarray]  # (K, P_g): log w_k - ((D-m) log 2pi + log det Sigma_kOO) / 2
+    offset: list[np.ndarray]  # (P_g, K, D): Lambda_k (o_p * mu_k)
 
     @classmethod
     def of(cls, layout: _Layout, model: _Model, threads: _Threads | None = None) -> _Factors:
         d = model.means.shape[1]
-        inv, const = [], []
+        inv, const, offset = [], [], []
         factor = lambda group: kernel.factor_group(model.precisions, group.missing)  # noqa: E731
         done = threads.map(factor, layout.groups) if threads else map(factor, layout.groups)
         for group, (block_inv, log_det) in zip(layout.groups, done, strict=True):
@@ -226,7 +253,12 @@ class _Factors(NamedTuple):
             # log det Sigma_OO = log det Sigma + log det Lambda_MM
             const.append(model.log_weights[:, None] - 0.5 * (
                 (d - m) * LOG_2PI + (model.log_det_cov[:, None] + log_det)))
-        return cls(inv, const)
+            # d_nk = o_p * (z_n - mu_k) = z_n - o_p * mu_k (z is 0 where o_p is), so
+            # Lambda_k d_nk = Lambda_k z_n - offset[p, k]
+            shifted = group.observed[None] * model.means[:, None, :]
+            offset.append(np.ascontiguousarray(
+                np.matmul(shifted, model.precisions).transpose(1, 0, 2)))
+        return cls(inv, const, offset)
 
 
 def _chunk(n_components: int, n_features: int) -> int:
@@ -245,8 +277,9 @@ class _Evaluator:
     """The E-step of blocks of sorted rows at one state, in reused work buffers.
 
     ``d_nk`` (the row minus ``mu_k``, missing coordinates at the mean) gives
-    ``Lambda_k d_nk`` for all rows and components of a block in one matrix
-    product (``[z | o] @ project``); the Schur complement ``t' Lambda_MM^-1
+    ``Lambda_k d_nk = Lambda_k z_n - Lambda_k (o_p * mu_k)``: the first term for
+    all rows and components of a block in one matrix product (``z @ stack``),
+    the second once per pattern; the Schur complement ``t' Lambda_MM^-1
     t``, the completion and (for EM) the moments are done in place by
     :mod:`bayesgmm._missing_kernel`.
     """
@@ -259,13 +292,13 @@ class _Evaluator:
 
     def buffer(self, flat: np.ndarray, *shape: int) -> np.ndarray:
         """A C-contiguous ``shape`` view of the start of ``flat`` (no new pages per block)."""
-        return flat[: np.prod(shape)].reshape(shape)
+        return flat[: math.prod(shape)].reshape(shape)
 
     def _project(self, start: int, stop: int) -> np.ndarray:
         n_b = stop - start
         k, d = self.model.means.shape
         v = self.buffer(self._v, n_b, k, d)
-        np.matmul(self.layout.ZO[start:stop], self.model.project, out=v.reshape(n_b, -1))
+        np.matmul(self.layout.ZO[start:stop, :d], self.model.stack, out=v.reshape(n_b, -1))
         return v
 
     def __call__(self, g: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +315,7 @@ class _Evaluator:
         completed = self.buffer(self._completed, n_b, *model.means.shape)
         kernel.rows(self._project(start, stop), layout.ZO[start:stop], model.means,
                     layout.local[start:stop], layout.groups[g].missing, factors.inv[g],
-                    factors.const[g], log_prob, completed)
+                    factors.const[g], factors.offset[g], log_prob, completed)
         return log_prob, completed
 
     def moments(self, g: int, start: int, stop: int, scaled: np.ndarray, roots: np.ndarray,
@@ -292,7 +325,7 @@ class _Evaluator:
         return kernel.accumulate(self._project(start, stop), layout.ZO[start:stop],
                                  model.means, layout.local[start:stop],
                                  layout.groups[g].missing, factors.inv[g], factors.const[g],
-                                 scaled, roots, pattern_sums)
+                                 factors.offset[g], scaled, roots, pattern_sums)
 
     def blocks(self):
         """``(group number, start, stop)`` of every block."""
@@ -343,6 +376,7 @@ class _Threads:
 
 
 def _prepare(X: np.ndarray, covariance_type: str) -> tuple[_Frame, _Layout]:
+    X = np.ascontiguousarray(X, dtype=float)
     frame = frame_of(X, covariance_type)
     return frame, _Layout.of(X, frame)
 
