@@ -307,3 +307,22 @@ def test_small_faithful_table_picks_eee3():
                        covariance_type=["EEE", "VVV", "VEE", "VVE", "EEV", "VEV", "EVV", "EVE"],
                        progressbar=False)
     assert cmp.best("bic") == ModelK("EEE", 3)
+
+
+@pytest.mark.parametrize(("kind", "model"), list(parsimonious.SKLEARN_EQUIVALENTS.items()))
+def test_bayesgmm_takes_the_four_mclust_names_as_aliases(kind, model):
+    from bayesgmm.bayes import BayesGMM
+
+    # the prior (NumPy sampler, no PyMC graph) of the alias is that of the scikit-learn name
+    a = BayesGMM(2, covariance_type=kind).prior_predictive(FAITHFUL, draws=5, random_state=3)
+    b = BayesGMM(2, covariance_type=model).prior_predictive(FAITHFUL, draws=5, random_state=3)
+    np.testing.assert_array_equal(a["prior"]["covariances"].values,
+                                  b["prior"]["covariances"].values)
+
+
+def test_bayesgmm_refuses_the_other_mclust_models_naming_the_supported_ones():
+    from bayesgmm.bayes import BayesGMM
+
+    with pytest.raises(ValueError, match=r"'EVE' is an mclust model that only EMGMM fits.*"
+                                         r"'full', 'tied', 'diag', 'spherical'.*EEE \(tied\)"):
+        BayesGMM(2, covariance_type="EVE").fit(FAITHFUL)

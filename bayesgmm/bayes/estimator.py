@@ -67,6 +67,9 @@ class BayesGMM(BaseGMM):
         Number of mixture components ``K``.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
         Covariance structure (see :func:`bayesgmm.bayes.model.build_gmm_model`).
+        The mclust names of these four, "VVV", "EEE", "VVI" and "VII", are
+        accepted as aliases; the other ten mclust models have no Bayesian
+        counterpart here and raise a ``ValueError`` (EMGMM fits them).
     method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
         Inference: NUTS, mean-field ADVI or full-rank ADVI.
     draws : int, default=1000
@@ -216,6 +219,11 @@ class BayesGMM(BaseGMM):
     # validation
     # ------------------------------------------------------------------
 
+    @property
+    def _kind(self) -> str:
+        """``covariance_type`` as a scikit-learn name: VVV, EEE, VVI, VII are aliases."""
+        return validate_covariance_type(self.covariance_type)
+
     def _validate_params(self) -> str:
         validate_int(self.n_components, "n_components")
         validate_covariance_type(self.covariance_type)
@@ -306,15 +314,15 @@ class BayesGMM(BaseGMM):
             # the EM fit only supplies starting values and the labelling reference
             warnings.simplefilter("ignore")
             ref = EMGMM(
-                k, covariance_type=self.covariance_type, reg_covar=float(reg.min()),
+                k, covariance_type=self._kind, reg_covar=float(reg.min()),
                 n_init=10, random_state=seed,
             ).fit(arr)
         self.reference_ = ref
-        ref_cov = em.full_covariances(ref.covariances_, self.covariance_type, k, d)
+        ref_cov = em.full_covariances(ref.covariances_, self._kind, k, d)
 
-        model = build_gmm_model(arr, k, self.covariance_type, self.priors, reg)
+        model = build_gmm_model(arr, k, self._kind, self.priors, reg)
         self.model_ = model
-        md = model_data(arr, k, self.priors, reg, self.covariance_type)
+        md = model_data(arr, k, self.priors, reg, self._kind)
         conv = {"center": md.center, "scale": md.scale, "reg_diag": md.reg_diag}
         start = (ref.weights_, ref.means_, ref_cov)
         if md.concentration_prior is not None and not np.isnan(arr).any():
@@ -322,9 +330,9 @@ class BayesGMM(BaseGMM):
             # (bayesgmm.bayes.n_clusters.sparse_start): no superfluous component to drain
             from bayesgmm.bayes.n_clusters import sparse_start
 
-            start = sparse_start(arr, k, self.covariance_type, float(reg.min()),
+            start = sparse_start(arr, k, self._kind, float(reg.min()),
                                  md.concentration_prior[0] / md.concentration_prior[1], seed)
-        init_raw = raw_from_params(*start, covariance_type=self.covariance_type, **conv)
+        init_raw = raw_from_params(*start, covariance_type=self._kind, **conv)
 
         if self.method == "nuts":
             out = inference.run_nuts(
@@ -341,7 +349,7 @@ class BayesGMM(BaseGMM):
             )
         self.timing_ = out.timing
 
-        w, m, c = params_from_raw(out.raw, covariance_type=self.covariance_type,
+        w, m, c = params_from_raw(out.raw, covariance_type=self._kind,
                                   n_components=k, **conv)
         n_chain, n_draw = w.shape[:2]
         s = n_chain * n_draw
@@ -370,7 +378,7 @@ class BayesGMM(BaseGMM):
             },
             coords={**chain_draw, COMPONENT: comp, FEATURE: names, FEATURE_BIS: names},
             attrs={"method": self.method, "sampler": sampler if self.method == "nuts" else "",
-                   "covariance_type": self.covariance_type},
+                   "covariance_type": self._kind},
         )
         if "alpha" in out.raw:  # a sampled Dirichlet concentration (sparse finite mixture)
             post["alpha"] = ((CHAIN, DRAW), np.asarray(out.raw["alpha"]).reshape(n_chain, n_draw))
@@ -408,10 +416,10 @@ class BayesGMM(BaseGMM):
         point = em.EMState(
             post["weights"].mean((CHAIN, DRAW)).values, post["means"].mean((CHAIN, DRAW)).values,
             self._sklearn_covariances(post["covariances"].mean((CHAIN, DRAW)).values),
-            None, self.covariance_type,
+            None, self._kind,
         )
         point = point._replace(precisions_cholesky=em.precision_cholesky(
-            point.covariances, self.covariance_type, float(self.reg_covar_.min())))
+            point.covariances, self._kind, float(self.reg_covar_.min())))
         self._point = point
         return GMMResult(
             weights=weights,
@@ -423,7 +431,7 @@ class BayesGMM(BaseGMM):
                 name="responsibilities",
             ),
             log_likelihood=em.log_likelihood(arr, point),
-            covariance_type=self.covariance_type,
+            covariance_type=self._kind,
             method=self.method,
             config=self._config(sampler),
             idata=idata,
@@ -434,13 +442,13 @@ class BayesGMM(BaseGMM):
     def _reg(self, arr: np.ndarray) -> np.ndarray:
         if isinstance(self.reg_covar, str):
             reg = auto_reg_covar(arr)
-            if self.covariance_type == "spherical":  # one floor keeps it spherical
+            if self._kind == "spherical":  # one floor keeps it spherical
                 reg = np.full(arr.shape[1], reg.max())
             return reg
         return np.full(arr.shape[1], float(self.reg_covar))
 
     def _sklearn_covariances(self, full: np.ndarray) -> np.ndarray:
-        kind = self.covariance_type
+        kind = self._kind
         if kind == "full":
             return full
         if kind == "tied":
@@ -579,9 +587,9 @@ class BayesGMM(BaseGMM):
         names = feature_names_of(X, d)
         rs = self.random_state if random_state is None else random_state
         seed = int(check_random_state(rs).randint(np.iinfo(np.int32).max))
-        md = model_data(arr, k, self.priors, self._reg(arr), self.covariance_type)
+        md = model_data(arr, k, self.priors, self._reg(arr), self._kind)
         # the model's prior, drawn by the one NumPy sampler (no PyMC graph is built)
-        w, m, c = (a[None] for a in sample_prior(md, self.covariance_type, draws, seed))
+        w, m, c = (a[None] for a in sample_prior(md, self._kind, draws, seed))
         n = arr.shape[0]
         sims = simulate_mixture(w, m, c, n, seed)  # (chain, draw, obs, feature)
         n_chain, n_draw = w.shape[:2]
