@@ -326,3 +326,18 @@ def test_bayesgmm_refuses_the_other_mclust_models_naming_the_supported_ones():
     with pytest.raises(ValueError, match=r"'EVE' is an mclust model that only EMGMM fits.*"
                                          r"'full', 'tied', 'diag', 'spherical'.*EEE \(tied\)"):
         BayesGMM(2, covariance_type="EVE").fit(FAITHFUL)
+
+
+def test_hc_start_for_scikit_learn_types_and_incomplete_data():
+    X = IRIS.to_numpy().copy()
+    X[::7, 1] = np.nan  # the start fills holes with column means; EM marginalises them
+    fit = bg.EMGMM(3, covariance_type="diag", init_params="hc", random_state=0).fit(X)
+    assert np.isfinite(fit.result_.log_likelihood)
+    full = bg.EMGMM(2, covariance_type="full", init_params="hc").fit(IRIS)
+    assert full.result_.log_likelihood == pytest.approx(-214.355, abs=5e-4)  # mclust VVV,2
+
+
+def test_mclust_models_refuse_dask_input_clearly():
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(ValueError, match="not fitted on Dask arrays yet"):
+        bg.EMGMM(2, covariance_type="VEV").fit(da.from_array(IRIS.to_numpy(), chunks=50))
