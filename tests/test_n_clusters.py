@@ -326,3 +326,24 @@ def test_the_verdict_states_the_posterior_of_k_plus_beside_the_criteria():
     w, m, c = _sparse_draws(n_draw=20, extra_weight=[0.1, None], seed=2)
     Sparse.idata = _tree(X, w, m, c)
     assert "chains disagree" in Comparison(cmp.results, cmp.messages, sparse=Sparse()).verdict()
+
+
+def test_a_short_sparse_fit_end_to_end():
+    # wiring, not statistics: alpha is sampled and kept, K+ and its diagnostics are read
+    import warnings
+
+    import bayesgmm as bg
+    from bayesgmm.bayes.n_clusters import n_clusters_diagnostics
+
+    X = _three_clusters(20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bg.BayesGMM(n_components=5, priors={"weights_concentration": "sparse"},
+                          draws=40, tune=40, chains=2, random_state=0,
+                          progressbar=False).fit(X)
+        table = n_clusters_diagnostics(fit.result_, warn=False)
+    alpha = fit.result_.idata["posterior"]["alpha"]
+    assert alpha.dims == ("chain", "draw") and np.all(alpha.values > 0)
+    probs = fit.result_.n_clusters()
+    assert_allclose(probs.sum(), 1.0) and set(probs.index) <= set(range(1, 6))
+    assert list(table.index) == ["n_clusters", "alpha"]
