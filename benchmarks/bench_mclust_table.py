@@ -64,11 +64,39 @@ def run_sklearn(X):
     }
 
 
+def hc_cost(repeat: int, out: str) -> None:
+    """Time ``hc.partition`` (the VVV tree, uncached) on standard normal data, 4 features."""
+    from bayesgmm import hc
+
+    state = git_state()
+    load_start = list(os.getloadavg())
+    cases = {}
+    for n in (500, 1000, 2000):
+        X = np.random.default_rng(0).normal(size=(n, 4))
+        times = []
+        for _ in range(repeat):
+            hc._CACHE.clear()
+            start = time.perf_counter()
+            hc.partition(X, 3)
+            times.append(time.perf_counter() - start)
+        cases[str(n)] = {"seconds": times, "median_seconds": float(np.median(times))}
+        print(f"hc VVV tree, {n} x 4: median {np.median(times):.2f} s")
+    write_record(out, {"git": state, "load_average_at_start": load_start,
+                       "what": "hc.partition(X, 3), VVV criterion, X standard normal n x 4",
+                       "cases": cases})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default="results/mclust_table.json")
+    parser.add_argument("--hc-only", action="store_true",
+                        help="only time the hc tree (default out results/hc_cost.json)")
     args = parser.parse_args()
+    if args.hc_only:
+        out = args.out if args.out != "results/mclust_table.json" else "results/hc_cost.json"
+        hc_cost(args.repeat, out)
+        return
     state = git_state()
     X = bg.datasets.load_iris().to_numpy()
     load_start = list(os.getloadavg())
