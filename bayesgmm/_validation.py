@@ -205,10 +205,10 @@ def check_X(
 def check_distinct_rows(X: np.ndarray, n_components: int) -> None:
     """Raise if ``X`` has fewer distinct rows than ``n_components``.
 
-    Counts distinct rows in a leading block first, so large data with many
-    distinct rows are never sorted in full.
+    Counts distinct rows in small leading blocks first, so data with many
+    distinct rows are never sorted (nor copied) in full.
     """
-    for block in (X[:10_000], X):
+    for block in (X[:max(64, 8 * n_components)], X[:10_000], X):
         rows = np.ascontiguousarray(block).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1])))
         distinct = np.unique(rows).shape[0]
         if distinct >= n_components:
@@ -219,13 +219,36 @@ def check_distinct_rows(X: np.ndarray, n_components: int) -> None:
     )
 
 
+def _column_variances(X: np.ndarray, block_elements: int = 1 << 16) -> np.ndarray:
+    """``np.nanvar(X, axis=0)`` in row blocks: no copy of ``X`` (nanvar makes two).
+
+    A block holds at most 1/16 of ``X`` and ``block_elements`` numbers.
+
+    NaN for a column with no observed entry, as ``nanvar`` (without its warning).
+    """
+    n, d = X.shape
+    step = max(1, min(block_elements, max(1 << 12, X.size // 16)) // max(1, d))
+    count, total, squares = np.zeros(d), np.zeros(d), np.zeros(d)
+    for a in range(0, n, step):
+        block = X[a : a + step]
+        seen = ~np.isnan(block)
+        count += seen.sum(axis=0)
+        total += np.where(seen, block, 0.0).sum(axis=0)
+    mean = total / np.maximum(count, 1)
+    for a in range(0, n, step):
+        dev = X[a : a + step] - mean
+        dev[np.isnan(dev)] = 0.0
+        squares += np.einsum("nd,nd->d", dev, dev)
+    return np.where(count > 0, squares / np.maximum(count, 1), np.nan)
+
+
 def check_reg_covar_scale(X: np.ndarray, reg_covar: float, names: list[str]) -> str | None:
     """Describe columns whose variance ``reg_covar`` would swamp, or return ``None``.
 
     ``reg_covar`` is added in data units; at 0.1% or more of a column's
     variance it visibly inflates that column's covariances.
     """
-    variances = np.nanvar(X, axis=0)
+    variances = _column_variances(X)
     swamped = np.flatnonzero(reg_covar >= 1e-3 * variances)
     if reg_covar == 0 or swamped.size == 0:
         return None

@@ -367,10 +367,15 @@ class _Frame(NamedTuple):
 
     @classmethod
     def of(cls, X: np.ndarray, covariance_type: str) -> _Frame:
-        """The frame of ``X``'s column means and sds (two passes in row blocks: no N x D copy)."""
+        """The frame of ``X``'s column means and sds (two passes in row blocks: no N x D copy).
+
+        The blocks hold at most 1/16 of ``X`` (and at most :data:`_CHUNK_ELEMENTS`
+        numbers), so small data are not copied whole either.
+        """
         center = X.mean(axis=0)
         squares = np.zeros(X.shape[1])
-        step = max(1, _CHUNK_ELEMENTS // max(1, X.shape[1]))
+        block = min(_CHUNK_ELEMENTS, max(1 << 12, X.size // 16))
+        step = max(1, block // max(1, X.shape[1]))
         for a in range(0, X.shape[0], step):
             dev = X[a : a + step] - center
             squares += np.einsum("nd,nd->d", dev, dev)
@@ -641,9 +646,11 @@ def _chunk_rows(n_components: int, n_features: int, expanded: bool = True,
     The expanded full kernel holds the ``D(D + 1)/2`` products of each row,
     the projected one its ``K D`` projections, the others about ``2 D``.
     With ``n_rows`` (the data's rows, for a thread's block) the work arrays
-    also stay below ``n_rows * (D + K)`` numbers, the size of the data and
-    its responsibilities: on small data a whole-data chunk of products
-    would take more memory than the data.
+    also stay below half of ``n_rows * (D + K)`` numbers, the size of the
+    data and its responsibilities: on small data a whole-data chunk of
+    products would take more memory than the data (scikit-learn's own
+    temporaries are about one copy of the data; the issue-13 goal is a peak
+    no higher than its).
     """
     k, d = n_components, n_features
     if kind == "full" and expanded:
@@ -654,7 +661,7 @@ def _chunk_rows(n_components: int, n_features: int, expanded: bool = True,
         width = 3 * d + 2 * k
     rows = _CHUNK_ELEMENTS // width
     if n_rows is not None:
-        rows = min(rows, n_rows * (d + k) // width)
+        rows = min(rows, n_rows * (d + k) // (2 * width))
     return int(max(64, rows))
 
 
@@ -829,18 +836,21 @@ class _Pass:
             z2t = None
             if kernel.expanded and self.type != "tied":
                 z2t = _squares(zt, self.type, buf)
-                buf = z2t if buf is None else buf
+                if self.type == "full" and buf is None:  # reused by the next chunks
+                    buf = z2t
             resp = kernel.weighted_log_prob(zt, z2t)
             if log_prob_out is not None:
                 log_prob_out[a:b] = resp.T
-                continue
-            row_ll = _normalise_inplace(resp)
-            total += float(row_ll.sum())
-            if stats is not None:
-                stats.add(zt, z2t, resp)
-            if resp_out is not None:
-                resp_out[a:b] = resp.T
-                ll_out[a:b] = row_ll
+            else:
+                row_ll = _normalise_inplace(resp)
+                total += float(row_ll.sum())
+                if stats is not None:
+                    stats.add(zt, z2t, resp)
+                if resp_out is not None:
+                    resp_out[a:b] = resp.T
+                    ll_out[a:b] = row_ll
+            # free this chunk's arrays before the next chunk allocates its own
+            zt = z2t = resp = row_ll = None
         return total
 
     def weighted_log_prob(self, state: EMState) -> np.ndarray:

@@ -4,8 +4,10 @@ Every cell of N in {2,000, 20,000, 200,000} x D in {2, 16, 64} x K in {2, 8,
 30} x {full, tied, diag, spherical} is measured as ``bench_em.py`` measures one
 shape: the same data and start for both, ``tol=0`` and equal iterations; the
 time per iteration is the difference between fits of 2 and 2 + m iterations
-over m (m = 10 for N <= 20,000, 5 above), so fixed costs cancel (they are
-recorded apart), the fits alternating, median of ``--repeat``; peak memory
+over m, so fixed costs cancel (they are recorded apart), the fits
+alternating, median of ``--repeat``; m is set per cell from a pilot fit so
+that bayesgmm's m iterations take about 0.3 s and scikit-learn's at most
+4 s (between 2 and 2,000; :func:`iterations`); peak memory
 by tracemalloc over the 2-iteration fit of each. Goal: bayesgmm at
 least 2x scikit-learn per iteration in every cell, with no higher peak.
 
@@ -19,8 +21,11 @@ fits must still agree on the log-likelihood (relative 1e-6).
 ``OPENBLAS_NUM_THREADS``. The record holds the environment's thread
 variables and threadpoolctl's view at the start.
 
-Run: ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_em_grid.py
---json benchmarks/results/em_grid.json``; ``--n 2000 --d 64`` for a subset;
+Run (issue 16's condition: default thread settings, no ``*_NUM_THREADS``
+variables, on a machine other jobs keep busy; the record holds the load
+averages): ``python benchmarks/bench_em_grid.py --n 2000 --json
+benchmarks/results/em_grid_n2000.json`` (one record per N keeps each run
+under ~15 minutes); ``--n 2000 --d 64`` for a subset;
 ``--markdown benchmarks/results/em_grid.json`` prints the docs table of a record.
 """
 
@@ -35,7 +40,7 @@ import sys
 import time
 
 from _record import git_state, write_record  # benchmarks/ is on sys.path as a script
-from bench_em import make_problem, measure, models
+from bench_em import fit_quietly, make_problem, measure, models
 from threadpoolctl import threadpool_info
 
 NS = (2_000, 20_000, 200_000)
@@ -45,15 +50,45 @@ TYPES = ("full", "tied", "diag", "spherical")
 GOAL = 2.0
 
 
-def iterations(n: int) -> int:
-    return 10 if n <= 20_000 else 5
+#: Seconds the timed iterations of bayesgmm should take per fit (above the noise of
+#: fixed costs and of the scheduler on a busy machine), and at most those of scikit-learn.
+TARGET_SECONDS, REFERENCE_CAP_SECONDS = 0.3, 4.0
+MIN_ITER, MAX_ITER = 2, 2000
+
+
+def iterations(X, build: dict, base_iter: int = 2, pilot_rows: int = 5_000,
+               pilot_iter: int = 8) -> tuple[int, dict]:
+    """Timed iterations for a cell: bayesgmm's take about :data:`TARGET_SECONDS`.
+
+    One pilot fit of each library (``base_iter`` and ``base_iter + pilot_iter``
+    iterations) on the first ``pilot_rows`` rows estimates the time per
+    iteration, scaled to all rows; scikit-learn's timed iterations are kept
+    under :data:`REFERENCE_CAP_SECONDS`. A fixed count (10 iterations)
+    made the small cells' differences of a few ms, below the noise of
+    fixed costs on a loaded machine (negative times in a first run).
+    """
+    sub = X[:pilot_rows]
+    per_iter = {}
+    for name, make in build.items():
+        times = []
+        for m in (base_iter, base_iter + pilot_iter):
+            start = time.perf_counter()
+            fit_quietly(make(m), sub)
+            times.append(time.perf_counter() - start)
+        per_iter[name] = max(times[1] - times[0], 1e-6) / pilot_iter * len(X) / len(sub)
+    m = min(TARGET_SECONDS / per_iter["bayesgmm"],
+            REFERENCE_CAP_SECONDS / per_iter["scikit-learn"])
+    return int(min(MAX_ITER, max(MIN_ITER, round(m)))), per_iter
 
 
 def run_cell(n: int, d: int, k: int, kind: str, repeat: int) -> dict:
     X, init = make_problem(n, d, k, kind)
-    n_iter = iterations(n)
-    out = measure(X, models(k, init, kind), n_iter, repeat)
+    build = models(k, init, kind)
+    n_iter, pilot = iterations(X, build)
+    load_before = list(os.getloadavg())
+    out = measure(X, build, n_iter, repeat)
     return dict(n=n, d=d, k=k, covariance_type=kind, iterations=n_iter,
+                pilot_seconds_per_iteration=pilot, load_average_before=load_before,
                 load_average=list(os.getloadavg()), **out)
 
 
