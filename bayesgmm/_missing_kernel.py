@@ -25,6 +25,7 @@ __all__ = [
     "column_moments",
     "factor_group",
     "fill_layout",
+    "offsets",
     "pattern_codes",
     "rows",
     "sample_rows",
@@ -185,34 +186,64 @@ def factor_group(precisions, missing):  # pragma: no cover - compiled
     return inv, log_det.reshape(k_all, n_pat)
 
 
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def offsets(precisions, means, missing):  # pragma: no cover - compiled
+    """``Lambda_k (o_p * mu_k)`` of every pattern ``p`` of a group and component ``k``.
+
+    ``o_p * mu_k`` is ``mu_k`` with pattern ``p``'s missing coordinates at 0,
+    so the offset is ``Lambda_k mu_k - Lambda_k[:, M] mu_kM``.
+
+    Returns
+    -------
+    out : (P, K, D)
+    """
+    k_all, d, _ = precisions.shape
+    n_pat, m = missing.shape
+    full = np.zeros((k_all, d))
+    for k in range(k_all):
+        for e in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc += precisions[k, e, j] * means[k, j]
+            full[k, e] = acc
+    out = np.empty((n_pat, k_all, d))
+    for p in range(n_pat):
+        for k in range(k_all):
+            for e in range(d):
+                acc = full[k, e]
+                for i in range(m):
+                    c = missing[p, i]
+                    acc -= precisions[k, e, c] * means[k, c]
+                out[p, k, e] = acc
+    return out
+
+
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"},
          inline="always")
-def _schur(v, zo, means, n, k, missing, p, inv, offset, s, out):  # pragma: no cover
-    """Quadratic form of row ``n``'s observed part under component ``k``; completes the row.
+def _schur(v, zo, means, n, k, missing, p, inv, offset, t, s):  # pragma: no cover - compiled
+    """Quadratic form of row ``n``'s observed part under component ``k``.
 
     ``zo[n]`` is ``[z_n | o_n]`` (the row, missing entries at 0, and its 0/1
-    observed mask), ``d = o_n (z_n - mu_k)``; on entry ``v[n, k] = Lambda_k
-    z_n``, and ``v[n, k] - offset[p, k] = Lambda_k d`` is stored back.
-    With ``M = missing[p]``, ``t = v[n, k, M]`` and ``s = Lambda_kMM^-1 t =
-    inv[k, p] @ t`` (filled in place), returns ``d' Lambda_k d - t' s =
-    d_O' Sigma_kOO^-1 d_O`` and writes ``out[:] = z_n - mu_k`` (the missing
-    coordinates are set by the caller, to ``-s = E[x_M | x_O, k] - mu_kM``).
+    observed mask), ``d = o_n (z_n - mu_k)``, ``v[n, k] = Lambda_k z_n`` and
+    ``v[n, k] - offset[p, k] = Lambda_k d``. With ``M = missing[p]``, ``t =
+    (Lambda_k d)_M`` and ``s = Lambda_kMM^-1 t = inv[k, p] @ t`` (both filled
+    in place), returns ``d' Lambda_k d - t' s = d_O' Sigma_kOO^-1 d_O``;
+    ``-s = E[x_M | x_O, k] - mu_kM``.
     """
     d = means.shape[1]
     m = missing.shape[1]
     quad = 0.0
     for j in range(d):
-        c = zo[n, j] - means[k, j]
-        out[j] = c
-        w = v[n, k, j] - offset[p, k, j]
-        v[n, k, j] = w
-        quad += c * zo[n, d + j] * w
+        quad += (zo[n, j] - means[k, j]) * zo[n, d + j] * (v[n, k, j] - offset[p, k, j])
+    for i in range(m):
+        c = missing[p, i]
+        t[i] = v[n, k, c] - offset[p, k, c]
     for i in range(m):
         acc = 0.0
         for j in range(m):
-            acc += inv[k, p, i, j] * v[n, k, missing[p, j]]
+            acc += inv[k, p, i, j] * t[j]
         s[i] = acc
-        quad -= v[n, k, missing[p, i]] * acc
+        quad -= t[i] * acc
     return quad
 
 
@@ -227,14 +258,17 @@ def rows(v, zo, means, local, missing, inv, const, offset, log_prob,
     Lambda_kMM) / 2``, and ``completed[n, k]`` is the row minus ``mu_k`` with
     its missing coordinates at ``E[x_M | x_O, k] - mu_kM = -s``.
     """
-    n_rows, k_all, _ = v.shape
+    n_rows, k_all, d = v.shape
     m = missing.shape[1]
+    t = np.empty(m)
     s = np.empty(m)
     for n in range(n_rows):
         p = local[n]
         for k in range(k_all):
-            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, s, completed[n, k])
+            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, t, s)
             log_prob[n, k] = const[k, p] - 0.5 * quad
+            for j in range(d):
+                completed[n, k, j] = zo[n, j] - means[k, j]
             for i in range(m):
                 completed[n, k, missing[p, i]] = -s[i]
 
@@ -249,18 +283,19 @@ def accumulate(v, zo, means, local, missing, inv, const, offset, scaled, roots,
     ``mu_k``, so ``scaled[k].T @ scaled[k]`` is the weighted second moment
     about ``mu_k``), ``roots[k, n] = sqrt(r_nk)`` (so ``roots[k] @
     scaled[k]`` is ``sum_n r_nk c_nk``) and ``pattern_sums[k, p] += r_nk``.
+    The completed rows are written once, scaled (not stored, then scaled).
     """
     n_rows, k_all, d = v.shape
     m = missing.shape[1]
     shift = np.empty((k_all, m))
+    t = np.empty(m)
     weight = np.empty(k_all)
     total = 0.0
     for n in range(n_rows):
         p = local[n]
         top = -np.inf
         for k in range(k_all):
-            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, shift[k],
-                          scaled[k, n])
+            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, t, shift[k])
             weight[k] = const[k, p] - 0.5 * quad
             top = max(top, weight[k])
         if not np.isfinite(top):
@@ -276,7 +311,7 @@ def accumulate(v, zo, means, local, missing, inv, const, offset, scaled, roots,
             root = np.sqrt(r)
             roots[k, n] = root
             for j in range(d):
-                scaled[k, n, j] *= root
+                scaled[k, n, j] = root * (zo[n, j] - means[k, j])
             for i in range(m):
                 scaled[k, n, missing[p, i]] = -root * shift[k, i]
     return total

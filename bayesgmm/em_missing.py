@@ -104,13 +104,6 @@ class _Group(NamedTuple):
     start: int
     stop: int
     missing: np.ndarray  # (P_g, m) missing columns of every pattern of the group
-    observed: np.ndarray  # (P_g, D) 0/1 observed mask of every pattern of the group
-
-    @classmethod
-    def of(cls, start: int, stop: int, missing: np.ndarray, n_features: int) -> _Group:
-        observed = np.ones((missing.shape[0], n_features))
-        np.put_along_axis(observed, missing, 0.0, axis=1)
-        return cls(start, stop, missing, observed)
 
 
 class _Layout(NamedTuple):
@@ -147,7 +140,7 @@ class _Layout(NamedTuple):
             observed = (pattern_key[members, None] & bits) != 0
             missing = np.nonzero(~observed)[1].reshape(members.size, int(m))
             stop = int(first[members[-1] + 1]) if members[-1] + 1 < first.size else n
-            groups.append(_Group.of(int(first[members[0]]), stop, missing, d))
+            groups.append(_Group(int(first[members[0]]), stop, missing))
         return cls._filled(X, frame, order, row_pattern - local_first[row_pattern], groups)
 
     @classmethod
@@ -164,7 +157,7 @@ class _Layout(NamedTuple):
             members = np.flatnonzero(n_missing == m)
             local_of[members] = np.arange(members.size)
             missing = np.nonzero(~patterns.observed[members])[1].reshape(members.size, m)
-            groups.append(_Group.of(start, start + int(counts[m]), missing, X.shape[1]))
+            groups.append(_Group(start, start + int(counts[m]), missing))
             start += int(counts[m])
         return cls._filled(X, frame, order, local_of[patterns.pattern[order]], groups)
 
@@ -255,9 +248,7 @@ class _Factors(NamedTuple):
                 (d - m) * LOG_2PI + (model.log_det_cov[:, None] + log_det)))
             # d_nk = o_p * (z_n - mu_k) = z_n - o_p * mu_k (z is 0 where o_p is), so
             # Lambda_k d_nk = Lambda_k z_n - offset[p, k]
-            shifted = group.observed[None] * model.means[:, None, :]
-            offset.append(np.ascontiguousarray(
-                np.matmul(shifted, model.precisions).transpose(1, 0, 2)))
+            offset.append(kernel.offsets(model.precisions, model.means, group.missing))
         return cls(inv, const, offset)
 
 
