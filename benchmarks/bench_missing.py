@@ -45,13 +45,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 
 import numpy as np
-from _record import write_record  # benchmarks/ is on sys.path when run as a script
+from _record import git_state, write_record  # benchmarks/ is on sys.path when run as a script
 from scipy.optimize import brentq, linear_sum_assignment
 from scipy.special import expit
+from scipy.stats import binomtest
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer
 from sklearn.mixture import GaussianMixture
@@ -322,16 +324,34 @@ def summarise(reps: list[dict]) -> dict:
                         if metric == "heldout_loglik":
                             d = -d
                         mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+                        wins, losses = int((d < 0).sum()), int((d > 0).sum())
                         entry[f"{metric}_paired"] = {
                             "mean_diff": mean, "se": se, "n": int(d.size),
                             "bayesgmm_better": bool(mean < -2 * se),
-                            "bayesgmm_not_worse": bool(mean <= 2 * se)}
+                            "bayesgmm_not_worse": bool(mean <= 2 * se),
+                            **sign_test(wins, losses)}
                 base = entry if m == "bayesgmm" else setting["methods"]["bayesgmm"]
                 for metric in ("mean_error", "cov_error"):
                     entry[f"{metric}_ratio"] = entry[metric][0] / base[metric][0]
                 setting["methods"][m] = entry
             summary[f"{design}/{mechanism}"] = setting
     return summary
+
+
+def sign_test(wins: int, losses: int) -> dict:
+    """Paired sign test (ties dropped), one-sided each way at the 5% level.
+
+    Beside the 2-se rule on the paired mean, which a few huge losses of the
+    other method (degenerate fits, held-out log-likelihoods of -1e5) can
+    defeat although bayesgmm wins every replication, and a few mode switches
+    of iris can defeat both ways.
+    """
+    n = wins + losses
+    p_better = binomtest(wins, n, 0.5, alternative="greater").pvalue if n else 1.0
+    p_worse = binomtest(losses, n, 0.5, alternative="greater").pvalue if n else 1.0
+    return {"wins": wins, "losses": losses, "sign_p_better": float(p_better),
+            "sign_p_worse": float(p_worse), "sign_better": bool(p_better < 0.05),
+            "sign_not_worse": bool(p_worse >= 0.05)}
 
 
 def goals(summary: dict) -> dict:
@@ -346,13 +366,14 @@ def goals(summary: dict) -> dict:
         methods = setting["methods"]
         g = {}
         for m in ("complete-case", "mean-impute"):
-            g[f"better_than_{m}"] = {
-                metric: methods[m][f"{metric}_paired"]["bayesgmm_better"]
-                if f"{metric}_paired" in methods[m] else methods[m]["failures"] > 0
-                for metric in METRICS}
-        g["not_worse_than_iterative"] = {
-            metric: methods["iterative"][f"{metric}_paired"]["bayesgmm_not_worse"]
-            for metric in METRICS}
+            for rule, field in (("", "bayesgmm_better"), ("sign_", "sign_better")):
+                g[f"{rule}better_than_{m}"] = {
+                    metric: methods[m][f"{metric}_paired"][field]
+                    if f"{metric}_paired" in methods[m] else methods[m]["failures"] > 0
+                    for metric in METRICS}
+        for rule, field in (("", "bayesgmm_not_worse"), ("sign_", "sign_not_worse")):
+            g[f"{rule}not_worse_than_iterative"] = {
+                metric: methods["iterative"][f"{metric}_paired"][field] for metric in METRICS}
         imp = setting["imputation_rmse"]
         g["impute_below_half_column_mean"] = bool(
             imp["bayesgmm"][0] < 0.5 * imp["mean-impute"][0])
@@ -387,8 +408,16 @@ def _pm(cell, digits: int) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
+def merged(records: list[dict]) -> dict:
+    """Several records (e.g. one per design) as one; summary and goals recomputed."""
+    reps = [r for record in records for r in record["replicates"]]
+    summary = summarise(reps)
+    return {"replicates": reps, "summary": summary, "goals": goals(summary)}
+
+
 def markdown(record: dict) -> str:
-    """The tables of docs/missing.md from a written record."""
+    """The tables of docs/missing.md from a written record (summary recomputed)."""
+    record = merged([record])
     summary, met = record["summary"], record["goals"]
     lines = ["| setting | method | failed / collapsed | mean error | ratio | rank | cov. error "
              "| ratio | rank | held-out log-lik. | median | rank | s / fit |",
@@ -416,16 +445,18 @@ def markdown(record: dict) -> str:
 
     wins = win_shares(record["replicates"])
 
-    def marks(key: str, method: str, flags: dict) -> str:
-        return " / ".join(("yes" if flags[m] else "**no**") + f" {wins[key][method][m]:.0%}"
+    def marks(key: str, method: str, flags: dict, sign: dict) -> str:
+        return " / ".join(("yes" if flags[m] else "**no**") + " "
+                          + ("yes" if sign[m] else "**no**") + f" {wins[key][method][m]:.0%}"
                           for m in METRICS)
 
     lines += ["", "| setting | better than complete-case (mean / cov / log-lik) "
               "| better than mean-impute | not worse than iterative |", "|---|---|---|---|"]
     for key, g in met.items():
-        lines.append(f"| {key} | {marks(key, 'complete-case', g['better_than_complete-case'])} "
-                     f"| {marks(key, 'mean-impute', g['better_than_mean-impute'])} "
-                     f"| {marks(key, 'iterative', g['not_worse_than_iterative'])} |")
+        cells = [marks(key, m, g[f"{goal}_{m}"], g[f"sign_{goal}_{m}"])
+                 for goal, m in (("better_than", "complete-case"), ("better_than", "mean-impute"),
+                                 ("not_worse_than", "iterative"))]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -457,14 +488,18 @@ def main() -> None:
     parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--out", default=None, help="write the raw record here (JSON)")
-    parser.add_argument("--markdown", default=None, metavar="RECORD",
-                        help="print the docs tables of a written record and exit")
+    parser.add_argument("--markdown", default=None, nargs="+", metavar="RECORD",
+                        help="print the docs tables of written records (merged) and exit")
     args = parser.parse_args()
     if args.markdown:
-        with open(args.markdown) as handle:
-            print(markdown(json.load(handle)))
+        records = []
+        for path in args.markdown:
+            with open(path) as handle:
+                records.append(json.load(handle))
+        print(markdown(merged(records)))
         return
     start = time.perf_counter()
+    git, load_start = git_state(), list(os.getloadavg())
     reps = []
     for design in args.designs:
         t0 = time.perf_counter()
@@ -482,6 +517,7 @@ def main() -> None:
     print(f"total {total:.1f} s")
     if args.out:
         write_record(args.out, {
+            "git": git, "load_average_at_start": load_start,
             "replications": args.replications, "seed": args.seed,
             "settings": {"n_init": N_INIT, "n_init_reference": N_INIT_REFERENCE,
                          "tol": TOL, "reg_covar": REG_COVAR, "max_iter": MAX_ITER,
