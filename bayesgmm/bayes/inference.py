@@ -698,7 +698,7 @@ def _advi_on_kernel(model: pm.Model, *, method: str, n_steps: int, draws: int,
     flat = approx.sample(draws, rng)
     raw = {k: v[None] for k, v in raw_from_unconstrained(density.unflatten(flat)).items()}
     # one pass over the data per draw; large data: on every core (the kernel drops the GIL)
-    workers = min(os.cpu_count() or 1, 8) if density.n_rows * draws > 10**8 else 1
+    workers = min(os.cpu_count() or 1, 8) if density.n_rows * draws > 10**7 else 1
     t_k = time.perf_counter()
     pareto_k = vi.importance_pareto_k(density.logp, approx, flat, workers=workers)
     t_pareto = time.perf_counter() - t_k

@@ -39,6 +39,7 @@ __all__ = [
 
 _LOG_2PI = np.log(2.0 * np.pi)
 VI_METHODS = ("advi", "fullrank_advi")
+_MIN_PSIS_DRAWS = 25
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -764,7 +765,8 @@ def importance_pareto_k(log_density: Callable[[np.ndarray], float],
     Returns
     -------
     float
-        k-hat; ``inf`` when ``p`` is zero at some draw.
+        k-hat; ``inf`` when ``p`` is zero at some draw; NaN with fewer than
+        25 draws (PSIS's tail, ``min(S / 5, 3 sqrt(S))`` ratios, needs 5).
 
     Examples
     --------
@@ -782,6 +784,8 @@ def importance_pareto_k(log_density: Callable[[np.ndarray], float],
     """
     from arviz_stats.base import array_stats
 
+    if len(draws) < _MIN_PSIS_DRAWS:  # PSIS fits at least 5 tail ratios: not judged
+        return float("nan")
     if workers > 1 and len(draws) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
