@@ -766,7 +766,8 @@ def importance_pareto_k(log_density: Callable[[np.ndarray], float],
     -------
     float
         k-hat; ``inf`` when ``p`` is zero at some draw; NaN with fewer than
-        25 draws (PSIS's tail, ``min(S / 5, 3 sqrt(S))`` ratios, needs 5).
+        30 draws (PSIS's tail, ``min(S / 5, 3 sqrt(S))`` ratios, is too short:
+        arviz-stats raises below 25 draws and gives NaN below 30).
 
     Examples
     --------
