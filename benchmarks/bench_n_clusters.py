@@ -38,11 +38,18 @@ def data(n: int, seed: int = 0) -> np.ndarray:
                                                                              strict=True)])
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its threads."""
+    t = os.times()
+    return t.user + t.system
+
+
 def one_bayes(X: np.ndarray, draws: int, tune: int, chains: int, seed: int) -> dict:
     import bayesgmm as bg
     from bayesgmm.bayes.n_clusters import n_clusters_diagnostics
 
     load0 = os.getloadavg()[0]
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -53,12 +60,16 @@ def one_bayes(X: np.ndarray, draws: int, tune: int, chains: int, seed: int) -> d
     t1 = time.perf_counter()
     probs = fit.result_.n_clusters()
     t_k = time.perf_counter() - t1
+    cpu = _cpu_seconds() - cpu0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         diag = n_clusters_diagnostics(fit.result_, warn=False)
     ss = fit.result_.idata["sample_stats"]
     return {
         "wall_fit_s": t_fit, "wall_n_clusters_s": t_k, "wall_total_s": t_fit + t_k,
+        # CPU seconds of the process (all threads): on a loaded machine the wall time
+        # measures the load; CPU / 2 is the wall time two idle cores would need at best
+        "cpu_total_s": cpu, "cpu_total_over_2_s": cpu / 2,
         "timing": {k: float(v) for k, v in fit.timing_.items()},
         "p_k_plus": {int(k): float(v) for k, v in probs.items()},
         "divergences": int(ss["diverging"].sum()),
@@ -103,12 +114,15 @@ def main() -> None:
         vb.append(one_sklearn(X, seed=r))
         b = bayes[-1]
         print(f"repeat {r}: fit {b['wall_fit_s']:.1f} s + n_clusters {b['wall_n_clusters_s']:.1f}"
-              f" s, P(K+) {b['p_k_plus']}, divergences {b['divergences']}, depth "
+              f" s (CPU/2 {b['cpu_total_over_2_s']:.1f} s), P(K+) {b['p_k_plus']}, "
+              f"divergences {b['divergences']}, depth "
               f"{b['mean_tree_depth']:.2f}, load {b['load_before']:.1f}->{b['load_after']:.1f};"
               f" sklearn VB {vb[-1]['wall_s']:.2f} s, K {vb[-1]['n_clusters']}", flush=True)
         summary = {
             "repeats_done": len(bayes),
             "median_wall_total_s": statistics.median(b["wall_total_s"] for b in bayes),
+            "median_cpu_total_over_2_s": statistics.median(b["cpu_total_over_2_s"]
+                                                           for b in bayes),
             "median_sklearn_vb_s": statistics.median(v["wall_s"] for v in vb),
             "goal_s": 60.0,
             "median_p_k3": statistics.median(b["p_k_plus"].get(3, 0.0) for b in bayes),
