@@ -342,13 +342,10 @@ class EMGMM(BaseGMM):
         below 2,000 rows, good at small K, and about 0.02 s on Old Faithful.
         ``n_init=10`` explores far better (on the 26 sound cells of
         ``benchmarks/bench_restarts.py``, 8 real data sets at K=2..5, it
-        reaches the best of 100 k-means++ runs in the median seed of every
-        cell but wine K=3, where that optimum is one of a few basins that
-        about 1 in 200 k-means++ starts reach;
-        ``benchmarks/results/restarts_screening.json``) and costs 0.07 s on
-        Old Faithful at K=2, less than 100 plain restarts in most cells;
-        :func:`bayesgmm.compare_k` uses 10, and so should any fit at K >= 3
-        whose optimum matters.
+        reaches the best of 100 k-means++ runs in every one of 3 seeds;
+        ``benchmarks/results/restarts.json``) and is faster than those 100
+        plain restarts in most cells; :func:`bayesgmm.compare_k` uses 10,
+        and so should any fit at K >= 3 whose optimum matters.
     init_params : {"auto", "hc", "kmeans", "k-means++", "random", "random_from_data"}, \
 default="auto"
         How the runs start. Every start is computed on the z-scores of the
