@@ -264,11 +264,18 @@ def test_model_table_plot_and_report(iris_table_small, tmp_path):
     assert "VEV, K=2" in text
 
 
-def test_list_of_models_and_bayesian_methods_skip_unsupported_models():
+def test_a_list_of_models_gives_a_model_level():
     cmp = bg.compare_k(FAITHFUL, [2, 3], methods="em", covariance_type=["EEE", "full"],
                        progressbar=False)
     assert set(cmp.table.index.get_level_values("model")) == {"EEE", "full"}
     assert cmp.best("bic") == ModelK("EEE", 3)
+
+
+def test_bayesian_methods_skip_the_models_they_do_not_have():
+    # EVE has no Bayesian counterpart: no ADVI row is fitted (so no PyMC graph is built)
+    cmp = bg.compare_k(FAITHFUL, [2], methods=("em", "advi"), covariance_type=["EVE"],
+                       progressbar=False)
+    assert list(cmp.table.index) == [("em", "EVE", 2)]
 
 
 def test_cli_covariance_all(tmp_path, capsys):
