@@ -352,7 +352,7 @@ def test_a_short_sparse_fit_end_to_end():
 @pytest.mark.slow
 def test_three_clear_clusters_give_k_plus_three():
     # issue 15: three clear clusters in 2-D, K_max=10, P(K+=3) > 0.8.  With the sparse
-    # hyperprior's default mean alpha = 1/K_max = 0.1 this posterior puts only 0.35 on
+    # hyperprior's default mean alpha = 1/K_max = 0.1 this posterior puts only 0.26 on
     # K+=3 (tail points form 1-3 point clusters, docs/n_clusters.md,
     # benchmarks/results/n_clusters_priors.json); a prior mean of 0.01 reaches 0.83
     import warnings
