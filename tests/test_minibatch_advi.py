@@ -267,7 +267,7 @@ def test_batch_size_n_is_the_full_batch_fit():
     assert "batch_size" not in same.result_.idata["variational"].attrs
 
 
-def test_minibatch_fit_with_missing_entries():
+def test_minibatch_fit_with_missing_entries(tmp_path):
     X = _mixture(4000, seed=8)
     rng = np.random.default_rng(0)
     X[rng.random(X.shape) < 0.1] = np.nan
@@ -280,6 +280,10 @@ def test_minibatch_fit_with_missing_entries():
     # within a few posterior sds (~0.015 data sd at 4,000 rows) of its optimum
     gap = np.abs(est.means_ - est.reference_.means_) / np.nanstd(X, axis=0)
     assert gap.max() < 0.05
+    # the schedule's record survives a save and load
+    est.result_.to_netcdf(tmp_path / "fit.nc")
+    back = bg.load(tmp_path / "fit.nc").idata["variational"].attrs
+    assert back["batch_size"] == 400 and len(back["moved"]) == len(attrs["moved"])
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
