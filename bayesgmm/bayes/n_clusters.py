@@ -263,7 +263,7 @@ class IdentifiedClusters(NamedTuple):
         -------
         pandas.DataFrame
             One row per scalar (``weights[c]``, ``means[c, f]``,
-            ``covariances[c, f, g]``), columns ``mean``, ``sd``, ``lower``,
+            ``covariances[c, f, g]`` with ``g <= f``), columns ``mean``, ``sd``, ``lower``,
             ``upper``, ``r_hat``, ``ess_bulk``.
         """
         ds = self.draws
@@ -274,6 +274,8 @@ class IdentifiedClusters(NamedTuple):
             da = ds[var]
             flat = da.values.reshape(-1, *da.shape[2:])
             for idx in np.ndindex(*da.shape[2:]):
+                if var == "covariances" and idx[1] < idx[2]:
+                    continue  # symmetric: the lower triangle only
                 vals = flat[(slice(None), *idx)]
                 chosen = vals[selected]
                 one = da.values[(slice(None), slice(None), *idx)]
