@@ -25,6 +25,7 @@ __all__ = [
     "column_moments",
     "factor_group",
     "fill_layout",
+    "log_densities",
     "offsets",
     "pattern_codes",
     "rows",
@@ -271,6 +272,21 @@ def rows(v, zo, means, local, missing, inv, const, offset, log_prob,
                 completed[n, k, j] = zo[n, j] - means[k, j]
             for i in range(m):
                 completed[n, k, missing[p, i]] = -s[i]
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def log_densities(v, zo, means, local, missing, inv, const, offset,
+                  log_prob):  # pragma: no cover - compiled
+    """``log_prob`` of :func:`rows` alone (no completed rows: the E-step of a prediction)."""
+    n_rows, k_all, _ = v.shape
+    m = missing.shape[1]
+    t = np.empty(m)
+    s = np.empty(m)
+    for n in range(n_rows):
+        p = local[n]
+        for k in range(k_all):
+            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, t, s)
+            log_prob[n, k] = const[k, p] - 0.5 * quad
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})

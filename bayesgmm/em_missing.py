@@ -309,6 +309,15 @@ class _Evaluator:
                     factors.const[g], factors.offset[g], log_prob, completed)
         return log_prob, completed
 
+    def log_prob(self, g: int, start: int, stop: int) -> np.ndarray:
+        """``log_prob`` of :meth:`__call__` alone, without completing the rows."""
+        layout, model, factors = self.layout, self.model, self.factors
+        out = np.empty((stop - start, model.means.shape[0]))
+        kernel.log_densities(self._project(start, stop), layout.ZO[start:stop], model.means,
+                             layout.local[start:stop], layout.groups[g].missing,
+                             factors.inv[g], factors.const[g], factors.offset[g], out)
+        return out
+
     def moments(self, g: int, start: int, stop: int, scaled: np.ndarray, roots: np.ndarray,
                 pattern_sums: np.ndarray) -> float:
         """E-step of a block for the M-step (:func:`bayesgmm._missing_kernel.accumulate`)."""
@@ -408,7 +417,7 @@ def weighted_log_prob(X: np.ndarray, state: EMState) -> np.ndarray:
         def run(blocks: list[tuple[int, int, int]]) -> None:
             mine = evaluate.twin()
             for g, a, b in blocks:
-                out[layout.order[a:b]] = mine(g, a, b)[0]
+                out[layout.order[a:b]] = mine.log_prob(g, a, b)
 
         threads.map(run, threads.split(list(evaluate.blocks())))
     finally:
