@@ -338,14 +338,16 @@ def test_a_short_sparse_fit_end_to_end():
     X = _three_clusters(20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = bg.BayesGMM(n_components=5, priors={"weights_concentration": "sparse"},
-                          draws=40, tune=40, chains=2, random_state=0,
-                          progressbar=False).fit(X)
-        table = n_clusters_diagnostics(fit.result_, warn=False)
-    alpha = fit.result_.idata["posterior"]["alpha"]
+        # compare_k(sparse=True): EM at K=2 and 5, and a sparse mixture with K_max=5
+        cmp = bg.compare_k(X, [2, 5], methods="em", sparse=True, progressbar=False,
+                           bayes_kwargs={"draws": 40, "tune": 40, "chains": 2})
+        table = n_clusters_diagnostics(cmp.sparse, warn=False)
+    alpha = cmp.sparse.idata["posterior"]["alpha"]
     assert alpha.dims == ("chain", "draw") and np.all(alpha.values > 0)
-    probs = fit.result_.n_clusters()
+    assert cmp.sparse.config["priors"]["weights_concentration"] == "sparse"
+    probs = cmp.sparse.n_clusters()
     assert_allclose(probs.sum(), 1.0) and set(probs.index) <= set(range(1, 6))
+    assert probs.equals(cmp.n_clusters) and "sparse mixture (NUTS, K_max=5)" in cmp.verdict()
     assert list(table.index) == ["n_clusters", "alpha"]
 
 
