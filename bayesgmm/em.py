@@ -142,7 +142,11 @@ def precision_cholesky(
     except np.linalg.LinAlgError:
         raise ValueError(_FAILED_CHOLESKY.format(reg_covar=reg_covar)) from None
     # inv(cov) = inv(L)^T inv(L), so U = inv(L)^T is upper triangular with U U^T = inv(cov)
-    out = np.triu(np.linalg.inv(chol).transpose(0, 2, 1))
+    inverse = np.linalg.inv(chol)
+    del chol
+    iu, ju = np.triu_indices(inverse.shape[-1], 1)
+    inverse[:, iu, ju] = 0.0  # exact zeros above the diagonal of inv(L), in place
+    out = inverse.transpose(0, 2, 1)
     return out[0] if covariance_type == "tied" else out
 
 
@@ -304,24 +308,33 @@ def collapsed_from_full(weights: np.ndarray, means: np.ndarray, covariances: np.
     counts = weights * n_samples
     need = d + 1 if covariance_type == "full" else (1 if covariance_type == "tied" else 2)
     floor = np.broadcast_to(np.asarray(reg_covar, dtype=float), (d,))
-    if np.all(floor > 0):
-        scale = 1.0 / np.sqrt(floor)
-        in_floor_units = covariances * scale[:, None] * scale[None, :]
-        on_floor = np.linalg.eigvalsh(in_floor_units)[:, 0] <= floor_ratio
-    else:
-        on_floor = np.zeros(covariances.shape[0], dtype=bool)
     means = np.asarray(means, dtype=float)
     centre = weights @ means
     spread = np.einsum("k,kij->ij", weights, covariances)
     spread += np.einsum("k,ki,kj->ij", weights, means - centre, means - centre)
-    data_scale = 1.0 / np.sqrt(np.maximum(np.diag(spread), np.finfo(float).tiny))
-    in_data_units = covariances * data_scale[:, None] * data_scale[None, :]
-    singular = np.linalg.eigvalsh(in_data_units)[:, 0] < RELATIVE_VARIANCE_MIN
-    if rounding is not None and np.all(np.asarray(rounding) > 0):
-        step = 1.0 / np.sqrt(np.asarray(rounding, dtype=float))
-        in_steps = covariances * step[:, None] * step[None, :]
-        singular |= np.linalg.eigvalsh(in_steps)[:, 0] < 1.0
+    # each test's smallest eigenvalue of the covariances in that test's units
+    units = [1.0 / np.sqrt(np.maximum(np.diag(spread), np.finfo(float).tiny))]
+    if np.all(floor > 0):
+        units.append(1.0 / np.sqrt(floor))
+    use_rounding = rounding is not None and np.all(np.asarray(rounding) > 0)
+    if use_rounding:
+        units.append(1.0 / np.sqrt(np.asarray(rounding, dtype=float)))
+    smallest = np.empty((len(units), covariances.shape[0]))
+    batch = max(1, _COLLAPSE_BATCH_ELEMENTS // (d * d))  # a batch's copies stay small
+    for a in range(0, covariances.shape[0], batch):
+        covs = covariances[a : a + batch]
+        for i, scale in enumerate(units):
+            smallest[i, a : a + batch] = np.linalg.eigvalsh(
+                covs * scale[:, None] * scale[None, :])[:, 0]
+    singular = smallest[0] < RELATIVE_VARIANCE_MIN
+    on_floor = smallest[1] <= floor_ratio if np.all(floor > 0) else np.zeros_like(singular)
+    if use_rounding:
+        singular |= smallest[-1] < 1.0
     return np.flatnonzero((counts < need) | on_floor | singular)
+
+
+#: Covariance entries :func:`collapsed_from_full` scales and decomposes at once.
+_COLLAPSE_BATCH_ELEMENTS = 1 << 16
 
 
 def _has_nan(X: np.ndarray) -> bool:
@@ -599,13 +612,17 @@ class _Stats:
         diag = np.arange(d)
         if self.type == "full":
             if self.centers is None:
-                second = np.empty((k, d, d))
+                covs = np.empty((k, d, d))
                 iu, ju, _ = _triu(d)
-                second[:, iu, ju] = self.sxx
-                second[:, ju, iu] = self.sxx
+                covs[:, iu, ju] = self.sxx
+                covs[:, ju, iu] = self.sxx
             else:
-                second = 0.5 * (self.sxx + self.sxx.transpose(0, 2, 1))
-            covs = second / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+                covs = self.sxx + self.sxx.transpose(0, 2, 1)
+                covs *= 0.5
+            # in place, one component at a time: no (K, D, D) temporaries
+            for j in range(k):
+                covs[j] /= nk[j]
+                covs[j] -= np.outer(delta[j], delta[j])
             covs[:, diag, diag] += reg
         elif self.type == "tied":
             covs = self.sxx - (nk[:, None] * delta).T @ delta
@@ -639,6 +656,11 @@ def _n_workers(n: int, n_components: int, n_features: int) -> int:
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
+#: Chunks of at most this many numbers are allowed whatever the data's size: on
+#: tiny data each chunk's fixed cost (some 20 NumPy calls) outweighs its memory.
+_SMALL_CHUNK_ELEMENTS = 1 << 15
+
+
 def _chunk_rows(n_components: int, n_features: int, expanded: bool = True,
                 kind: str = "full", n_rows: int | None = None) -> int:
     """Rows per chunk: the chunk's work arrays (about ``width`` numbers a row) fit in cache.
@@ -647,10 +669,10 @@ def _chunk_rows(n_components: int, n_features: int, expanded: bool = True,
     the projected one its ``K D`` projections, the others about ``2 D``.
     With ``n_rows`` (the data's rows, for a thread's block) the work arrays
     also stay below half of ``n_rows * (D + K)`` numbers, the size of the
-    data and its responsibilities: on small data a whole-data chunk of
-    products would take more memory than the data (scikit-learn's own
-    temporaries are about one copy of the data; the issue-13 goal is a peak
-    no higher than its).
+    data and its responsibilities (or :data:`_SMALL_CHUNK_ELEMENTS` numbers,
+    if more): on small data a whole-data chunk of products would take more
+    memory than the data (scikit-learn's own temporaries are about one copy
+    of the data; the issue-13 goal is a peak no higher than its).
     """
     k, d = n_components, n_features
     if kind == "full" and expanded:
@@ -661,7 +683,7 @@ def _chunk_rows(n_components: int, n_features: int, expanded: bool = True,
         width = 3 * d + 2 * k
     rows = _CHUNK_ELEMENTS // width
     if n_rows is not None:
-        rows = min(rows, n_rows * (d + k) // (2 * width))
+        rows = min(rows, max(n_rows * (d + k) // (2 * width), _SMALL_CHUNK_ELEMENTS // width))
     return int(max(64, rows))
 
 
