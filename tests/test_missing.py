@@ -128,6 +128,47 @@ def test_complete_data_give_the_complete_data_fit():
                                rtol=1e-11)
 
 
+def test_layout_by_pattern_keys_equals_the_layout_by_unique_masks():
+    # _Layout.of sorts by Numba pattern keys (D <= 56); _of_unique (any D) by np.unique on
+    # the masks, the earlier construction: same row order, pattern numbering, groups,
+    # working-unit rows and Jacobians
+    X = with_holes(np.random.default_rng(0).normal(size=(500, 6)) * [1, 2, 3, 4, 5, 6], 0.35, 7)
+    frame = em_missing.frame_of(X, "full")
+    fast = em_missing._Layout.of(X, frame)
+    slow = em_missing._Layout._of_unique(X, frame)
+    np.testing.assert_array_equal(fast.order, slow.order)
+    np.testing.assert_array_equal(fast.local, slow.local)
+    np.testing.assert_array_equal(fast.ZO, slow.ZO)
+    np.testing.assert_array_equal(fast.log_jacobian, slow.log_jacobian)
+    assert len(fast.groups) == len(slow.groups) > 3
+    for a, b in zip(fast.groups, slow.groups, strict=True):
+        assert (a.start, a.stop) == (b.start, b.stop)
+        np.testing.assert_array_equal(a.missing, b.missing)
+    # the working units: mean and sd (ddof 0) of each column's observed values
+    np.testing.assert_allclose(frame.center, np.nanmean(X, axis=0), rtol=1e-13)
+    np.testing.assert_allclose(frame.scale, np.nanstd(X, axis=0), rtol=1e-13)
+
+
+def test_wide_data_take_the_general_layout_and_match_scipy():
+    # D = 60 > 56: the pattern key does not fit in 64 bits, _Layout falls back to
+    # np.unique; densities still equal scipy's on each row's observed coordinates
+    rng = np.random.default_rng(1)
+    d = 60
+    X = with_holes(rng.normal(size=(40, d)), 0.2, 3)
+    a = rng.normal(size=(2, d, d)) / np.sqrt(d)
+    covs = a @ np.swapaxes(a, 1, 2) + np.eye(d)
+    means = rng.normal(size=(2, d))
+    state = em.EMState(np.array([0.3, 0.7]), means, covs,
+                       em.precision_cholesky(covs, "full", 0.0), "full")
+    got = em_missing.weighted_log_prob(X, state)
+    for n in (0, 17, 39):
+        o = ~np.isnan(X[n])
+        for k in range(2):
+            ref = np.log(state.weights[k]) + stats.multivariate_normal(
+                means[k, o], covs[k][np.ix_(o, o)]).logpdf(X[n, o])
+            assert got[n, k] == pytest.approx(ref, rel=1e-10)  # 60-D Cholesky rounding
+
+
 def test_predictions_use_the_observed_coordinates(iris_fits):
     model = iris_fits["full"]
     r = model.result_
