@@ -6,10 +6,12 @@ the first with empty PyTensor and Numba caches (the very first fit on a
 machine), the second reusing the caches the first wrote (warm). Each process
 records the time to ``import bayesgmm``, to reach ``bg.BayesGMM`` (the lazy
 import of the Bayesian stack), the fit split into its compile, sampling and
-everything else (EM reference, data, relabeling, results), and which heavy
+everything else (EM reference, data, relabeling, results), the CPU time of
+each step (``time.process_time``, all threads: on a loaded machine the wall
+times mostly measure waiting for a core), the load average, and which heavy
 modules ended up loaded; the parent records the wall time of the process.
 A third process per repeat runs ``python -X importtime`` on the warm route
-and keeps the slowest imports, so the budget in docs/bayes.md has a record.
+and keeps the slowest imports, so the import budget in docs/benchmarks.md has a record.
 
 Run: ``python benchmarks/bench_first_fit.py --repeat 3 --out benchmarks/results/first_fit.json``
 """
@@ -33,20 +35,23 @@ HEAVY = ("pymc", "pytensor", "nutpie", "numba", "matplotlib", "arviz", "arviz_pl
          "sklearn", "scipy", "pandas", "xarray")
 
 FIT = """
-import json, sys, time
-t0 = time.perf_counter()
+import json, os, sys, time
+t0, c0 = time.perf_counter(), time.process_time()
 import bayesgmm as bg
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 BayesGMM = bg.BayesGMM
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 X = bg.datasets.load_faithful()
 est = BayesGMM(2, random_state=0, progressbar=False).fit(X)
-t3 = time.perf_counter()
+t3, c3 = time.perf_counter(), time.process_time()
 ok = est.result_.diagnostics(warn=False)
 print(json.dumps({{"import_bayesgmm": t1 - t0, "import_bayes": t2 - t1, "fit": t3 - t2,
                   "compile": est.timing_["compile"], "sample": est.timing_["sample"],
                   "fit_other": t3 - t2 - est.timing_["compile"] - est.timing_["sample"],
-                  "process": t3 - t0, "max_r_hat": float(ok["r_hat"].max()),
+                  "process": t3 - t0, "cpu_import_bayesgmm": c1 - c0,
+                  "cpu_import_bayes": c2 - c1, "cpu_fit": c3 - c2, "cpu_process": c3 - c0,
+                  "load_average": list(os.getloadavg()),
+                  "max_r_hat": float(ok["r_hat"].max()),
                   "loaded": sorted(m for m in {heavy!r} if m in sys.modules)}}))
 """
 
@@ -101,10 +106,12 @@ def main() -> None:
                       f"{figures['import_bayesgmm']:.2f}"
                       f" + Bayes stack {figures['import_bayes']:.2f} + compile "
                       f"{figures['compile']:.2f} + sample {figures['sample']:.2f} + other "
-                      f"{figures['fit_other']:.2f} (+ interpreter start/exit)")
+                      f"{figures['fit_other']:.2f} (+ interpreter start/exit); CPU "
+                      f"{figures['cpu_process']:.2f} s, load {figures['load_average'][0]:.1f}",
+                      flush=True)
             imports.append(_slowest_imports(Path(tmp)))
     keys = ("wall", "process", "import_bayesgmm", "import_bayes", "compile", "sample",
-            "fit_other")
+            "fit_other", "cpu_process", "cpu_import_bayesgmm", "cpu_import_bayes", "cpu_fit")
     medians = {kind: {k: statistics.median(r[k] for r in rows) for k in keys}
                for kind, rows in runs.items()}
     for kind, m in medians.items():
