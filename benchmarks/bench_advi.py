@@ -143,9 +143,17 @@ def optimum(method: str, seeds: int) -> dict[str, object]:
 
 
 def main() -> None:
+    import os
+
+    from _record import git_state  # benchmarks/ is on sys.path when run as a script
+
     args = _parse()
+    git = git_state()  # at the start: the code that ran
+    load = {"start": list(os.getloadavg())}  # 1, 5, 15-minute load averages per phase
     first = first_fits(args.method, args.repeats)
+    load["after_first_fits"] = list(os.getloadavg())
     warm = warm_fits(args.method, args.repeats)
+    load["after_warm_fits"] = list(os.getloadavg())
     same = optimum(args.method, args.seeds)
     med = {f"first {k}": statistics.median(v) for k, v in first.items()}
     med.update({f"warm {k}": statistics.median(v) for k, v in warm.items()})
@@ -161,7 +169,7 @@ def main() -> None:
     if args.json:
         from _record import write_record  # benchmarks/ is on sys.path when run as a script
 
-        write_record(args.json, {"method": args.method,
+        write_record(args.json, {"method": args.method, "git": git, "load_average": load,
                                  "repeats": {"first": first, "warm": warm}, "medians": med,
                                  "nuts_over_kernel_advi": ratio, "optimum": same})
 
