@@ -3,8 +3,9 @@
 Three clear clusters in 2-D (N=300, unit-variance Gaussians centred at (0, 0),
 (6, 0), (3, 5)), ``BayesGMM(n_components=10)`` by NUTS, 2 chains x 300 draws
 after 300 tuning steps, for each ``weights_concentration`` setting: "sparse"
-(alpha ~ Gamma(10, 100), prior mean 0.1), ("gamma", 10, 1000) (mean 0.01) and
-a fixed 0.01.  Recorded: P(K+), R-hat/ESS of K+ and alpha, chain modes,
+(alpha ~ Gamma(10, 100), prior mean 0.1), ("gamma", 10, 1000) (mean 0.01),
+a fixed 0.01, ("gamma", 10, 10000) (mean 0.001) and a fixed 0.001.  Recorded: P(K+),
+R-hat/ESS of K+ and alpha, chain modes,
 divergences, BIC's K by EM, wall time and load.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/n_clusters_priors.py \\
@@ -21,13 +22,16 @@ import warnings
 import numpy as np
 from _record import git_state, write_record
 
-SETTINGS = {"sparse": "sparse", "gamma(10,1000)": ("gamma", 10.0, 1000.0), "fixed 0.01": 0.01}
+SETTINGS = {"sparse": "sparse", "gamma(10,1000)": ("gamma", 10.0, 1000.0), "fixed 0.01": 0.01,
+            "gamma(10,10000)": ("gamma", 10.0, 10000.0), "fixed 0.001": 0.001}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=None)
     p.add_argument("--draws", type=int, default=300)
+    p.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                   help="settings to run")
     args = p.parse_args()
     import bayesgmm as bg
     from bayesgmm.bayes.n_clusters import n_clusters_diagnostics
@@ -38,7 +42,8 @@ def main() -> None:
     X = np.concatenate([rng.normal(c, 1.0, size=(100, 2)) for c in centres])
     bic = bg.compare_k(X, range(1, 7), methods="em", progressbar=False).best("bic")
     runs = {}
-    for name, conc in SETTINGS.items():
+    for name in args.only:
+        conc = SETTINGS[name]
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         with warnings.catch_warnings():
