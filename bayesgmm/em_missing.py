@@ -49,9 +49,9 @@ from bayesgmm.em import (
     EMInfo,
     EMState,
     _Frame,
-    _n_workers,
     _Stats,
     iterate,
+    plan_threads,
     rounding_variance,
 )
 
@@ -346,12 +346,15 @@ def _evaluator(layout: _Layout, state: EMState, threads: _Threads | None = None)
 class _Threads:
     """Row blocks across threads, as :class:`bayesgmm.em._Pass` runs complete data.
 
-    The kernels release the GIL and BLAS runs one thread per worker.
+    The kernels release the GIL and BLAS runs one thread per worker. The
+    budget is the caller's, as for complete data (:func:`bayesgmm.em.plan_threads`;
+    the work per row is that of full covariances whatever the type, since the
+    precisions are handled as full matrices).
     """
 
     def __init__(self, layout: _Layout, n_components: int):
         n, d2 = layout.ZO.shape
-        self.workers = _n_workers(n, n_components, d2 // 2)
+        self.workers, _ = plan_threads(n, n_components, d2 // 2, "full")
         self._limits = threadpool_limits(1) if self.workers > 1 else None
         self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
 

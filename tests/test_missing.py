@@ -169,6 +169,25 @@ def test_wide_data_take_the_general_layout_and_match_scipy():
             assert got[n, k] == pytest.approx(ref, rel=1e-10)  # 60-D Cholesky rounding
 
 
+def test_threads_follow_the_callers_blas_budget():
+    # the incomplete-data passes plan threads as complete data do (em.plan_threads): one
+    # worker when the caller limits BLAS to one thread, the same plan otherwise
+    from threadpoolctl import threadpool_limits
+
+    X = with_holes(np.random.default_rng(0).normal(size=(20_000, 16)), 0.2, 0)
+    layout = em_missing._Layout.of(X, em_missing.frame_of(X, "full"))
+    with threadpool_limits(1, user_api="blas"):
+        threads = em_missing._Threads(layout, 8)
+        assert threads.workers == 1
+        threads.close()
+    expected = em.plan_threads(20_000, 8, 16, "full")[0]  # before _Threads limits BLAS
+    threads = em_missing._Threads(layout, 8)
+    try:
+        assert threads.workers == expected
+    finally:
+        threads.close()
+
+
 def test_predictions_use_the_observed_coordinates(iris_fits):
     model = iris_fits["full"]
     r = model.result_
