@@ -85,7 +85,8 @@ def peak_memory(build, X) -> int:
     return peak
 
 
-def measure(X: np.ndarray, build: dict, n_iter: int, repeat: int, base_iter: int = 2) -> dict:
+def measure(X: np.ndarray, build: dict, n_iter: int | dict, repeat: int,
+            base_iter: int = 2) -> dict:
     """Time per EM iteration and peak memory of each library on ``X``.
 
     ``build[name](m)`` makes an estimator that runs exactly ``m`` iterations.
@@ -94,35 +95,44 @@ def measure(X: np.ndarray, build: dict, n_iter: int, repeat: int, base_iter: int
     iteration is the median over repeats of the difference divided by
     ``n_iter``, so each fit's fixed costs (checks, start, final E-step,
     result object) cancel; they are reported apart (``fixed``, the median
-    of the short fit minus ``base_iter`` iterations). ``whole_fit_per_iter``
-    is the long fit's median time over its iteration count. Peak memory is
-    traced over the short fit: every iteration allocates the same.
+    of the short fit minus ``base_iter`` iterations). ``n_iter`` may be a
+    dict by library (a fast library needs more iterations to rise above the
+    timer's noise); the libraries' fits are then compared at the short
+    length, where both ran ``base_iter`` iterations from the same start.
+    ``whole_fit_per_iter`` is the long fit's median time over its iteration
+    count. Peak memory is traced over the short fit: every iteration
+    allocates the same.
     """
+    counts = n_iter if isinstance(n_iter, dict) else dict.fromkeys(build, n_iter)
     for make in build.values():
         fit_quietly(make(base_iter), X[:1000])  # warm-up: imports, caches
-    long_iter = base_iter + n_iter
     times: dict[str, dict[str, list[float]]] = {n: {"short": [], "long": []} for n in build}
-    fitted = {}
+    fitted: dict[str, dict] = {n: {} for n in build}
     for _ in range(repeat):
         for name, make in build.items():
-            for length, m in (("short", base_iter), ("long", long_iter)):
+            for length, m in (("short", base_iter), ("long", base_iter + counts[name])):
                 model = make(m)
                 start = time.perf_counter()
                 fit_quietly(model, X)
                 times[name][length].append(time.perf_counter() - start)
-            fitted[name] = model
+                fitted[name][length] = model
+    compared = "long" if len(set(counts.values())) == 1 else "short"
     rows = {}
-    for name, model in fitted.items():
+    for name, models_ in fitted.items():
         short, long_ = times[name]["short"], times[name]["long"]
-        per_iter = statistics.median(b - a for a, b in zip(short, long_, strict=True)) / n_iter
-        rows[name] = dict(per_iter=per_iter,
+        differences = [b - a for a, b in zip(short, long_, strict=True)]
+        per_iter = statistics.median(differences) / counts[name]
+        model = models_[compared]
+        rows[name] = dict(per_iter=per_iter, timed_iterations=counts[name],
                           fixed=statistics.median(short) - base_iter * per_iter,
-                          whole_fit_per_iter=statistics.median(long_) / long_iter,
+                          whole_fit_per_iter=statistics.median(long_) / (base_iter + counts[name]),
                           peak=peak_memory(lambda make=build[name]: make(base_iter), X),
                           loglik=float(model.score(X) * len(X)), n_iter=int(model.n_iter_),
                           seconds_short=short, seconds_long=long_)
     ours, ref = rows["bayesgmm"], rows["scikit-learn"]
-    return dict(results=rows, iterations_short=base_iter, iterations_long=long_iter,
+    return dict(results=rows, iterations_short=base_iter,
+                iterations_long={name: base_iter + m for name, m in counts.items()},
+                loglik_compared_at=compared,
                 speedup=ref["per_iter"] / ours["per_iter"],
                 whole_fit_speedup=ref["whole_fit_per_iter"] / ours["whole_fit_per_iter"],
                 memory_ratio=ours["peak"] / ref["peak"],
