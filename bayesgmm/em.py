@@ -1090,12 +1090,8 @@ def run_em(
     if _has_nan(X):
         from bayesgmm import em_missing
 
-        if model is not None:
-            raise ValueError(f"covariance_type={model!r} (an mclust model) cannot be fitted to "
-                             "data with missing entries yet; use one of 'full', 'tied', "
-                             "'diag', 'spherical', or drop or impute the incomplete rows.")
         return em_missing.run_em(X, state, reg_covar=reg_covar, tol=tol, max_iter=max_iter,
-                                 callback=callback)
+                                 callback=callback, model=model)
     scale = state.covariance_type if model is None else parsimonious.scale_kind(model)
     frame = _Frame.of(X, scale)
     runner = _Pass(X, frame, state.weights.shape[0], state.covariance_type)

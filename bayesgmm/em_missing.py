@@ -44,6 +44,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bayesgmm import _missing_kernel as kernel
+from bayesgmm import parsimonious
 from bayesgmm.em import (
     LOG_2PI,
     EMInfo,
@@ -621,6 +622,7 @@ def run_em(
     tol: float,
     max_iter: int,
     callback=None,
+    model: str | None = None,
 ) -> tuple[EMState, EMInfo]:
     """Iterate EM on incomplete data from ``state`` (see :func:`bayesgmm.em.run_em`).
 
@@ -641,6 +643,14 @@ def run_em(
         Maximum number of iterations.
     callback : callable, optional
         Called as ``callback(iteration, mean_log_likelihood)`` after each pass.
+    model : str, optional
+        One of the 14 mclust models (:mod:`bayesgmm.parsimonious`); ``state``
+        is then a ``"full"`` state. The E-step gives every component's
+        expected complete-data scatter (completed rows' second moments plus
+        the conditional covariances), in which the expected complete-data
+        log-likelihood has the same form as the complete-data one, so the
+        M-step is :func:`bayesgmm.parsimonious.constrain` applied to it, in
+        the model's working units (:func:`bayesgmm.parsimonious.scale_kind`).
 
     Returns
     -------
@@ -648,7 +658,8 @@ def run_em(
     info : EMInfo
         ``lower_bound`` and ``trace`` are mean observed-data log-likelihoods.
     """
-    frame, layout = _prepare(X, state.covariance_type)
+    scale = state.covariance_type if model is None else parsimonious.scale_kind(model)
+    frame, layout = _prepare(X, scale)
     complete = len(layout.groups) == 1 and not layout.groups[0].missing.shape[1]
     floor = reg_covar if complete else resolution_floor(X, reg_covar)  # complete: usual EM
     threads = _Threads(layout, state.weights.shape[0])
@@ -657,7 +668,7 @@ def run_em(
                              frame.to_work(state), n_samples=X.shape[0],
                              log_jacobian=float(layout.log_jacobian.mean()),
                              reg=frame.reg(floor), reg_covar=reg_covar, tol=tol,
-                             max_iter=max_iter, callback=callback)
+                             max_iter=max_iter, callback=callback, model=model)
     finally:
         threads.close()
     return frame.to_data(work), info

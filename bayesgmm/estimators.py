@@ -320,8 +320,8 @@ class EMGMM(BaseGMM):
         the nearest of the four scikit-learn types
         (:func:`bayesgmm.parsimonious.screening_kind`) and run to convergence
         under the model; run 0 starts from model-based hierarchical
-        clustering (``init_params="hc"``), mclust's default. Not yet for data
-        with missing entries or Dask arrays.
+        clustering (``init_params="hc"``), mclust's default. Data with missing
+        entries too (the M-step on expected scatters); not yet Dask arrays.
     tol : float, default=1e-7
         EM stops when the mean log-likelihood per sample gains less.
         Much tighter than scikit-learn's 1e-3: the engine is fast, and EM
