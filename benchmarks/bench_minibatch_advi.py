@@ -23,6 +23,12 @@ at the start and end of every child.
         --sizes 10000 100000 1000000 10000000 --repeat 3 \\
         --out benchmarks/results/minibatch_advi.json
 
+``--ablation`` runs the optimiser alone (``vi.fit_minibatch_advi``, full-rank) at each size
+with its control variate and its Laplace start switched on and off (``--repeat`` seeds):
+
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_minibatch_advi.py \
+        --ablation --sizes 1000000 --repeat 1 --out benchmarks/results/minibatch_advi_ablation.json
+
 Goal (issue 13): N = 1,000,000 in under 120 s on 2 cores with the posterior means within
 0.02 data sd of EM.
 """
@@ -62,6 +68,8 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--full-batch-max", type=int, default=100_000,
                    help="largest N for the full-batch ADVI comparison")
     p.add_argument("--out", default=None, help="write the raw record (benchmarks/_record.py)")
+    p.add_argument("--ablation", action="store_true",
+                   help="only the optimiser, with and without control variate / Laplace start")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -136,10 +144,68 @@ def child(spec: dict) -> dict:
     return out
 
 
+def ablation(n: int, batch_size: int, draws: int, seeds: int) -> list[dict]:
+    """The optimiser alone with its control variate and Laplace start switched on and off.
+
+    ``vi.fit_minibatch_advi`` (full-rank) on the kernel, started at an EM fit
+    (``n_init=1``); k-hat on ``draws`` full-data passes; the gap of ``q``'s mean of the
+    component means from the start, in standardized units (= data sd).
+    """
+    import numpy as np
+
+    import bayesgmm as bg
+    from bayesgmm import em as em_module
+    from bayesgmm.bayes import vi
+    from bayesgmm.bayes.density import MixtureDensity
+    from bayesgmm.bayes.params import raw_from_params, unconstrained_from_raw
+    from bayesgmm.bayes.spec import model_data
+
+    X = make_data(n, 0)
+    ref = bg.EMGMM(3, n_init=1, random_state=0).fit(X)
+    md = model_data(X, 3, None, np.full(2, 1e-6), "full")
+    dens = MixtureDensity(3, 2, "full", md)
+    cov = em_module.full_covariances(ref.covariances_, "full", 3, 2)
+    start = dens.flatten(unconstrained_from_raw(raw_from_params(
+        ref.weights_, ref.means_, cov, covariance_type="full", center=md.center,
+        scale=md.scale, reg_diag=md.reg_diag)))
+    mu = dens.slices[dens.names.index("mu_std")]
+    rows = []
+    for control in (True, False):
+        for laplace in (True, False):
+            for seed in range(seeds):
+                t = time.perf_counter()
+                q, trace = vi.fit_minibatch_advi(
+                    dens.value_and_grad_rows, start, n, batch_size, method="fullrank_advi",
+                    value_and_grad=dens.value_and_grad if control else None,
+                    curvature_rows=100_000 if laplace else 0, rng=np.random.default_rng(seed))
+                seconds = time.perf_counter() - t
+                k_hat = vi.importance_pareto_k(dens.logp, q, q.sample(draws,
+                                               np.random.default_rng(seed + 100)), workers=2)
+                sd = np.sqrt(np.sum(q.chol**2, axis=1))
+                rows.append({"control_variate": control, "laplace_start": laplace,
+                             "seed": seed, "seconds": seconds, "n_steps": q.n_steps,
+                             "converged": q.converged, "n_epochs": trace.n_epochs,
+                             "mean_gap_std_units": float(np.max(np.abs(q.mean[mu] - start[mu]))),
+                             "q_sd_of_means_std_units": sd[mu].tolist(), "pareto_k": k_hat})
+                print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None) -> dict:
     args = _parse(argv)
     if args.child is not None:
         print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
+        return {}
+    if args.ablation:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _record import git_state, write_record
+
+        state = git_state()
+        rows = [ablation(n, args.batch_size, args.draws, args.repeat) for n in args.sizes]
+        if args.out:
+            write_record(args.out, {"git": state, "settings": vars(args),
+                                    "ablation": dict(zip(map(str, args.sizes), rows,
+                                                         strict=True))})
         return {}
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _record import git_state, write_record
