@@ -22,7 +22,9 @@ array operations (missing entries set to the mean, so ``Lambda_k (x - mu_k)``
 is one matrix product for all rows, less one offset per pattern). The M-step
 uses the completed rows' weighted second moments plus the conditional
 covariances, projected on the covariance structure by the same M-step as
-complete data (:class:`bayesgmm.em._Stats`). Each iteration cannot lower the
+complete data (:class:`bayesgmm.em._Stats`; for the 14 mclust models, that
+of :func:`bayesgmm.parsimonious.constrain` on the expected scatter, in the
+model's working units). Each iteration cannot lower the
 observed-data log-likelihood (up to the variance floor, see
 :func:`resolution_floor`), which is what is reported and what AIC, BIC and
 ICL use.

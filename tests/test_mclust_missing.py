@@ -97,6 +97,17 @@ def test_log_likelihood_is_the_observed_data_one_and_covariances_are_members(mod
     assert np.linalg.eigvalsh(fit.covariances_).min() >= floor.min() * (1 - 1e-9)
 
 
+def test_vvv_is_the_full_fit_on_incomplete_data(fits):
+    # VVV is scikit-learn's "full": both reach the same sound maximum (-188.35) with
+    # n_init=3 (docs/missing.md); both stop at tol=1e-7 per row, 150 rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bg.ConvergenceWarning)
+        full = bg.EMGMM(3, covariance_type="full", n_init=3, random_state=0).fit(IRIS_HOLES)
+    assert fits["VVV"].result_.log_likelihood == pytest.approx(full.result_.log_likelihood,
+                                                               abs=1e-4)
+    assert fits["VVV"].result_.log_likelihood == pytest.approx(-188.3518, abs=1e-3)
+
+
 def test_member_check_sees_an_unconstrained_fit_on_the_same_data(fits):
     # the VVV fit to these data is not a member of the constrained models
     covs = fits["VVV"].covariances_
