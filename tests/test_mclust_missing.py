@@ -37,19 +37,18 @@ def _observed_log_likelihood(X, weights, means, covs):
     return total
 
 
-def _expected_scatter(X, weights, means, covs):
-    """Sizes, means and expected complete-data scatters of one E-step, row by row.
+def _completions(X, weights, means, covs, conditional=None):
+    """Responsibilities and completed rows (x_O, E[x_M | x_O, k]) of every row and component.
 
-    For row n and component k: r_nk from scipy's observed-part densities, the completed
-    row (x_O, E[x_M | x_O, k]) and the conditional covariance Sigma_MM - Sigma_MO
-    Sigma_OO^-1 Sigma_OM (the Schur complement, not the precision-block form the
-    package uses).
+    r_nk from scipy's observed-part densities; the conditional mean by regression on the
+    observed block, and (into ``conditional``, if given) the conditional covariance
+    Sigma_MM - Sigma_MO Sigma_OO^-1 Sigma_OM: the Schur complement, not the
+    precision-block form the package uses.
     """
     n, d = X.shape
     k = len(weights)
     resp = np.empty((n, k))
     completed = np.empty((n, k, d))
-    conditional = np.zeros((n, k, d, d))
     for i, x in enumerate(X):
         o = ~np.isnan(x)
         m = ~o
@@ -60,8 +59,17 @@ def _expected_scatter(X, weights, means, covs):
             gain = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)])
             completed[i, j] = x
             completed[i, j, m] = means[j][m] + gain @ (x[o] - means[j][o])
-            conditional[i, j][np.ix_(m, m)] = S[np.ix_(m, m)] - gain @ S[np.ix_(o, m)]
+            if conditional is not None:
+                conditional[i, j][np.ix_(m, m)] = S[np.ix_(m, m)] - gain @ S[np.ix_(o, m)]
         resp[i] = np.exp(resp[i] - logsumexp(resp[i]))
+    return resp, completed
+
+
+def _expected_scatter(X, weights, means, covs):
+    """Sizes, means and expected complete-data scatters of one E-step, row by row."""
+    n, d = X.shape
+    conditional = np.zeros((n, len(weights), d, d))
+    resp, completed = _completions(X, weights, means, covs, conditional)
     nk = resp.sum(axis=0)
     mu = np.einsum("nk,nkd->kd", resp, completed) / nk[:, None]
     dev = completed - mu[None]
@@ -190,6 +198,12 @@ def test_predictions_with_missing_entries(fits):
         assert got == pytest.approx(_observed_log_likelihood(
             x[None], r.weights.values, r.means.values, r.covariances.values), rel=1e-10)
     assert fit.score_samples(IRIS_HOLES).sum() == pytest.approx(r.log_likelihood, rel=1e-10)
+    # impute: each missing entry at sum_k r_nk E[x_M | x_O, k], built row by row here
+    resp, completed = _completions(IRIS_HOLES, r.weights.values, r.means.values,
+                                   r.covariances.values)
+    np.testing.assert_allclose(proba, resp, rtol=1e-8, atol=1e-12)
+    expected = np.einsum("nk,nkd->nd", resp, completed)
+    np.testing.assert_allclose(np.asarray(r.impute()), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_compare_k_over_mclust_models_on_incomplete_data():
