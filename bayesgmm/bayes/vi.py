@@ -576,7 +576,9 @@ def fit_minibatch_advi(
        of its own standard deviations (means; and log standard deviations
        by less than ``move_tolerance``) from the window before.
 
-    The approximation returned is the last window's average.
+    The approximation returned is the last window's average.  With a step
+    budget reached first, ``converged`` is False (the last window's average
+    is returned all the same).
 
     Parameters
     ----------
@@ -606,6 +608,22 @@ def fit_minibatch_advi(
         Convergence of the refinement phase, in ``q``'s standard deviations.
     max_decays : int, default=6
         Most halvings of the rate (``learning_rate / 64`` at the default).
+    value_and_grad : callable, optional
+        ``x -> (log p(x), gradient)`` on all rows.  When given, each step's
+        estimate is taken relative to an anchor ``a`` (a control variate, as
+        in SVRG, Johnson and Zhang 2013): ``est(x) - est(a) + full(a)`` with
+        the same rows at ``x`` and ``a``, unbiased, with noise that shrinks
+        with ``|x - a|``.  The anchor starts at ``start`` and moves to the
+        window-averaged mean of ``q`` (one call of ``value_and_grad``) when
+        that moved by more than ``anchor_distance`` of ``q``'s standard
+        deviations.
+    anchor_distance : float, default=0.5
+        See ``value_and_grad``.
+    curvature_rows : int, default=100000
+        Start ``q`` at the Laplace approximation at ``start``, from the
+        curvature on this many random rows (:func:`curvature_factor`,
+        standard deviations capped at ``init_std``); 0: every standard
+        deviation ``init_std``.
     rng : numpy.random.Generator, optional
         Random source of the minibatches and of the Monte Carlo draws.
     progress : callable, optional
