@@ -100,12 +100,15 @@ def run_cell(n: int, d: int, k: int, kind: str, repeat: int) -> dict:
                 load_average=list(os.getloadavg()), **out)
 
 
-def markdown(path: str) -> str:
-    """The docs table of a grid record: ratio and peak-memory ratio per cell."""
-    with open(path) as handle:
-        record = json.load(handle)
+def markdown(paths: list[str]) -> str:
+    """The docs table of grid records: speed-up and peak-memory ratio per cell."""
+    cells = {}
+    for path in paths:
+        with open(path) as handle:
+            record = json.load(handle)
+        cells.update({(c["n"], c["d"], c["k"], c["covariance_type"]): c
+                      for c in record["cells"]})
     lines = ["| N | D | K | full | tied | diag | spherical |", "|---|---|---|---|---|---|---|"]
-    cells = {(c["n"], c["d"], c["k"], c["covariance_type"]): c for c in record["cells"]}
     for n, d, k in itertools.product(NS, DS, KS):
         row = [f"{n:,}", str(d), str(k)]
         for kind in TYPES:
@@ -127,8 +130,8 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true",
                         help="burn one core in another process while measuring")
     parser.add_argument("--json", default=None, help="write the raw results here")
-    parser.add_argument("--markdown", default=None, metavar="RECORD",
-                        help="print the docs table of a record and exit")
+    parser.add_argument("--markdown", default=None, metavar="RECORD", nargs="+",
+                        help="print the docs table of one or more records and exit")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(args.markdown))

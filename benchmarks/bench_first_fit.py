@@ -13,7 +13,10 @@ modules ended up loaded; the parent records the wall time of the process.
 A third process per repeat runs ``python -X importtime`` on the warm route
 and keeps the slowest imports, so the import budget in docs/benchmarks.md has a record.
 
-Run: ``python benchmarks/bench_first_fit.py --repeat 3 --out benchmarks/results/first_fit.json``
+Run: ``python benchmarks/bench_first_fit.py --repeat 3 --out benchmarks/results/first_fit.json``.
+While others edit the package in the same checkout, run it from a clone of
+HEAD (``PYTHONPATH=<clone>``): an edited kernel source invalidates Numba's
+cache between the cold and the warm process, and a half-saved file fails the fit.
 """
 
 from __future__ import annotations
@@ -68,7 +71,9 @@ def _run(cache: Path | None) -> dict:
     code = FIT.format(heavy=HEAVY)
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], env=_env(cache), capture_output=True,
-                         text=True, check=True)
+                         text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"the fit process failed:\n{out.stderr[-3000:]}")
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     figures["wall"] = time.perf_counter() - t0
     return figures
@@ -97,7 +102,9 @@ def main() -> None:
     state = git_state()
     runs: dict[str, list[dict]] = {"cold": [], "warm": []}
     imports: list[list[dict]] = []
-    for _ in range(args.repeat):
+    keys = ("wall", "process", "import_bayesgmm", "import_bayes", "compile", "sample",
+            "fit_other", "cpu_process", "cpu_import_bayesgmm", "cpu_import_bayes", "cpu_fit")
+    for repeat in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="bayesgmm-first-fit-") as tmp:
             for kind in ("cold", "warm"):
                 figures = _run(Path(tmp))
@@ -110,17 +117,16 @@ def main() -> None:
                       f"{figures['cpu_process']:.2f} s, load {figures['load_average'][0]:.1f}",
                       flush=True)
             imports.append(_slowest_imports(Path(tmp)))
-    keys = ("wall", "process", "import_bayesgmm", "import_bayes", "compile", "sample",
-            "fit_other", "cpu_process", "cpu_import_bayesgmm", "cpu_import_bayes", "cpu_fit")
-    medians = {kind: {k: statistics.median(r[k] for r in rows) for k in keys}
-               for kind, rows in runs.items()}
+        medians = {kind: {k: statistics.median(r[k] for r in rows) for k in keys}
+                   for kind, rows in runs.items()}
+        if args.out:  # after every repeat: a failure later keeps what was measured
+            write_record(args.out, {"git": state, "runs": runs, "medians": medians,
+                                    "repeats_done": repeat + 1,
+                                    "slowest_imports_warm": imports,
+                                    "data": "Old Faithful, BayesGMM(2) defaults, 4 x 1000"})
     for kind, m in medians.items():
         print(f"median {kind}: " + ", ".join(f"{k} {v:.2f} s" for k, v in m.items()))
     print("loaded after the fit:", runs["warm"][-1]["loaded"])
-    if args.out:
-        write_record(args.out, {"git": state, "runs": runs, "medians": medians,
-                                "slowest_imports_warm": imports,
-                                "data": "Old Faithful, BayesGMM(2) defaults, 4 x 1000"})
 
 
 if __name__ == "__main__":
