@@ -133,14 +133,6 @@ def component_log_density(
     return out
 
 
-def _logsumexp_last(a: np.ndarray, keepdims: bool = False) -> np.ndarray:
-    """Log-sum-exp over the last axis (plain NumPy: faster than SciPy's for small K)."""
-    m = np.max(a, axis=-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    out = np.log(np.sum(np.exp(a - m), axis=-1, keepdims=True)) + m
-    return out if keepdims else out[..., 0]
-
-
 def log_likelihood_dtype(n_values: int) -> type:
     """The dtype the pointwise log-likelihood of ``n_values`` (draw, observation) pairs is kept in.
 
@@ -341,7 +333,8 @@ def pointwise_log_likelihood(
     >>> ll.shape
     (1, 2)
     """
-    return _logsumexp_last(component_log_density(X, weights, means, covariances))
+    # in blocks of observations (draw_summaries): never the (draws, obs, components) array
+    return draw_summaries(X, weights, means, covariances).log_lik
 
 
 def draw_responsibilities(

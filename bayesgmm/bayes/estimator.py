@@ -536,7 +536,8 @@ class BayesGMM(BaseGMM):
             draws; rows sum to one.
         """
         arr = self._validate_predict_data(X)
-        return posterior.draw_responsibilities(arr, *self._thinned_draws()).mean(axis=0)
+        # in blocks of observations: never the (draws, obs, components) array
+        return posterior.draw_summaries(arr, *self._thinned_draws(), log_lik=False).mean
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log posterior-predictive density of each sample.
