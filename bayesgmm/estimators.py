@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayesgmm import criteria, em, em_dask, hc, parsimonious
+from bayesgmm import criteria, em, em_dask, em_missing, hc, parsimonious
 from bayesgmm._constants import COMPONENT, FEATURE, FEATURE_BIS, MISSING_OPTIONS, OBS
 from bayesgmm._validation import (
     check_distinct_rows,
@@ -797,7 +797,7 @@ default="auto"
         if name != "hc" or all(value is not None for value in inits.values()):
             name = "hierarchical" if name == "hc" else name
             return em.init_state(X, k, kind, init_params=name, **common, **inits)
-        Z = np.where(np.isnan(X), np.nanmean(X, axis=0), X) if np.isnan(X).any() else X
+        Z = self._filled(X) if np.isnan(X).any() else X
         rows, labels = hc.partition(Z, k, rng=common["rng"])
         resp = np.zeros((X.shape[0], k))
         resp[rows, labels] = 1.0
@@ -811,6 +811,30 @@ default="auto"
             state = state._replace(covariances=covs,
                                    precisions_cholesky=em.precision_cholesky(covs, kind))
         return state
+
+    def _filled(self, X: np.ndarray) -> np.ndarray:
+        """``X`` with missing entries at their conditional mean under one full Gaussian.
+
+        The tree of the ``"hc"`` start is grown on these completed data.
+        Column means (the earlier fill) put every incomplete row on the
+        centre lines of the cloud: on iris with 20 % MCAR
+        (``with_holes(X, 0.2, s)`` of ``tests/conftest.py``, seeds 0-7) the
+        one-run default of VVV, VVI, VEE and VEV ended collapsed in 11 of 32
+        fits; from the conditional-mean fill, in none, with log-likelihoods
+        equal to or within 3 of the best of ``n_init=10``
+        (``tests/test_start_incomplete.py``, docs/missing.md). Falls back to
+        the column means if the one-component fit breaks down.
+        """
+        Z = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+        try:
+            start = em.init_state(X, 1, "full", reg_covar=self.reg_covar, init_params="kmeans",
+                                  rng=np.random.default_rng(0))
+            one, _ = em.run_em(X, start, reg_covar=self.reg_covar, tol=self.tol,
+                               max_iter=max(self.max_iter, 1))
+            filled = em_missing.conditional_mean(X, one)
+        except (ValueError, np.linalg.LinAlgError):
+            return Z
+        return filled if np.isfinite(filled).all() else Z
 
     def _progress(self, init: int):
         if not self.verbose:
