@@ -145,10 +145,21 @@ def main() -> None:
               if args.busy else None)
     cells = []
     started = time.perf_counter()
+
+    def save() -> None:
+        below = [c for c in cells if c["speedup"] < GOAL or c["memory_ratio"] > 1]
+        write_record(args.json, {"git": state, "busy": args.busy, "repeat": args.repeat,
+                                 "threads": threads, "goal_speedup": GOAL,
+                                 "min_speedup": min(c["speedup"] for c in cells),
+                                 "max_memory_ratio": max(c["memory_ratio"] for c in cells),
+                                 "cells_missing_goal": len(below), "cells": cells})
+
     try:
         for n, d, k, kind in itertools.product(args.n, args.d, args.k, args.types):
             cell = run_cell(n, d, k, kind, args.repeat)
             cells.append(cell)
+            if args.json:  # after every cell: a long grid stopped early keeps its cells
+                save()
             ours = cell["results"]["bayesgmm"]["per_iter"]
             ref = cell["results"]["scikit-learn"]["per_iter"]
             flag = "" if cell["speedup"] >= GOAL and cell["memory_ratio"] <= 1 else "  <- goal"
@@ -166,12 +177,6 @@ def main() -> None:
     print(f"{len(cells)} cells in {time.perf_counter() - started:.0f} s; "
           f"{len(below)} miss the goal (>= {GOAL}x, memory ratio <= 1); "
           f"{len(disagree)} disagree on the log-likelihood")
-    if args.json:
-        write_record(args.json, {"git": state, "busy": args.busy, "repeat": args.repeat,
-                                 "threads": threads, "goal_speedup": GOAL,
-                                 "min_speedup": min(c["speedup"] for c in cells),
-                                 "max_memory_ratio": max(c["memory_ratio"] for c in cells),
-                                 "cells_missing_goal": len(below), "cells": cells})
 
 
 if __name__ == "__main__":
