@@ -103,7 +103,7 @@ def _child(args: argparse.Namespace) -> dict:
     est_module.inference.run_nuts = timed_run_nuts
     out: dict = {"n_obs": n, "n_components": args.components, "n_features": args.features,
                  "draws": args.draws, "chains": args.chains, "tune": args.tune,
-                 "rss_before_fit_mb": _rss_mb()}
+                 "rss_before_fit_mb": _rss_mb(), "load_average_start": list(os.getloadavg())}
     t0 = time.perf_counter()
     fit = bg.BayesGMM(args.components, draws=args.draws, tune=args.tune, chains=args.chains,
                       random_state=args.seed, progressbar=False).fit(sim.X)
@@ -155,6 +155,7 @@ def _child(args: argparse.Namespace) -> dict:
     out["post_steps"] = list(post)
     out["outside_sampling_share"] = out["outside_sampling_s"] / out["sampling_s"]
     out["post_share"] = out["post_s"] / out["sampling_s"]
+    out["load_average_end"] = list(os.getloadavg())
     sampler.stop.set()
     sampler.join()
     out["peak_rss_mb"] = _maxrss_mb()
