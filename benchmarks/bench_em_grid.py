@@ -79,7 +79,10 @@ def iterations(X, build: dict, base_iter: int = 2, pilot_rows: int = 5_000,
             start = time.perf_counter()
             fit_quietly(make(m), sub)
             times.append(time.perf_counter() - start)
-        per_iter[name] = max(times[1] - times[0], 1e-6) / pilot_iter * len(X) / len(sub)
+        # the whole long fit over its iterations: an upper bound of the time per
+        # iteration (the difference of two pilot fits can be ~0 on a loaded
+        # machine, which once gave 2,000 timed iterations of 87 ms each)
+        per_iter[name] = times[1] / (base_iter + pilot_iter) * len(X) / len(sub)
     counts = {}
     for name, seconds in per_iter.items():
         m = TARGET_SECONDS / seconds
