@@ -387,10 +387,10 @@ default="auto"
         k-means++. Under ``"auto"`` the mclust models also start run 0 there.
         On data with missing entries the tree is grown on the data completed
         by their conditional means under one full Gaussian fitted by EM
-        (column means left incomplete rows on the cloud's centre lines and
-        collapsed 56 of 324 one-run mclust fits on iris with 10-40 % MCAR,
-        K=2-4; this fill, 7; with the rescue above, 0 collapsed and 2
-        warned as not converged; docs/missing.md).
+        (column means left incomplete rows on the cloud's centre lines:
+        of 378 one-run fits on iris with 10-40 % MCAR, K=2-4, seven models,
+        57 collapsed from column means, 6 from this fill, 0 with the rescue
+        above; ``benchmarks/results/start_incomplete.json``, docs/missing.md).
     weights_init : array-like of shape (n_components,), optional
         Initial weights (replace the estimate from ``init_params``).
     means_init : array-like of shape (n_components, n_features), optional
@@ -874,8 +874,9 @@ default="auto"
         one-run default of VVV, VVI, VEE and VEV ended collapsed in 11 of 32
         fits; from the conditional-mean fill, in none, with log-likelihoods
         equal to or within 3 of the best of ``n_init=10``
-        (``tests/test_start_incomplete.py``, docs/missing.md). Falls back to
-        the column means if the one-component fit breaks down.
+        (``tests/test_start_incomplete.py``;
+        ``benchmarks/bench_start_incomplete.py`` for a wider grid). Falls
+        back to the column means if the one-component fit breaks down.
         """
         Z = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
         try:
