@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayesgmm import criteria, em, em_dask, em_missing, hc, parsimonious
+from bayesgmm import criteria, em, em_dask, hc, parsimonious
 from bayesgmm._constants import COMPONENT, FEATURE, FEATURE_BIS, MISSING_OPTIONS, OBS
 from bayesgmm._validation import (
     check_distinct_rows,
@@ -878,6 +878,8 @@ default="auto"
         ``benchmarks/bench_start_incomplete.py`` for a wider grid). Falls
         back to the column means if the one-component fit breaks down.
         """
+        from bayesgmm import em_missing  # its Numba kernel loads only with missing data
+
         Z = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
         try:
             start = em.init_state(X, 1, "full", reg_covar=self.reg_covar, init_params="kmeans",
