@@ -257,9 +257,11 @@ def rows(v, zo, means, local, missing, inv, const, offset, log_prob,
     :func:`_schur`): ``log_prob[n, k] = const[k, p] - quad / 2``, where
     ``const`` holds ``log w_k - ((D - m) log 2 pi + log det Sigma_k + log det
     Lambda_kMM) / 2``, and ``completed[n, k]`` is the row minus ``mu_k`` with
-    its missing coordinates at ``E[x_M | x_O, k] - mu_kM = -s``.
+    its missing coordinates at ``E[x_M | x_O, k] - mu_kM = -s`` (left
+    untouched when ``completed`` has no rows).
     """
     n_rows, k_all, d = v.shape
+    fill = completed.shape[0] > 0
     m = missing.shape[1]
     t = np.empty(m)
     s = np.empty(m)
@@ -268,6 +270,8 @@ def rows(v, zo, means, local, missing, inv, const, offset, log_prob,
         for k in range(k_all):
             quad = _schur(v, zo, means, n, k, missing, p, inv, offset, t, s)
             log_prob[n, k] = const[k, p] - 0.5 * quad
+            if not fill:
+                continue
             for j in range(d):
                 completed[n, k, j] = zo[n, j] - means[k, j]
             for i in range(m):
@@ -278,15 +282,7 @@ def rows(v, zo, means, local, missing, inv, const, offset, log_prob,
 def log_densities(v, zo, means, local, missing, inv, const, offset,
                   log_prob):  # pragma: no cover - compiled
     """``log_prob`` of :func:`rows` alone (no completed rows: the E-step of a prediction)."""
-    n_rows, k_all, _ = v.shape
-    m = missing.shape[1]
-    t = np.empty(m)
-    s = np.empty(m)
-    for n in range(n_rows):
-        p = local[n]
-        for k in range(k_all):
-            quad = _schur(v, zo, means, n, k, missing, p, inv, offset, t, s)
-            log_prob[n, k] = const[k, p] - 0.5 * quad
+    rows(v, zo, means, local, missing, inv, const, offset, log_prob, np.empty((0, 0, 0)))
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
