@@ -38,6 +38,16 @@ _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
+def _log_sum_exp(lc):  # pragma: no cover - compiled
+    """``log(sum(exp(lc)))`` of a 1-D array, shifted by its maximum."""
+    top = lc.max()
+    acc = 0.0
+    for k in range(lc.shape[0]):
+        acc += np.exp(lc[k] - top)
+    return top + np.log(acc)
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _softplus(x: float) -> float:
     return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
 
@@ -53,11 +63,7 @@ def _log_weights(theta, K):  # pragma: no cover - compiled
         log_w[k] = theta[k]
         total += theta[k]
     log_w[K - 1] = -total
-    top = log_w.max()
-    acc = 0.0
-    for k in range(K):
-        acc += np.exp(log_w[k] - top)
-    return log_w - (top + np.log(acc))
+    return log_w - _log_sum_exp(log_w)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -431,11 +437,7 @@ def _masked_pass(Z, mu, log_w, cov):  # pragma: no cover - compiled
                     y[k, i] = acc
                     sq += acc * acc
                 lc[k] = log_w[k] - 0.5 * sq - log_det[c] - m * _HALF_LOG_2PI
-            top = lc.max()
-            acc = 0.0
-            for k in range(K):
-                acc += np.exp(lc[k] - top)
-            lse = top + np.log(acc)
+            lse = _log_sum_exp(lc)
             loglik += lse
             for k in range(K):
                 r = np.exp(lc[k] - lse)
@@ -502,11 +504,7 @@ def _masked_diagonal_pass(Z, mu, log_w, var):  # pragma: no cover - compiled
                 y[k, d] = (Z[n, d] - mu[k, d]) / np.sqrt(var[c, d])
                 acc += y[k, d] * y[k, d] + np.log(var[c, d]) + 2.0 * _HALF_LOG_2PI
             lc[k] = log_w[k] - 0.5 * acc
-        top = lc.max()
-        acc = 0.0
-        for k in range(K):
-            acc += np.exp(lc[k] - top)
-        lse = top + np.log(acc)
+        lse = _log_sum_exp(lc)
         loglik += lse
         for k in range(K):
             c = 0 if shared else k
