@@ -15,6 +15,7 @@ from conftest import with_holes
 from scipy import stats
 from scipy.special import logsumexp
 from test_mclust import _member_of
+from test_missing import _observed_log_likelihood
 
 import bayesgmm as bg
 from bayesgmm import em, em_missing, parsimonious
@@ -24,17 +25,6 @@ MODELS = ["EII", "VEI", "EVE", "VEV", "EEE", "VVV"]
 
 IRIS = bg.datasets.load_iris().to_numpy()
 IRIS_HOLES = with_holes(IRIS, 0.2, 0)  # ~20% MCAR
-
-
-def _observed_log_likelihood(X, weights, means, covs):
-    """sum_n log sum_k w_k N(x_nO | mu_kO, Sigma_kOO), one scipy call per row and component."""
-    total = 0.0
-    for x in X:
-        o = ~np.isnan(x)
-        terms = [np.log(w) + stats.multivariate_normal(m[o], c[np.ix_(o, o)]).logpdf(x[o])
-                 for w, m, c in zip(weights, means, covs, strict=True)]
-        total += logsumexp(terms)
-    return total
 
 
 def _completions(X, weights, means, covs, conditional=None):
