@@ -38,6 +38,7 @@ import numpy as np
 from scipy.cluster.hierarchy import ward
 
 from bayesgmm._validation import validate_choice, validate_int, validate_positive
+from bayesgmm.initialization import working_units
 
 __all__ = ["HC_MODELS", "MAX_ROWS", "agglomerate", "cut", "partition"]
 
@@ -51,11 +52,6 @@ VVV_RIDGE = 0.1
 
 _CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _CACHE_SIZE = 8
-
-
-def _standardized(X: np.ndarray) -> np.ndarray:
-    sd = X.std(axis=0)
-    return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
 def agglomerate(X: np.ndarray, model: str = "VVV", *, ridge: float = VVV_RIDGE) -> np.ndarray:
@@ -242,6 +238,6 @@ def partition(X: np.ndarray, n_clusters: int, model: str = "VVV", *,
     if n > MAX_ROWS:
         rng = np.random.default_rng() if rng is None else rng
         rows = np.sort(rng.choice(n, MAX_ROWS, replace=False))
-    Z = _standardized(X[rows])
+    Z = working_units(X[rows])
     merges = agglomerate(Z, model)
     return rows, cut(merges, rows.size, n_clusters)
