@@ -219,6 +219,23 @@ def check_distinct_rows(X: np.ndarray, n_components: int) -> None:
     )
 
 
+def column_squares(X: np.ndarray, center: np.ndarray, block_elements: int) -> np.ndarray:
+    """Per column, the sum over rows of ``(x - center)^2``, NaN entries skipped.
+
+    In row blocks that hold at most 1/16 of ``X`` and at most
+    ``block_elements`` numbers: no copy of ``X``, and small data are not
+    copied whole either.
+    """
+    n, d = X.shape
+    step = max(1, min(block_elements, max(1 << 12, X.size // 16)) // max(1, d))
+    squares = np.zeros(d)
+    for a in range(0, n, step):
+        dev = X[a : a + step] - center
+        dev[np.isnan(dev)] = 0.0
+        squares += np.einsum("nd,nd->d", dev, dev)
+    return squares
+
+
 def _column_variances(X: np.ndarray, block_elements: int = 1 << 16) -> np.ndarray:
     """``np.nanvar(X, axis=0)`` in row blocks: no copy of ``X`` (nanvar makes two).
 
@@ -228,17 +245,14 @@ def _column_variances(X: np.ndarray, block_elements: int = 1 << 16) -> np.ndarra
     """
     n, d = X.shape
     step = max(1, min(block_elements, max(1 << 12, X.size // 16)) // max(1, d))
-    count, total, squares = np.zeros(d), np.zeros(d), np.zeros(d)
+    count, total = np.zeros(d), np.zeros(d)
     for a in range(0, n, step):
         block = X[a : a + step]
         seen = ~np.isnan(block)
         count += seen.sum(axis=0)
         total += np.where(seen, block, 0.0).sum(axis=0)
     mean = total / np.maximum(count, 1)
-    for a in range(0, n, step):
-        dev = X[a : a + step] - mean
-        dev[np.isnan(dev)] = 0.0
-        squares += np.einsum("nd,nd->d", dev, dev)
+    squares = column_squares(X, mean, block_elements)
     return np.where(count > 0, squares / np.maximum(count, 1), np.nan)
 
 

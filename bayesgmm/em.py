@@ -46,6 +46,7 @@ from scipy import linalg
 from threadpoolctl import ThreadpoolController
 
 from bayesgmm import parsimonious
+from bayesgmm._validation import column_squares
 from bayesgmm.initialization import initial_responsibilities, kmeans, working_scale
 
 __all__ = [
@@ -386,12 +387,7 @@ class _Frame(NamedTuple):
         numbers), so small data are not copied whole either.
         """
         center = X.mean(axis=0)
-        squares = np.zeros(X.shape[1])
-        block = min(_CHUNK_ELEMENTS, max(1 << 12, X.size // 16))
-        step = max(1, block // max(1, X.shape[1]))
-        for a in range(0, X.shape[0], step):
-            dev = X[a : a + step] - center
-            squares += np.einsum("nd,nd->d", dev, dev)
+        squares = column_squares(X, center, _CHUNK_ELEMENTS)
         return cls.from_moments(center, np.sqrt(squares / X.shape[0]), covariance_type)
 
     @classmethod
